@@ -1,0 +1,49 @@
+// The static TOML source: /etc/xlb/xlb.toml into a Config (node settings + a catalog).
+// Every error names file:line:column and the key, and a config with any error yields no Config:
+// nothing half-read is ever applied.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "model/model.h"
+
+namespace xlb::config {
+
+enum class XdpMode : uint8_t { native, generic, off };
+std::string_view to_string(XdpMode);
+
+struct NodeConfig {
+  std::vector<std::string> interfaces;
+  XdpMode xdp_mode = XdpMode::native;
+  std::string cgroup = "auto";  // "auto", "off", or the path of a cgroup v2 directory
+};
+
+struct ApiConfig {
+  std::string listen = "127.0.0.1:9180";
+};
+
+struct MaglevConfig {
+  // Same seed on every node gives the same rings, so a flow moved by ECMP keeps its backend.
+  std::string seed = "xlb-default-seed";
+  uint32_t min_table_size = 251;
+  uint32_t max_table_size = 131071;
+};
+
+struct Config {
+  NodeConfig node;
+  ApiConfig api;
+  MaglevConfig maglev;
+  model::Catalog catalog;
+};
+
+// Parses TOML text; `file_name` is only used in messages. On failure the Error holds one line
+// per problem, each "FILE:LINE:COLUMN: where: what".
+Result<Config> parse(std::string_view text, std::string_view file_name);
+Result<Config> load(const std::filesystem::path& path);
+
+}  // namespace xlb::config

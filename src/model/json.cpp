@@ -1,0 +1,89 @@
+#include "model/json.h"
+
+namespace xlb::model {
+
+using nlohmann::json;
+
+json to_json(const Frontend& f) {
+  return {{"address", f.address.to_string()},
+          {"port", f.port},
+          {"protocol", to_string(f.protocol)},
+          {"kind", to_string(f.kind)}};
+}
+
+json to_json(const Backend& b) {
+  return {{"address", b.address.to_string()}, {"port", b.port},   {"weight", b.weight},
+          {"state", to_string(b.state)},      {"node", b.node},   {"zone", b.zone}};
+}
+
+json to_json(const Service& s) {
+  json frontends = json::array();
+  for (const auto& f : s.frontends) frontends.push_back(to_json(f));
+  json backends = json::array();
+  for (const auto& b : s.backends) backends.push_back(to_json(b));
+  json out = {{"name", s.name},
+              {"mode", to_string(s.mode)},
+              {"frontends", std::move(frontends)},
+              {"backends", std::move(backends)},
+              {"health",
+               {{"type", to_string(s.health.type)},
+                {"interval_ms", s.health.interval.count()},
+                {"timeout_ms", s.health.timeout.count()}}}};
+  if (s.maglev_table_size) out["maglev_table_size"] = *s.maglev_table_size;
+  return out;
+}
+
+json to_json(const Catalog& c) {
+  json services = json::array();
+  for (const auto& s : c.services) services.push_back(to_json(s));
+  return {{"services", std::move(services)}};
+}
+
+namespace {
+
+template <class E>
+E enum_field(const json& j, const char* key, std::optional<E> (*parse)(std::string_view)) {
+  const auto text = j.at(key).get<std::string>();
+  if (auto v = parse(text)) return *v;
+  throw std::invalid_argument(std::string(key) + " \"" + text + "\" is not known");
+}
+
+IpAddress address_field(const json& j) {
+  auto a = IpAddress::parse(j.at("address").get<std::string>());
+  if (!a) throw std::invalid_argument(a.error().message);
+  return *a;
+}
+
+Service service_from_json(const json& j) {
+  Service s;
+  s.name = j.at("name").get<std::string>();
+  s.mode = enum_field(j, "mode", parse_forwarding_mode);
+  for (const auto& f : j.at("frontends"))
+    s.frontends.push_back({address_field(f), f.at("port").get<uint16_t>(),
+                           enum_field(f, "protocol", parse_protocol),
+                           enum_field(f, "kind", parse_frontend_kind)});
+  for (const auto& b : j.at("backends"))
+    s.backends.push_back({address_field(b), b.at("port").get<uint16_t>(),
+                          b.at("weight").get<uint32_t>(), enum_field(b, "state", parse_backend_state),
+                          b.value("node", ""), b.value("zone", "")});
+  const auto& h = j.at("health");
+  s.health.type = enum_field(h, "type", parse_health_check_type);
+  s.health.interval = std::chrono::milliseconds(h.at("interval_ms").get<int64_t>());
+  s.health.timeout = std::chrono::milliseconds(h.at("timeout_ms").get<int64_t>());
+  if (j.contains("maglev_table_size")) s.maglev_table_size = j["maglev_table_size"].get<uint32_t>();
+  return s;
+}
+
+}  // namespace
+
+Result<Catalog> catalog_from_json(const json& j) {
+  try {
+    Catalog c;
+    for (const auto& s : j.at("services")) c.services.push_back(service_from_json(s));
+    return c;
+  } catch (const std::exception& e) {
+    return Error{std::string("malformed catalog snapshot: ") + e.what()};
+  }
+}
+
+}  // namespace xlb::model

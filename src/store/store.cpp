@@ -1,0 +1,217 @@
+#include "store/store.h"
+
+#include <array>
+
+#include "model/json.h"
+
+namespace xlb::store {
+
+namespace {
+
+// Migration N takes a database from schema version N to N+1. Never edit a released one:
+// add a new step instead.
+constexpr std::array<std::string_view, Store::kSchemaVersion> kMigrations{
+    R"sql(
+    CREATE TABLE revisions (
+      id          INTEGER PRIMARY KEY AUTOINCREMENT,
+      created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+      source      TEXT NOT NULL,
+      summary     TEXT NOT NULL,
+      catalog     TEXT NOT NULL
+    );
+    CREATE TABLE events (
+      id          INTEGER PRIMARY KEY AUTOINCREMENT,
+      created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+      kind        TEXT NOT NULL,
+      subject     TEXT NOT NULL,
+      message     TEXT NOT NULL
+    );
+    CREATE INDEX events_by_kind ON events(kind, id);
+    CREATE TABLE settings (
+      key         TEXT PRIMARY KEY,
+      value       TEXT NOT NULL
+    );
+    )sql",
+};
+
+class Statement {
+ public:
+  Statement(sqlite3* db, std::string_view sql) : db_(db) {
+    sqlite3_stmt* raw = nullptr;
+    rc_ = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
+    stmt_.reset(raw);
+  }
+
+  bool prepared() const { return rc_ == SQLITE_OK; }
+  Statement& bind(int index, std::string_view text) {
+    sqlite3_bind_text(stmt_.get(), index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& bind(int index, int64_t value) {
+    sqlite3_bind_int64(stmt_.get(), index, value);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int step() { return sqlite3_step(stmt_.get()); }
+
+  int64_t integer(int column) const { return sqlite3_column_int64(stmt_.get(), column); }
+  std::string text(int column) const {
+    const auto* p = sqlite3_column_text(stmt_.get(), column);
+    return p ? reinterpret_cast<const char*>(p) : "";
+  }
+
+  Error error(std::string_view doing) const {
+    return Error{std::string(doing) + ": " + sqlite3_errmsg(db_)};
+  }
+
+ private:
+  struct Finalizer {
+    void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+  };
+  sqlite3* db_;
+  std::unique_ptr<sqlite3_stmt, Finalizer> stmt_;
+  int rc_ = SQLITE_OK;
+};
+
+Status exec(sqlite3* db, std::string_view sql, std::string_view doing) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, std::string(sql).c_str(), nullptr, nullptr, &message) == SQLITE_OK) return {};
+  Error e{std::string(doing) + ": " + (message ? message : sqlite3_errmsg(db))};
+  sqlite3_free(message);
+  return e;
+}
+
+Result<int> read_schema_version(sqlite3* db, const std::filesystem::path& path) {
+  Statement s(db, "PRAGMA user_version");
+  if (!s.prepared() || s.step() != SQLITE_ROW)
+    return Error{path.string() + ": cannot read the schema version: " + sqlite3_errmsg(db) +
+                 " (is it an SQLite database? xlb left it untouched; move it away to start fresh)"};
+  return static_cast<int>(s.integer(0));
+}
+
+Status migrate(sqlite3* db, int from) {
+  for (int version = from; version < Store::kSchemaVersion; ++version) {
+    const std::string step = "migrating the state database to schema version " + std::to_string(version + 1);
+    // One transaction per step: a crash leaves the database at a whole version, never between.
+    if (auto s = exec(db, "BEGIN IMMEDIATE", step); !s) return s;
+    auto s = exec(db, kMigrations[static_cast<size_t>(version)], step);
+    if (s) s = exec(db, "PRAGMA user_version = " + std::to_string(version + 1), step);
+    if (s) s = exec(db, "COMMIT", step);
+    if (!s) {
+      (void)exec(db, "ROLLBACK", step);
+      return s;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<Store> Store::open(const std::filesystem::path& path) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  Handle db(raw);
+  if (rc != SQLITE_OK)
+    return Error{path.string() + ": cannot open the state database: " +
+                 (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc))};
+  sqlite3_busy_timeout(db.get(), 5000);
+  sqlite3_extended_result_codes(db.get(), 1);
+
+  // Look before writing anything: the journal mode pragma below already rewrites the header.
+  auto version = read_schema_version(db.get(), path);
+  if (!version) return version.error();
+  if (*version > kSchemaVersion)
+    return Error{path.string() + ": the state database has schema version " + std::to_string(*version) +
+                 ", newer than this xlb knows (" + std::to_string(kSchemaVersion) +
+                 "); it was left untouched. Run the newer xlb, or move the file away to start fresh."};
+
+  // WAL: readers (the API, xlbctl) never block the daemon's writes. FULL: an accepted revision
+  // survives a power cut, not only a crash; revisions are rare, so the fsync is cheap.
+  for (auto pragma : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"})
+    if (auto s = exec(db.get(), pragma, path.string() + ": setting up the state database"); !s)
+      return s.error();
+  if (auto s = migrate(db.get(), *version); !s) return Error{path.string() + ": " + s.error().message};
+  return Store(std::move(db), path);
+}
+
+int Store::schema_version() const {
+  auto v = read_schema_version(db_.get(), path_);
+  return v ? *v : -1;
+}
+
+Result<int64_t> Store::record_revision(std::string_view source, std::string_view summary,
+                                       const model::Catalog& catalog) {
+  Statement s(db_.get(), "INSERT INTO revisions (source, summary, catalog) VALUES (?, ?, ?)");
+  if (!s.prepared()) return s.error("recording a revision");
+  s.bind(1, source).bind(2, summary).bind(3, model::to_json(catalog).dump());
+  if (s.step() != SQLITE_DONE) return s.error("recording a revision");
+  return sqlite3_last_insert_rowid(db_.get());
+}
+
+Result<std::vector<Revision>> Store::revisions(size_t limit) {
+  Statement s(db_.get(),
+              "SELECT id, created_at, source, summary, catalog FROM revisions ORDER BY id DESC LIMIT ?");
+  if (!s.prepared()) return s.error("reading revisions");
+  s.bind(1, static_cast<int64_t>(limit));
+  std::vector<Revision> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    Revision r{s.integer(0), s.text(1), s.text(2), s.text(3), {}};
+    auto json = nlohmann::json::parse(s.text(4), nullptr, /*allow_exceptions=*/false);
+    if (json.is_discarded())
+      return Error{"revision " + std::to_string(r.id) + ": the stored catalog is not valid JSON (damaged database?)"};
+    auto catalog = model::catalog_from_json(json);
+    if (!catalog) return Error{"revision " + std::to_string(r.id) + ": " + catalog.error().message};
+    r.catalog = std::move(*catalog);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return s.error("reading revisions");
+  return out;
+}
+
+Result<std::optional<Revision>> Store::latest_revision() {
+  auto list = revisions(1);
+  if (!list) return list.error();
+  if (list->empty()) return std::optional<Revision>{};
+  return std::optional<Revision>{std::move(list->front())};
+}
+
+Result<int64_t> Store::record_event(std::string_view kind, std::string_view subject, std::string_view message) {
+  Statement s(db_.get(), "INSERT INTO events (kind, subject, message) VALUES (?, ?, ?)");
+  if (!s.prepared()) return s.error("recording an event");
+  s.bind(1, kind).bind(2, subject).bind(3, message);
+  if (s.step() != SQLITE_DONE) return s.error("recording an event");
+  return sqlite3_last_insert_rowid(db_.get());
+}
+
+Result<std::vector<Event>> Store::events(size_t limit) {
+  Statement s(db_.get(), "SELECT id, created_at, kind, subject, message FROM events ORDER BY id DESC LIMIT ?");
+  if (!s.prepared()) return s.error("reading events");
+  s.bind(1, static_cast<int64_t>(limit));
+  std::vector<Event> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back({s.integer(0), s.text(1), s.text(2), s.text(3), s.text(4)});
+  if (rc != SQLITE_DONE) return s.error("reading events");
+  return out;
+}
+
+Result<std::optional<std::string>> Store::setting(std::string_view key) {
+  Statement s(db_.get(), "SELECT value FROM settings WHERE key = ?");
+  if (!s.prepared()) return s.error("reading a setting");
+  s.bind(1, key);
+  const int rc = s.step();
+  if (rc == SQLITE_ROW) return std::optional<std::string>{s.text(0)};
+  if (rc == SQLITE_DONE) return std::optional<std::string>{};
+  return s.error("reading setting " + std::string(key));
+}
+
+Status Store::set_setting(std::string_view key, std::string_view value) {
+  Statement s(db_.get(),
+              "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  if (!s.prepared()) return s.error("writing a setting");
+  s.bind(1, key).bind(2, value);
+  if (s.step() != SQLITE_DONE) return s.error("writing setting " + std::string(key));
+  return {};
+}
+
+}  // namespace xlb::store

@@ -1,0 +1,73 @@
+// The state database (/var/lib/xlb/state.db): every applied revision, events, settings.
+// It is history and restart memory, never on the per-packet path. A database written by a
+// newer xlb is refused and left untouched.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "model/model.h"
+
+namespace xlb::store {
+
+struct Revision {
+  int64_t id = 0;
+  std::string created_at;  // UTC, ISO 8601 with milliseconds
+  std::string source;      // "toml:/etc/xlb/xlb.toml", "kubernetes", ...
+  std::string summary;     // what changed, one line
+  model::Catalog catalog;  // the whole catalog as applied
+};
+
+struct Event {
+  int64_t id = 0;
+  std::string created_at;
+  std::string kind;     // "config", "health", "drain", ...
+  std::string subject;  // what it is about: a file, a service, a backend
+  std::string message;
+};
+
+class Store {
+ public:
+  // The newest schema this build knows; migrations bring older databases up to it.
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens (creating if needed) and migrates. Fails without writing anything if the file is
+  // not an SQLite database or was written by a newer schema.
+  static Result<Store> open(const std::filesystem::path& path);
+
+  int schema_version() const;
+
+  Result<int64_t> record_revision(std::string_view source, std::string_view summary,
+                                  const model::Catalog& catalog);
+  Result<std::optional<Revision>> latest_revision();
+  // Newest first.
+  Result<std::vector<Revision>> revisions(size_t limit);
+
+  Result<int64_t> record_event(std::string_view kind, std::string_view subject, std::string_view message);
+  // Newest first.
+  Result<std::vector<Event>> events(size_t limit);
+
+  Result<std::optional<std::string>> setting(std::string_view key);
+  Status set_setting(std::string_view key, std::string_view value);
+
+ private:
+  struct Closer {
+    void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+  };
+  using Handle = std::unique_ptr<sqlite3, Closer>;
+
+  Store(Handle db, std::filesystem::path path) : db_(std::move(db)), path_(std::move(path)) {}
+
+  Handle db_;
+  std::filesystem::path path_;
+};
+
+}  // namespace xlb::store

@@ -1,0 +1,66 @@
+// xlbd: the xlb daemon.
+#include <boost/program_options.hpp>
+#include <iostream>
+
+#include "config/config.h"
+#include "xlbd/daemon.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+// --dry-run: read and validate the config, say what would be served, touch nothing.
+int dry_run(const std::filesystem::path& path) {
+  auto config = xlb::config::load(path);
+  if (!config) {
+    std::cerr << config.error().message << "\n";
+    return 1;
+  }
+  std::cout << path.string() << ": ok, would serve " << config->catalog.services.size() << " services\n";
+  for (const auto& s : config->catalog.services) {
+    std::cout << "  " << s.name << " (" << xlb::model::to_string(s.mode) << "):";
+    for (const auto& f : s.frontends) std::cout << " " << f.to_string();
+    std::cout << " -> " << s.backends.size() << " backends\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  xlb::xlbd::Options options;
+  std::string log_level = "info";
+  po::options_description desc("Usage: xlbd [options]\n\nThe xlb load-balancer daemon.\n\nOptions");
+  desc.add_options()
+      ("help,h", "show this help")
+      ("version", "print the version")
+      ("config,c", po::value(&options.config)->default_value(options.config), "TOML config file")
+      ("state-dir", po::value(&options.state_dir)->default_value(options.state_dir),
+       "directory of the state database and lock")
+      ("dry-run", "validate the config and print what would be served, then exit; writes nothing")
+      ("log-level", po::value(&log_level)->default_value(log_level), "debug, info, warning or error");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "xlbd: " << e.what() << "\n(see xlbd --help)\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (vm.count("version")) {
+    std::cout << "xlbd " << XLB_VERSION << "\n";
+    return 0;
+  }
+  const auto level = xlb::parse_log_level(log_level);
+  if (!level) {
+    std::cerr << "xlbd: --log-level must be debug, info, warning or error, not \"" << log_level << "\"\n";
+    return 2;
+  }
+  if (vm.count("dry-run")) return dry_run(options.config);
+  xlb::Logger log(*level);
+  return xlb::xlbd::Daemon(options, log).run();
+}

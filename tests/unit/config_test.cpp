@@ -1,0 +1,229 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace xlb::config {
+namespace {
+
+// A minimal valid service that tests append to or break.
+constexpr std::string_view kWeb = R"(
+[[service]]
+name = "web"
+
+  [[service.frontend]]
+  address = "198.18.0.10"
+  port = 80
+
+  [[service.backend]]
+  address = "10.0.1.2"
+  port = 8080
+)";
+
+std::string errors_of(std::string_view text) {
+  auto r = parse(text, "xlb.toml");
+  EXPECT_FALSE(r.ok()) << "expected the config to be rejected";
+  return r.ok() ? "" : r.error().message;
+}
+
+TEST(Config, ShippedExampleIsValid) {
+  auto r = load(std::string(XLB_SOURCE_DIR) + "/config/xlb.toml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->catalog.services.size(), 2u);
+  EXPECT_EQ(r->api.listen, "127.0.0.1:9180");
+}
+
+TEST(Config, ReadsEveryKey) {
+  auto r = parse(R"(
+[node]
+interfaces = ["eth0", "eth1"]
+xdp_mode = "generic"
+cgroup = "/sys/fs/cgroup"
+[api]
+listen = "[::1]:9200"
+[maglev]
+seed = "s1"
+min_table_size = 509
+max_table_size = 8191
+[[service]]
+name = "dns"
+mode = "dsr"
+maglev_table_size = 1021
+  [[service.frontend]]
+  address = "2001:db8::53"
+  port = 53
+  protocol = "udp"
+  kind = "load-balancer"
+  [[service.backend]]
+  address = "2001:db8:1::2"
+  port = 53
+  weight = 3
+  node = "n1"
+  zone = "z1"
+  [[service.backend]]
+  address = "2001:db8:1::3"
+  port = 53
+  weight = 0
+  [service.health]
+  type = "http"
+  interval = "500ms"
+  timeout = "250ms"
+)",
+                 "t.toml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const Config& c = *r;
+  EXPECT_EQ(c.node.interfaces, (std::vector<std::string>{"eth0", "eth1"}));
+  EXPECT_EQ(c.node.xdp_mode, XdpMode::generic);
+  EXPECT_EQ(c.node.cgroup, "/sys/fs/cgroup");
+  EXPECT_EQ(c.api.listen, "[::1]:9200");
+  EXPECT_EQ(c.maglev.seed, "s1");
+  EXPECT_EQ(c.maglev.min_table_size, 509u);
+  EXPECT_EQ(c.maglev.max_table_size, 8191u);
+  const auto& s = c.catalog.services.at(0);
+  EXPECT_EQ(s.mode, model::ForwardingMode::dsr);
+  EXPECT_EQ(s.maglev_table_size, 1021u);
+  EXPECT_EQ(s.frontends.at(0).to_string(), "[2001:db8::53]:53/udp");
+  EXPECT_EQ(s.frontends.at(0).kind, model::FrontendKind::load_balancer);
+  EXPECT_EQ(s.backends.at(0).weight, 3u);
+  EXPECT_EQ(s.backends.at(0).node, "n1");
+  EXPECT_EQ(s.backends.at(0).zone, "z1");
+  EXPECT_EQ(s.backends.at(1).state, model::BackendState::draining);
+  EXPECT_EQ(s.health.type, model::HealthCheckType::http);
+  EXPECT_EQ(s.health.interval, std::chrono::milliseconds(500));
+  EXPECT_EQ(s.health.timeout, std::chrono::milliseconds(250));
+}
+
+TEST(Config, DefaultsWhenSectionsAreAbsent) {
+  auto r = parse(kWeb, "t.toml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->node.xdp_mode, XdpMode::native);
+  EXPECT_EQ(r->node.cgroup, "auto");
+  EXPECT_EQ(r->catalog.services[0].frontends[0].protocol, model::Protocol::tcp);
+  EXPECT_EQ(r->catalog.services[0].frontends[0].kind, model::FrontendKind::vip);
+  EXPECT_EQ(r->catalog.services[0].backends[0].weight, 1u);
+}
+
+TEST(Config, EmptyFileIsAnEmptyCatalog) {
+  auto r = parse("", "t.toml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->catalog.services.empty());
+}
+
+TEST(ConfigErrors, MissingKey) {
+  EXPECT_EQ(errors_of("[[service]]\n[[service.frontend]]\naddress = \"198.18.0.1\"\nport = 80\n"),
+            "xlb.toml:1:1: service 1: missing required key \"name\"");
+}
+
+TEST(ConfigErrors, BackendWithoutPort) {
+  EXPECT_EQ(errors_of(std::string(kWeb) + "  [[service.backend]]\n  address = \"10.0.1.3\"\n"),
+            "xlb.toml:12:3: service \"web\" backend 2: missing required key \"port\"");
+}
+
+TEST(ConfigErrors, WrongType) {
+  EXPECT_EQ(errors_of("[[service]]\nname = 7\n"),
+            "xlb.toml:1:1: service 1: missing required key \"frontend\"\n"
+            "xlb.toml:2:8: service 1: key \"name\": must be a string, not an integer");
+  EXPECT_EQ(errors_of("[node]\ninterfaces = \"eth0\"\n"),
+            "xlb.toml:2:14: node: key \"interfaces\": must be an array, not a string");
+}
+
+TEST(ConfigErrors, BadAddress) {
+  std::string text(kWeb);
+  text.replace(text.find("198.18.0.10"), 11, "198.18.0.300");
+  EXPECT_EQ(errors_of(text),
+            "xlb.toml:6:13: service \"web\" frontend 1: key \"address\": \"198.18.0.300\" is not an IPv4 or "
+            "IPv6 address");
+}
+
+TEST(ConfigErrors, PortOutOfRange) {
+  std::string text(kWeb);
+  text.replace(text.find("port = 80\n"), 9, "port = 65536");
+  EXPECT_EQ(errors_of(text), "xlb.toml:7:10: service \"web\" frontend 1: key \"port\": 65536 is out of range 1..65535");
+  text.replace(text.find("65536"), 5, "0");
+  EXPECT_EQ(errors_of(text), "xlb.toml:7:10: service \"web\" frontend 1: key \"port\": 0 is out of range 1..65535");
+}
+
+TEST(ConfigErrors, DuplicateFrontendAcrossServices) {
+  std::string second(kWeb);
+  second.replace(second.find("\"web\""), 5, "\"api\"");
+  EXPECT_EQ(errors_of(std::string(kWeb) + second),
+            "xlb.toml:16:3: service \"api\" frontend 1: duplicate frontend 198.18.0.10:80/tcp: already service "
+            "\"web\" frontend 1");
+}
+
+TEST(ConfigErrors, UnknownKeyWithSuggestion) {
+  EXPECT_EQ(errors_of("[node]\ninterfacs = [\"eth0\"]\n"),
+            "xlb.toml:2:1: node: unknown key \"interfacs\"; did you mean \"interfaces\"?");
+}
+
+TEST(ConfigErrors, UnknownKeyListsKnownOnes) {
+  EXPECT_EQ(errors_of(std::string(kWeb) + "  colour = \"blue\"\n"),
+            "xlb.toml:12:3: service \"web\" backend 1: unknown key \"colour\" (known keys: address port weight "
+            "node zone)");
+  EXPECT_EQ(errors_of("[nodes]\n"), "xlb.toml:1:2: unknown key \"nodes\"; did you mean \"node\"?");
+}
+
+TEST(ConfigErrors, SyntaxError) {
+  EXPECT_EQ(errors_of("[node\n"), "xlb.toml:1:6: syntax error: Error while parsing table header: expected ']', saw '\\n'");
+}
+
+TEST(ConfigErrors, EveryProblemIsReportedInOnePass) {
+  const std::string text =
+      "[node]\nxdp_mode = \"fast\"\n[[service]]\nname = \"a\"\n[[service.frontend]]\naddress = \"x\"\nport = "
+      "80\n[service.health]\ninterval = \"soon\"\n";
+  EXPECT_EQ(errors_of(text),
+            "xlb.toml:2:12: node: key \"xdp_mode\": \"fast\" is not one of native, generic, off\n"
+            "xlb.toml:6:11: service \"a\" frontend 1: key \"address\": \"x\" is not an IPv4 or IPv6 address\n"
+            "xlb.toml:9:12: service \"a\" health: key \"interval\": \"soon\" is not a duration like \"500ms\", \"2s\" "
+            "or \"1m\"");
+}
+
+TEST(ConfigErrors, RingSizesMustBeFromTheList) {
+  EXPECT_EQ(errors_of("[maglev]\nmin_table_size = 1000\n"),
+            "xlb.toml:2:18: maglev: key \"min_table_size\": 1000 is not one of the ring sizes 251, 509, 1021, 2039, "
+            "4093, 8191, 16381, 32749, 65521, 131071");
+  EXPECT_EQ(errors_of("[maglev]\nmin_table_size = 8191\nmax_table_size = 251\n"),
+            "xlb.toml:1:1: maglev: min_table_size 8191 is larger than max_table_size 251");
+}
+
+TEST(ConfigErrors, ModelRulesPointAtTheLine) {
+  std::string text(kWeb);
+  text += "  [[service.backend]]\n  address = \"10.0.1.2\"\n  port = 8080\n";
+  EXPECT_EQ(errors_of(text), "xlb.toml:12:3: service \"web\" backend 2: duplicate backend 10.0.1.2:8080");
+}
+
+TEST(ConfigErrors, DsrBackendMustUseTheFrontendPort) {
+  std::string text(kWeb);
+  text.replace(text.find("name = \"web\""), 12, "name = \"web\"\nmode = \"dsr\"");
+  EXPECT_EQ(errors_of(text),
+            "xlb.toml:12:10: service \"web\" backend 1: key \"port\": port 8080 differs from frontend port 80; in "
+            "dsr mode the packet reaches the backend unchanged, so it must listen on the frontend's port");
+}
+
+TEST(ConfigErrors, ApiListenMustBeAddressAndPort) {
+  EXPECT_EQ(errors_of("[api]\nlisten = \"localhost:9180\"\n"),
+            "xlb.toml:2:10: api: key \"listen\": \"localhost:9180\" is not ADDRESS:PORT (e.g. 127.0.0.1:9180 or "
+            "[::1]:9180)");
+}
+
+TEST(ConfigFile, MissingFileSaysSo) {
+  auto r = load("/nonexistent/xlb.toml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "/nonexistent/xlb.toml: cannot open: No such file or directory");
+}
+
+TEST(ConfigFile, HugeFileIsRefusedWithoutParsing) {
+  const std::string path = ::testing::TempDir() + "/huge.toml";
+  {
+    std::ofstream out(path);
+    const std::string line(1023, '#');
+    for (int i = 0; i < 17 * 1024; ++i) out << line << "\n";
+  }
+  auto r = load(path);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, path + ": larger than 16 MiB; refusing to read it");
+}
+
+}  // namespace
+}  // namespace xlb::config
