@@ -1,14 +1,86 @@
 #include "engine/engine.h"
 
+#include <algorithm>
+
 #include "model/diff.h"
 
 namespace xlb::engine {
+
+namespace {
+
+// Only an active backend takes new flows; the others keep their place in the member list
+// (so the UI shows them) with no slots.
+uint32_t ring_weight(const model::Backend& b) {
+  return b.state == model::BackendState::active ? b.weight : 0;
+}
+
+const ServiceState* find(const std::vector<ServiceState>& states, std::string_view name) {
+  for (const auto& s : states)
+    if (s.service.name == name) return &s;
+  return nullptr;
+}
+
+const Ring* find(const std::vector<Ring>& rings, model::IpAddress::Family family) {
+  for (const auto& r : rings)
+    if (r.family == family) return &r;
+  return nullptr;
+}
+
+// The largest share of slots moved in any of the service's rings; a new ring moves everything.
+double disruption(const ServiceState* before, const ServiceState& after) {
+  double worst = 0;
+  for (const auto& ring : after.rings) {
+    const Ring* old = before ? find(before->rings, ring.family) : nullptr;
+    worst = std::max(worst, old ? maglev::disruption(old->table, ring.table) : 1.0);
+  }
+  return worst;
+}
+
+}  // namespace
+
+Result<Ring> Engine::build_ring(const model::Service& service, model::IpAddress::Family family) const {
+  std::vector<maglev::Member> members;
+  size_t weighted = 0;
+  for (const auto& b : service.backends) {
+    if (b.address.family() != family) continue;
+    members.push_back({b.key(), ring_weight(b)});
+    if (ring_weight(b) > 0) ++weighted;
+  }
+  auto size = maglev::choose_table_size(weighted, maglev_.bounds, service.maglev_table_size);
+  if (!size) return Error{"service \"" + service.name + "\": " + size.error().message};
+  auto table = maglev::build(std::move(members), *size, maglev_.seed);
+  if (!table) return Error{"service \"" + service.name + "\": " + table.error().message};
+  return Ring{family, std::move(*table)};
+}
+
+Result<std::vector<ServiceState>> Engine::build_states(const model::Catalog& catalog) const {
+  std::vector<ServiceState> states;
+  states.reserve(catalog.services.size());
+  for (const auto& service : catalog.services) {
+    ServiceState state{service, {}, 0};
+    for (auto family : {model::IpAddress::Family::v4, model::IpAddress::Family::v6}) {
+      const bool used = std::any_of(service.frontends.begin(), service.frontends.end(),
+                                    [&](const model::Frontend& f) { return f.address.family() == family; });
+      if (!used) continue;
+      auto ring = build_ring(service, family);
+      if (!ring) return ring.error();
+      state.rings.push_back(std::move(*ring));
+    }
+    const ServiceState* before = find(services_, service.name);
+    state.last_disruption = before && before->service == service ? before->last_disruption : disruption(before, state);
+    states.push_back(std::move(state));
+  }
+  return states;
+}
 
 Status Engine::restore() {
   auto latest = store_.latest_revision();
   if (!latest) return latest.error();
   if (!*latest) return {};
+  auto states = build_states((*latest)->catalog);
+  if (!states) return Error{"revision " + std::to_string((*latest)->id) + ": " + states.error().message};
   catalog_ = std::move((*latest)->catalog);
+  services_ = std::move(*states);
   revision_ = (*latest)->id;
   log_.info("restored revision " + std::to_string(revision_) + " (" + std::to_string(catalog_.services.size()) +
             " services) from the state database");
@@ -18,10 +90,13 @@ Status Engine::restore() {
 Result<Applied> Engine::apply(const model::Catalog& catalog, std::string_view source) {
   const auto changes = model::diff(catalog_, catalog);
   if (changes.empty() && revision_ != 0) return Applied{false, revision_, "no change"};
+  auto states = build_states(catalog);
+  if (!states) return Error{"the catalog was not applied: " + states.error().message};
   const std::string summary = revision_ == 0 && changes.empty() ? "empty catalog" : changes.summary();
   auto id = store_.record_revision(source, summary, catalog);
   if (!id) return Error{"the catalog was not applied: " + id.error().message};
   catalog_ = catalog;
+  services_ = std::move(*states);
   revision_ = *id;
   return Applied{true, revision_, summary};
 }

@@ -1,17 +1,36 @@
-// The reconciler: owns the one current catalog, and turns every accepted config into an
-// applied revision. Sources hand it whole catalogs; it decides what changed and records it.
+// The reconciler: owns the one current catalog and its Maglev rings, and turns every accepted
+// catalog into an applied revision. Sources hand it whole catalogs; it decides what changed.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/log.h"
 #include "base/result.h"
+#include "maglev/maglev.h"
 #include "model/model.h"
 #include "store/store.h"
 
 namespace xlb::engine {
+
+struct MaglevSettings {
+  std::string seed = "xlb-default-seed";
+  maglev::SizeBounds bounds;
+};
+
+// A service's ring for one address family: its frontends of that family pick from it.
+struct Ring {
+  model::IpAddress::Family family = model::IpAddress::Family::v4;
+  maglev::Table table;  // members are backend keys ("10.0.1.2:8080"); empty = no backend
+};
+
+struct ServiceState {
+  model::Service service;
+  std::vector<Ring> rings;      // one per family among the service's frontends
+  double last_disruption = 0;   // share of ring slots that changed owner at its last change
+};
 
 struct Applied {
   bool changed = false;
@@ -21,22 +40,30 @@ struct Applied {
 
 class Engine {
  public:
-  Engine(store::Store& store, const Logger& log) : store_(store), log_(log) {}
+  Engine(store::Store& store, const Logger& log, MaglevSettings maglev = {})
+      : store_(store), log_(log), maglev_(std::move(maglev)) {}
 
   // Takes up the last applied catalog from the store, so the first apply after a restart
   // records only what really changed while xlbd was down.
   Status restore();
 
-  // Applies a validated catalog: a no-op when nothing changed, else a new revision.
+  // Applies a validated catalog: a no-op when nothing changed, else a new revision. Nothing is
+  // recorded or changed if any service's rings cannot be built.
   Result<Applied> apply(const model::Catalog& catalog, std::string_view source);
 
   const model::Catalog& catalog() const { return catalog_; }
+  const std::vector<ServiceState>& services() const { return services_; }
   int64_t revision() const { return revision_; }
 
  private:
+  Result<std::vector<ServiceState>> build_states(const model::Catalog& catalog) const;
+  Result<Ring> build_ring(const model::Service& service, model::IpAddress::Family family) const;
+
   store::Store& store_;
   const Logger& log_;
+  MaglevSettings maglev_;
   model::Catalog catalog_;
+  std::vector<ServiceState> services_;
   int64_t revision_ = 0;
 };
 

@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "config/config.h"
 
 namespace xlb::xlbd {
 
@@ -43,6 +42,12 @@ Result<UniqueFd> signal_fd() {
 
 }  // namespace
 
+Result<config::Config> Daemon::load_config() const {
+  auto config = config::load(options_.config);
+  if (!config) return Error{"config " + options_.config.string() + " rejected:\n" + config.error().message};
+  return config;
+}
+
 Status Daemon::start() {
   auto lock = lock_state_dir(options_.state_dir);
   if (!lock) return lock.error();
@@ -50,17 +55,19 @@ Status Daemon::start() {
   auto store = store::Store::open(options_.state_dir / "state.db");
   if (!store) return store.error();
   store_.emplace(std::move(*store));
-  engine_.emplace(*store_, log_);
+  auto config = load_config();
+  if (!config) return config.error();
+  maglev_ = config->maglev;
+  engine_.emplace(*store_, log_,
+                  engine::MaglevSettings{maglev_.seed, {maglev_.min_table_size, maglev_.max_table_size}});
   if (auto s = engine_->restore(); !s) return s;
-  return apply_config_file("start");
+  return apply(*config, "start");
 }
 
-Status Daemon::apply_config_file(std::string_view why) {
-  auto config = config::load(options_.config);
-  if (!config) return Error{"config " + options_.config.string() + " rejected:\n" + config.error().message};
-  auto applied = engine_->apply(config->catalog, "toml:" + options_.config.string());
+Status Daemon::apply(const config::Config& config, std::string_view why) {
+  auto applied = engine_->apply(config.catalog, "toml:" + options_.config.string());
   if (!applied) return applied.error();
-  const auto& c = config->catalog;
+  const auto& c = config.catalog;
   const std::string counts = std::to_string(c.services.size()) + " services, " +
                              std::to_string(c.frontend_count()) + " frontends, " +
                              std::to_string(c.backend_count()) + " backends";
@@ -75,7 +82,11 @@ Status Daemon::apply_config_file(std::string_view why) {
 
 void Daemon::reload() {
   notify("RELOADING=1");
-  auto status = apply_config_file("reload");
+  auto config = load_config();
+  Status status = config ? apply(*config, "reload") : Status(config.error());
+  if (config && (config->maglev.seed != maglev_.seed || config->maglev.min_table_size != maglev_.min_table_size ||
+                 config->maglev.max_table_size != maglev_.max_table_size))
+    log_.warning("reload: [maglev] settings changed; they take effect at the next restart, since they move every ring");
   if (!status) {
     log_.error(status.error().message);
     log_.error("reload: the running config (revision " + std::to_string(engine_->revision()) + ") stays in force");

@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "config/config.h"
 #include "engine/engine.h"
 #include "store/store.h"
 
@@ -27,8 +28,9 @@ class Daemon {
 
  private:
   Status start();
-  // A config that fails to load or validate leaves the running one in force.
-  Status apply_config_file(std::string_view why);
+  Result<config::Config> load_config() const;
+  Status apply(const config::Config& config, std::string_view why);
+  // A config that fails to load, validate or apply leaves the running one in force.
   void reload();
   void notify(const std::string& state) const;
 
@@ -37,6 +39,7 @@ class Daemon {
   UniqueFd lock_;
   std::optional<store::Store> store_;
   std::optional<engine::Engine> engine_;
+  config::MaglevConfig maglev_;  // as at start: changing it needs a restart
 };
 
 }  // namespace xlb::xlbd
