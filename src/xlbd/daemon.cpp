@@ -22,7 +22,7 @@ Result<UniqueFd> lock_state_dir(const std::filesystem::path& dir) {
   if (ec) return Error{"cannot create state directory " + dir.string() + ": " + ec.message()};
   const auto path = dir / "xlbd.lock";
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!fd.valid()) return Error{"cannot open " + path.string() + ": " + std::strerror(errno)};
+  if (!fd) return Error{"cannot open " + path.string() + ": " + std::strerror(errno)};
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
     return Error{"another xlbd is already running with state directory " + dir.string() +
                  " (it holds " + path.string() + ")"};
@@ -36,7 +36,7 @@ Result<UniqueFd> signal_fd() {
   // Blocked before any thread exists, so every thread inherits the mask and signals queue here.
   if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return Error{std::string("sigprocmask: ") + std::strerror(errno)};
   UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC));
-  if (!fd.valid()) return Error{std::string("signalfd: ") + std::strerror(errno)};
+  if (!fd) return Error{std::string("signalfd: ") + std::strerror(errno)};
   return fd;
 }
 

@@ -13,7 +13,7 @@ namespace xlb {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::ChildProcess;
+using test::ChildProcess;
 
 const std::string kXlbd = std::string(XLB_BUILD_DIR) + "/src/xlbd/xlbd";
 const std::string kXlbctl = std::string(XLB_BUILD_DIR) + "/src/xlbctl/xlbctl";

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace xlb::testing {
+namespace xlb::test {
 
 class ChildProcess {
  public:
@@ -96,4 +96,4 @@ class ChildProcess {
   std::optional<int> status_;
 };
 
-}  // namespace xlb::testing
+}  // namespace xlb::test

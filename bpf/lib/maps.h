@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The load-balancing maps: frontends, their rings and the backends the rings point at.
+ * Layouts are in xlb_abi.h; user space writes these maps, the programs only read them.
+ *
+ * The hash maps are BPF_F_NO_PREALLOC: user space replaces values while programs read them,
+ * and a preallocated element is recycled at once when its value is replaced, so a program
+ * could read half of the next value. Without preallocation, old elements are freed only
+ * after every reader is done (RCU). Writes come from the control plane, rarely, so the
+ * allocation at update time costs nothing that matters.
+ */
+#ifndef XLB_LIB_MAPS_H
+#define XLB_LIB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xlb_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xlb_service_key_v4);
+	__type(value, struct xlb_service_value);
+} xlb_services_v4 SEC(".maps");
+
+/*
+ * The template of every ring. User space creates each service's ring with max_entries equal
+ * to its ring size; BPF_F_INNER_MAP lets those sizes differ from this template's (and from
+ * each other), and user space must create rings with exactly these flags.
+ */
+struct xlb_ring {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);   /* slot */
+	__type(value, __u32); /* backend id */
+};
+
+/* Replacing a service's ring is one update here: readers see the old ring or the new one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); /* service id */
+	__array(values, struct xlb_ring);
+} xlb_rings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_MAX_BACKENDS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); /* backend id */
+	__type(value, struct xlb_backend);
+} xlb_backends SEC(".maps");
+
+#endif /* XLB_LIB_MAPS_H */
