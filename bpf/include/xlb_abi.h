@@ -11,6 +11,8 @@
  * as if it were its own.
  *
  * Byte order: fields typed __be* are in network byte order, everything else in host order.
+ * Addresses are always 16 bytes (__be32[4]): IPv4 uses element 0 and leaves the rest 0, so one
+ * struct serves both families and keys hash the same on both sides.
  */
 #ifndef XLB_ABI_H
 #define XLB_ABI_H
@@ -19,16 +21,27 @@
 
 #define XLB_ABI_VERSION 1
 
-/* Map sizes. A service here is one frontend (address, port, protocol) with its own ring. */
+/* Map sizes. A "service" in the maps is one frontend (address, port, protocol) with its own
+ * ring; user space gives each frontend a service id below XLB_MAX_SERVICES and each backend an
+ * id below XLB_MAX_BACKENDS, so both index the per-CPU counter arrays directly. */
 #define XLB_MAX_SERVICES 65536
 #define XLB_MAX_BACKENDS 65536
 /* The largest Maglev table size the daemon may choose (a prime, see design.md). */
 #define XLB_MAX_RING_SIZE 131071
+/* Flow tables are LRU: when full, the least recently used flow is forgotten, never refused. */
+#define XLB_MAX_FLOWS 262144
+#define XLB_MAX_AFFINITY 65536
 
 /* Backend id 0 is never a backend: it is what an unwritten ring slot holds. */
 #define XLB_BACKEND_ID_NONE 0
 
-/* xlb_services_v4: frontend -> service. */
+/* Address families, the kernel's values (BPF code cannot include the libc headers). */
+#define XLB_AF_INET 2
+#define XLB_AF_INET6 10
+
+/* ---- services ---------------------------------------------------------------------------- */
+
+/* xlb_services_v4 / xlb_services_v6 (HASH): frontend -> service. */
 struct xlb_service_key_v4 {
 	__be32 address;
 	__be16 port;
@@ -36,29 +49,151 @@ struct xlb_service_key_v4 {
 	__u8 pad;      /* always 0, so that the key hashes the same on both sides */
 };
 
+struct xlb_service_key_v6 {
+	__be32 address[4];
+	__be16 port;
+	__u8 protocol;
+	__u8 pad;
+};
+
+/* xlb_service_value.flags */
+#define XLB_SERVICE_F_SNAT (1U << 0)     /* DNAT plus SNAT to the node address (xlb_node) */
+#define XLB_SERVICE_F_AFFINITY (1U << 1) /* ClientIP affinity: one backend per client address */
+
 struct xlb_service_value {
-	__u32 service_id; /* key of the service's ring in xlb_rings */
+	__u32 service_id; /* key of the service's ring in xlb_rings, index of its counters */
 	/* Slots of the ring that the programs may pick from; 0 = no backend. User space keeps
 	 * it no larger than the ring installed under service_id, so every picked slot exists. */
 	__u32 ring_size;
-	__u32 flags;    /* none defined yet; 0 */
-	__u32 reserved; /* 0 */
+	__u32 flags;              /* XLB_SERVICE_F_* */
+	__u32 affinity_timeout_s; /* with XLB_SERVICE_F_AFFINITY: idle time before a client may move */
 };
 
-/* xlb_backends: backend id -> where to send the traffic. */
+/* xlb_backends (HASH): backend id -> where to send the traffic. A backend id always means the
+ * same address and port: user space gives a changed backend a new id. */
 enum xlb_backend_state {
-	XLB_BACKEND_ACTIVE = 0, /* draining and down come with health checks and drain */
+	XLB_BACKEND_ACTIVE = 0,
+	XLB_BACKEND_DRAINING = 1, /* no new flows; flows in conntrack continue */
 };
 
 struct xlb_backend {
-	__be32 address[4]; /* IPv4: address[0], the rest 0; IPv6: all 16 bytes */
+	__be32 address[4];
 	__be16 port;
-	__u8 family; /* AF_INET or AF_INET6 (the kernel's values, 2 and 10) */
+	__u8 family; /* XLB_AF_INET or XLB_AF_INET6 */
 	__u8 state;  /* enum xlb_backend_state */
 	__u32 reserved; /* 0 */
 };
 
-/* xlb_rings: service id -> an array map of ring_size backend ids (__u32), one per slot. */
+/* xlb_rings (HASH_OF_MAPS): service id -> an array map of ring_size backend ids (__u32), one
+ * per slot: the service's Maglev table. */
+
+/* ---- flows ------------------------------------------------------------------------------- */
+
+/* A flow as it is on the wire at the point of lookup. */
+struct xlb_flow_key {
+	__be32 src[4];
+	__be32 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 family;
+	__u8 pad[2]; /* 0 */
+};
+
+/* xlb_conntrack (LRU_HASH): client -> frontend flow -> the backend it was given. A flow keeps
+ * its backend for its life, whatever later happens to the ring. */
+struct xlb_ct_entry {
+	__u32 backend_id;
+	__u32 service_id;
+	__u64 last_seen_ns; /* bpf_ktime_get_ns(); refreshed at most once a second */
+	__be16 snat_port;   /* snat: this node's source port toward the backend; else 0 */
+	__u8 pad[6];
+};
+
+/* xlb_reverse_nat (LRU_HASH): a reply as it arrives from the backend -> how to restore it, so
+ * that the client only ever sees the frontend. nat: the reply (backend -> client) gets the
+ * frontend as source. snat: the reply (backend -> node:snat_port) also gets the client back as
+ * destination. The forward path writes it; the tc program reads it. */
+struct xlb_reverse_nat {
+	__be32 frontend[4]; /* the reply's new source address */
+	__be32 client[4];   /* the reply's new destination address */
+	__be16 frontend_port;
+	__be16 client_port;
+	__u32 service_id; /* for counters */
+};
+
+/* xlb_affinity (LRU_HASH): with XLB_SERVICE_F_AFFINITY, client address -> its backend. */
+struct xlb_affinity_key {
+	__be32 client[4];
+	__u32 service_id;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct xlb_affinity_entry {
+	__u32 backend_id;
+	__u32 pad;
+	__u64 last_seen_ns;
+};
+
+/* ---- node -------------------------------------------------------------------------------- */
+
+/* xlb_node (ARRAY, one entry at key 0): this node's settings for the programs. */
+struct xlb_node_config {
+	__be32 snat_v4;    /* source address of snat'ed flows toward IPv4 backends */
+	__be32 snat_v6[4]; /* same for IPv6 */
+	__u16 snat_port_min; /* host order, inclusive: the source ports snat may allocate */
+	__u16 snat_port_max;
+	__u32 events_per_second; /* per CPU budget of xlb_events; 0 = no events */
+	__u32 reserved;
+};
+
+/* ---- counters and events ----------------------------------------------------------------- */
+
+/* xlb_service_stats[service id], xlb_backend_stats[backend id] (PERCPU_ARRAY): user space sums
+ * over CPUs. */
+struct xlb_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+};
+
+/* Why a packet left the program the way it did; xlb_reason_stats[reason] (PERCPU_ARRAY of
+ * struct xlb_stats, new_flows unused) counts each. User space has the words for each code. */
+enum xlb_reason {
+	XLB_REASON_FORWARDED = 0, /* balanced or reverse-translated and sent on */
+	/* passed to the kernel's stack untouched (or, for PASS_NO_NEIGHBOUR, already translated) */
+	XLB_PASS_NOT_IP,          /* an EtherType other than IPv4/IPv6 (after one VLAN tag) */
+	XLB_PASS_NOT_SERVICE,     /* no frontend at this address, port and protocol */
+	XLB_PASS_NOT_TCP_UDP,     /* to a frontend address, but neither TCP, UDP nor a handled ICMP */
+	XLB_PASS_NO_NEIGHBOUR,    /* translated, but the next hop's MAC is unknown: the kernel resolves it */
+	XLB_PASS_TTL_EXPIRED,     /* TTL/hop limit would reach 0: the kernel answers with ICMP */
+	/* dropped */
+	XLB_DROP_TRUNCATED,       /* a header is shorter than its type needs */
+	XLB_DROP_BAD_IHL,         /* IPv4 header length field below 5 */
+	XLB_DROP_IPV4_OPTIONS,    /* IPv4 options on a packet to a frontend */
+	XLB_DROP_FRAGMENT,        /* a fragment of a packet to a frontend (no L4 header to hash) */
+	XLB_DROP_NO_BACKEND,      /* the frontend's ring is empty */
+	XLB_DROP_NO_ROUTE,        /* no route to the backend (or back to the client) */
+	XLB_DROP_SNAT_PORTS_EXHAUSTED, /* no free snat source port after a few tries */
+	XLB_REASON_MAX,
+};
+
+/* xlb_events (RINGBUF): one record per dropped packet (and per trace, later), at most
+ * xlb_node_config.events_per_second per CPU; the counters above count every packet. */
+struct xlb_event {
+	__u64 timestamp_ns;
+	__u32 reason; /* enum xlb_reason */
+	__u32 ifindex;
+	struct xlb_flow_key flow;
+};
+
+/* xlb_event_budget (PERCPU_ARRAY, one entry): the rate limiter's state. */
+struct xlb_event_budget {
+	__u64 window_start_ns;
+	__u32 sent;
+	__u32 pad;
+};
 
 #ifdef __cplusplus
 #define XLB_ABI_ASSERT(cond, why) static_assert(cond, why)
@@ -67,8 +202,17 @@ struct xlb_backend {
 #endif
 
 XLB_ABI_ASSERT(sizeof(struct xlb_service_key_v4) == 8, "xlb_service_key_v4 layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_service_key_v6) == 20, "xlb_service_key_v6 layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_service_value) == 16, "xlb_service_value layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_backend) == 24, "xlb_backend layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_flow_key) == 40, "xlb_flow_key layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_ct_entry) == 24, "xlb_ct_entry layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_reverse_nat) == 40, "xlb_reverse_nat layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_affinity_key) == 24, "xlb_affinity_key layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_affinity_entry) == 16, "xlb_affinity_entry layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_node_config) == 32, "xlb_node_config layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_stats) == 24, "xlb_stats layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_event) == 56, "xlb_event layout changed");
 
 #undef XLB_ABI_ASSERT
 

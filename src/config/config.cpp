@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include <toml++/toml.h>
 
@@ -256,7 +257,28 @@ class ConfigReader {
       else
         config_.node.cgroup = *c;
     }
-    r.finish({"interfaces", "xdp_mode", "cgroup"});
+    read_snat(r, t);
+    r.finish({"interfaces", "xdp_mode", "cgroup", "snat_ipv4", "snat_ipv6", "snat_port_min", "snat_port_max"});
+  }
+
+  void read_snat(TableReader& r, const toml::table& t) {
+    for (auto [key, field, v4] : {std::tuple{"snat_ipv4", &config_.node.snat_ipv4, true},
+                                  std::tuple{"snat_ipv6", &config_.node.snat_ipv6, false}}) {
+      auto text = r.string(key, false);
+      if (!text) continue;
+      auto a = model::IpAddress::parse(*text);
+      if (!a)
+        r.error_at(*t.get(key), key, a.error().message);
+      else if (a->is_v4() != v4)
+        r.error_at(*t.get(key), key, std::string("must be an ") + (v4 ? "IPv4" : "IPv6") + " address");
+      else
+        *field = *a;
+    }
+    if (auto v = r.integer_in("snat_port_min", false, 1, 65535)) config_.node.snat_port_min = static_cast<uint16_t>(*v);
+    if (auto v = r.integer_in("snat_port_max", false, 1, 65535)) config_.node.snat_port_max = static_cast<uint16_t>(*v);
+    if (config_.node.snat_port_min > config_.node.snat_port_max)
+      r.error("snat_port_min " + std::to_string(config_.node.snat_port_min) + " is larger than snat_port_max " +
+              std::to_string(config_.node.snat_port_max));
   }
 
   static std::optional<XdpMode> parse_xdp_mode(std::string_view s) {
@@ -353,13 +375,30 @@ class ConfigReader {
         if (auto be = read_backend(bt, context + " backend " + std::to_string(bi + 1))) s.backends.push_back(*be);
       });
     }
+    read_affinity(r, t, s);
     if (auto h = r.table("health")) {
       origin.health = h;
       s.health = read_health(*h, context + " health");
     }
-    r.finish({"name", "mode", "frontend", "backend", "health", "maglev_table_size"});
+    r.finish({"name", "mode", "frontend", "backend", "health", "maglev_table_size", "affinity", "affinity_timeout"});
     config_.catalog.services.push_back(std::move(s));
     origins_.push_back(std::move(origin));
+  }
+
+  void read_affinity(TableReader& r, const toml::table& t, model::Service& s) {
+    if (auto a = r.string("affinity", false)) {
+      if (*a == "client-ip")
+        s.affinity.client_ip = true;
+      else if (*a != "none")
+        r.error_at(*t.get("affinity"), "affinity", "\"" + *a + "\" is not one of none, client-ip");
+    }
+    if (auto text = r.string("affinity_timeout", false)) {
+      if (auto d = parse_duration(*text))
+        s.affinity.timeout = std::chrono::duration_cast<std::chrono::seconds>(*d);
+      else
+        r.error_at(*t.get("affinity_timeout"), "affinity_timeout",
+                   "\"" + *text + "\" is not a duration like \"30s\", \"10m\" or \"3h\"");
+    }
   }
 
   template <class F>
@@ -449,6 +488,22 @@ toml::source_position position_of(const model::Location& at, const std::vector<S
   return item->source().begin;
 }
 
+// A snat service sends from this node's address: one must be configured for each family it serves.
+void check_snat_addresses(const Config& config, const std::vector<ServiceOrigin>& origins, Diagnostics& diagnostics) {
+  for (size_t i = 0; i < config.catalog.services.size(); ++i) {
+    const auto& s = config.catalog.services[i];
+    if (s.mode != model::ForwardingMode::snat) continue;
+    for (size_t f = 0; f < s.frontends.size(); ++f) {
+      const bool v4 = s.frontends[f].address.is_v4();
+      if ((v4 ? config.node.snat_ipv4 : config.node.snat_ipv6).has_value()) continue;
+      const model::Location at{i, model::Location::Part::frontend, f, ""};
+      diagnostics.add(position_of(at, origins), at.describe(config.catalog) + ": mode snat needs [node] " +
+                                                    (v4 ? "snat_ipv4" : "snat_ipv6") +
+                                                    ", the address this node sends from toward the backends");
+    }
+  }
+}
+
 }  // namespace
 
 Result<Config> parse(std::string_view text, std::string_view file_name) {
@@ -474,6 +529,7 @@ Result<Config> parse(std::string_view text, std::string_view file_name) {
     if (!problem.location.key.empty()) message += "key \"" + problem.location.key + "\": ";
     diagnostics.add(position_of(problem.location, reader.origins()), message + problem.message);
   }
+  check_snat_addresses(config, reader.origins(), diagnostics);
   if (!diagnostics.empty()) return diagnostics.to_error();
   return config;
 }

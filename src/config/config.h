@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,13 @@ struct NodeConfig {
   std::vector<std::string> interfaces;
   XdpMode xdp_mode = XdpMode::native;
   std::string cgroup = "auto";  // "auto", "off", or the path of a cgroup v2 directory
+  // Source addresses of services in snat mode; unset: that family cannot use snat.
+  std::optional<model::IpAddress> snat_ipv4;
+  std::optional<model::IpAddress> snat_ipv6;
+  // Source ports snat may allocate: keep them out of net.ipv4.ip_local_port_range, so that the
+  // node's own connections never collide with a translated flow.
+  uint16_t snat_port_min = 10000;
+  uint16_t snat_port_max = 32767;
 };
 
 struct ApiConfig {

@@ -155,7 +155,7 @@ Status SockLb::upsert_service_v4(const FrontendV4& frontend, ServiceId id, std::
   const Result<std::optional<xlb_service_value>> old = lookup_service(services_v4_fd(), key);
   if (!old) return prefixed(what, old.error());
   const xlb_service_value value{
-      .service_id = id, .ring_size = static_cast<__u32>(ring.size()), .flags = 0, .reserved = 0};
+      .service_id = id, .ring_size = static_cast<__u32>(ring.size()), .flags = 0, .affinity_timeout_s = 0};
   const std::string write_entry = what + ": write the service entry";
 
   // The programs pick a slot below the entry's ring_size in the ring under its service_id,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/plan.h"
 #include "model/diff.h"
 
 namespace xlb::engine {
@@ -87,18 +88,40 @@ Status Engine::restore() {
   return {};
 }
 
+Result<std::pair<size_t, std::string>> Engine::sync_maps(const std::vector<ServiceState>& states) {
+  if (!maps_) return std::pair<size_t, std::string>{0, "no datapath"};
+  auto actual = maps_->read();
+  if (!actual) return Error{"reading the datapath's maps: " + actual.error().message};
+  auto desired = desired_state(states, *actual);
+  if (!desired) return desired.error();
+  const Plan plan = make_plan(*desired, *actual);
+  if (auto s = execute(plan, *maps_); !s)
+    return Error{"writing the datapath's maps (" + plan.summary() + " planned): " + s.error().message};
+  return std::pair{plan.steps.size(), plan.summary()};
+}
+
 Result<Applied> Engine::apply(const model::Catalog& catalog, std::string_view source) {
   const auto changes = model::diff(catalog_, catalog);
-  if (changes.empty() && revision_ != 0) return Applied{false, revision_, "no change"};
-  auto states = build_states(catalog);
-  if (!states) return Error{"the catalog was not applied: " + states.error().message};
-  const std::string summary = revision_ == 0 && changes.empty() ? "empty catalog" : changes.summary();
+  const bool changed = !changes.empty() || revision_ == 0;
+  std::vector<ServiceState> states;
+  if (changed) {
+    auto built = build_states(catalog);
+    if (!built) return Error{"the catalog was not applied: " + built.error().message};
+    states = std::move(*built);
+  } else {
+    states = services_;
+  }
+  auto synced = sync_maps(states);
+  if (!synced) return Error{"the catalog was not applied: " + synced.error().message};
+  if (!changed) return Applied{false, revision_, "no change", synced->first, synced->second};
+
+  const std::string summary = changes.empty() ? "empty catalog" : changes.summary();
   auto id = store_.record_revision(source, summary, catalog);
-  if (!id) return Error{"the catalog was not applied: " + id.error().message};
+  if (!id) return Error{"the catalog is in the datapath, but its revision was not recorded: " + id.error().message};
   catalog_ = catalog;
-  services_ = std::move(*states);
+  services_ = std::move(states);
   revision_ = *id;
-  return Applied{true, revision_, summary};
+  return Applied{true, revision_, summary, synced->first, synced->second};
 }
 
 }  // namespace xlb::engine

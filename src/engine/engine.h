@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "base/result.h"
+#include "datapath/state.h"
 #include "maglev/maglev.h"
 #include "model/model.h"
 #include "store/store.h"
@@ -36,19 +37,23 @@ struct Applied {
   bool changed = false;
   int64_t revision = 0;  // the revision now in force
   std::string summary;   // what changed, one line
+  size_t map_writes = 0; // steps the datapath needed (0 when it already held this catalog)
+  std::string plan;      // those steps, summarised
 };
 
 class Engine {
  public:
-  Engine(store::Store& store, const Logger& log, MaglevSettings maglev = {})
-      : store_(store), log_(log), maglev_(std::move(maglev)) {}
+  // `maps` may be null: the engine then only keeps the catalog and its history (tests, --dry-run).
+  Engine(store::Store& store, const Logger& log, MaglevSettings maglev = {}, datapath::MapWriter* maps = nullptr)
+      : store_(store), log_(log), maglev_(std::move(maglev)), maps_(maps) {}
 
   // Takes up the last applied catalog from the store, so the first apply after a restart
   // records only what really changed while xlbd was down.
   Status restore();
 
-  // Applies a validated catalog: a no-op when nothing changed, else a new revision. Nothing is
-  // recorded or changed if any service's rings cannot be built.
+  // Applies a validated catalog: brings the maps to it (also when the catalog is unchanged but
+  // the maps are not, as after a crash), and records a revision when the catalog changed.
+  // Nothing is written or recorded if any service's rings cannot be built.
   Result<Applied> apply(const model::Catalog& catalog, std::string_view source);
 
   const model::Catalog& catalog() const { return catalog_; }
@@ -58,10 +63,13 @@ class Engine {
  private:
   Result<std::vector<ServiceState>> build_states(const model::Catalog& catalog) const;
   Result<Ring> build_ring(const model::Service& service, model::IpAddress::Family family) const;
+  // Writes what the maps lack; returns the plan that did it.
+  Result<std::pair<size_t, std::string>> sync_maps(const std::vector<ServiceState>& states);
 
   store::Store& store_;
   const Logger& log_;
   MaglevSettings maglev_;
+  datapath::MapWriter* maps_;
   model::Catalog catalog_;
   std::vector<ServiceState> services_;
   int64_t revision_ = 0;

@@ -47,6 +47,7 @@ std::vector<std::string> diff_service(const Service& a, const Service& b) {
   diff_frontends(a, b, out);
   diff_backends(a, b, out);
   if (a.health != b.health) out.push_back("health check changed");
+  if (a.affinity != b.affinity) out.push_back("affinity changed");
   if (a.maglev_table_size != b.maglev_table_size) out.push_back("maglev table size changed");
   return out;
 }

@@ -30,6 +30,7 @@ json to_json(const Service& s) {
                 {"interval_ms", s.health.interval.count()},
                 {"timeout_ms", s.health.timeout.count()}}}};
   if (s.maglev_table_size) out["maglev_table_size"] = *s.maglev_table_size;
+  if (s.affinity.client_ip) out["affinity"] = {{"type", "client-ip"}, {"timeout_s", s.affinity.timeout.count()}};
   return out;
 }
 
@@ -71,6 +72,10 @@ Service service_from_json(const json& j) {
   s.health.interval = std::chrono::milliseconds(h.at("interval_ms").get<int64_t>());
   s.health.timeout = std::chrono::milliseconds(h.at("timeout_ms").get<int64_t>());
   if (j.contains("maglev_table_size")) s.maglev_table_size = j["maglev_table_size"].get<uint32_t>();
+  if (j.contains("affinity")) {
+    s.affinity.client_ip = true;
+    s.affinity.timeout = std::chrono::seconds(j["affinity"].at("timeout_s").get<int64_t>());
+  }
   return s;
 }
 

@@ -169,6 +169,8 @@ class Validator {
       for (size_t b = 0; b < s.backends.size(); ++b) check_backend(i, b, s, backend_keys);
       check_families(i, s);
       check_health(i, s.health);
+      if (s.affinity.client_ip && (s.affinity.timeout.count() < 1 || s.affinity.timeout.count() > 86400))
+        add(i, Location::Part::service, 0, "affinity_timeout", "affinity timeout must be between 1s and 24h");
     }
     return std::move(problems_);
   }

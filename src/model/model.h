@@ -88,9 +88,18 @@ struct HealthCheck {
   bool operator==(const HealthCheck&) const = default;
 };
 
+// ClientIP session affinity, as Kubernetes' sessionAffinity: a client address keeps its backend
+// while it keeps talking, and may move after `timeout` of silence.
+struct Affinity {
+  bool client_ip = false;
+  std::chrono::seconds timeout{10800};
+  bool operator==(const Affinity&) const = default;
+};
+
 struct Service {
   std::string name;
   ForwardingMode mode = ForwardingMode::nat;
+  Affinity affinity;
   std::vector<Frontend> frontends;
   std::vector<Backend> backends;
   HealthCheck health;

@@ -94,6 +94,35 @@ maglev_table_size = 1021
   EXPECT_EQ(s.health.timeout, std::chrono::milliseconds(250));
 }
 
+TEST(Config, AffinityAndSnat) {
+  std::string text = "[node]\nsnat_ipv4 = \"10.0.0.1\"\nsnat_ipv6 = \"fd00::1\"\nsnat_port_min = 20000\nsnat_port_max = 20099\n";
+  text += kWeb;
+  text.replace(text.find("name = \"web\""), 12, "name = \"web\"\naffinity = \"client-ip\"\naffinity_timeout = \"10m\"");
+  auto r = parse(text, "t.toml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->node.snat_ipv4->to_string(), "10.0.0.1");
+  EXPECT_EQ(r->node.snat_ipv6->to_string(), "fd00::1");
+  EXPECT_EQ(r->node.snat_port_min, 20000);
+  EXPECT_EQ(r->node.snat_port_max, 20099);
+  EXPECT_TRUE(r->catalog.services[0].affinity.client_ip);
+  EXPECT_EQ(r->catalog.services[0].affinity.timeout, std::chrono::seconds(600));
+}
+
+TEST(ConfigErrors, SnatAddressOfTheWrongFamily) {
+  EXPECT_EQ(errors_of("[node]\nsnat_ipv4 = \"fd00::1\"\nsnat_port_min = 3000\nsnat_port_max = 2000\n"),
+            "xlb.toml:1:1: node: snat_port_min 3000 is larger than snat_port_max 2000\n"
+            "xlb.toml:2:13: node: key \"snat_ipv4\": must be an IPv4 address");
+}
+
+TEST(ConfigErrors, SnatNeedsTheNodeAddress) {
+  std::string text(kWeb);
+  text.replace(text.find("name = \"web\""), 12, "name = \"web\"\nmode = \"snat\"");
+  EXPECT_EQ(errors_of(text),
+            "xlb.toml:6:3: service \"web\" frontend 1: mode snat needs [node] snat_ipv4, the address this node sends "
+            "from toward the backends");
+  EXPECT_TRUE(parse("[node]\nsnat_ipv4 = \"10.0.0.1\"\n" + text, "t.toml").ok());
+}
+
 TEST(Config, DefaultsWhenSectionsAreAbsent) {
   auto r = parse(kWeb, "t.toml");
   ASSERT_TRUE(r.ok()) << r.error().message;

@@ -1,0 +1,272 @@
+#include "engine/plan.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+namespace xlb::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using datapath::BackendEntry;
+using datapath::FrontendEntry;
+using datapath::FrontendKey;
+using datapath::State;
+
+// Maps in memory that check, at every single write, what the kernel side relies on: a frontend
+// never points at a backend that is not there. Can fail on purpose at the Nth write, as a crash
+// in the middle of a plan would.
+class FakeMaps : public datapath::MapWriter {
+ public:
+  Result<State> read() const override { return state; }
+
+  Status upsert_backend(const BackendEntry& b) override {
+    if (auto s = step(); !s) return s;
+    state.backends[b.id] = b;
+    return {};
+  }
+  Status remove_backend(datapath::BackendId id) override {
+    if (auto s = step(); !s) return s;
+    for (const auto& [key, f] : state.frontends)
+      for (auto slot : f.ring)
+        if (slot == id) ADD_FAILURE() << "backend " << id << " removed while " << key.to_string() << " uses it";
+    state.backends.erase(id);
+    return {};
+  }
+  Status upsert_frontend(const FrontendEntry& f) override {
+    if (auto s = step(); !s) return s;
+    for (auto slot : f.ring)
+      if (!state.backends.count(slot)) ADD_FAILURE() << f.key.to_string() << " written before backend " << slot;
+    state.frontends[f.key] = f;
+    return {};
+  }
+  Status remove_frontend(const FrontendKey& key) override {
+    if (auto s = step(); !s) return s;
+    state.frontends.erase(key);
+    return {};
+  }
+
+  State state;
+  int fail_at = -1;  // the write that fails, counting from 0
+  int writes = 0;
+
+ private:
+  Status step() {
+    if (writes++ == fail_at) return Error{"injected failure"};
+    return {};
+  }
+};
+
+model::IpAddress ip(std::string_view s) { return *model::IpAddress::parse(s); }
+
+model::Service service(std::string name, std::string vip, std::vector<std::string> backends) {
+  model::Service s;
+  s.name = std::move(name);
+  s.frontends.push_back({ip(vip), 80, model::Protocol::tcp, model::FrontendKind::vip});
+  for (const auto& b : backends) s.backends.push_back({ip(b), 8080, 1, model::BackendState::active, "", ""});
+  return s;
+}
+
+class PlanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) / ("xlb-plan-" + std::to_string(std::random_device{}()));
+    fs::create_directories(dir_);
+    store_.emplace(store::Store::open(dir_ / "state.db").value());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // The engine's rings for a catalog, as the planner gets them.
+  std::vector<ServiceState> states(const model::Catalog& catalog) {
+    Engine engine(*store_, log_);
+    auto applied = engine.apply(catalog, "test");
+    EXPECT_TRUE(applied.ok()) << applied.error().message;
+    return engine.services();
+  }
+
+  State desired(const model::Catalog& catalog, const State& actual) {
+    auto d = desired_state(states(catalog), actual);
+    EXPECT_TRUE(d.ok()) << d.error().message;
+    return d.ok() ? *d : State{};
+  }
+
+  fs::path dir_;
+  std::optional<store::Store> store_;
+  Logger log_{LogLevel::error};
+};
+
+TEST_F(PlanTest, FirstPlanWritesBackendsThenFrontends) {
+  FakeMaps maps;
+  const auto want = desired(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3", "10.0.0.4"})}}, {});
+  const Plan plan = make_plan(want, maps.state);
+  ASSERT_EQ(plan.steps.size(), 4u);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(std::holds_alternative<UpsertBackend>(plan.steps[i]));
+  EXPECT_TRUE(std::holds_alternative<UpsertFrontend>(plan.steps[3]));
+  EXPECT_EQ(plan.summary(), "3 backends and 1 frontends written, 0 frontends and 0 backends removed");
+  ASSERT_TRUE(execute(plan, maps).ok());
+  EXPECT_EQ(maps.state, want);
+  const auto& ring = want.frontends.begin()->second.ring;
+  EXPECT_EQ(ring.size(), 509u);
+  EXPECT_EQ(want.frontends.begin()->second.service_id, 1u);
+  EXPECT_EQ((std::set<uint32_t>(ring.begin(), ring.end())), (std::set<uint32_t>{1, 2, 3}));
+}
+
+TEST_F(PlanTest, AnUnchangedCatalogNeedsNoWrite) {
+  FakeMaps maps;
+  const model::Catalog c{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3"})}};
+  ASSERT_TRUE(execute(make_plan(desired(c, {}), maps.state), maps).ok());
+  EXPECT_TRUE(make_plan(desired(c, maps.state), maps.state).empty());
+}
+
+TEST_F(PlanTest, AddingABackendWritesItAndTheRingOnly) {
+  FakeMaps maps;
+  const model::Catalog before{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3"}),
+                               service("api", "198.18.0.11", {"10.0.0.9"})}};
+  ASSERT_TRUE(execute(make_plan(desired(before, {}), maps.state), maps).ok());
+  const auto ids_before = maps.state.backends;
+
+  const model::Catalog after{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3", "10.0.0.4"}),
+                              service("api", "198.18.0.11", {"10.0.0.9"})}};
+  const Plan plan = make_plan(desired(after, maps.state), maps.state);
+  ASSERT_EQ(plan.steps.size(), 2u);
+  ASSERT_TRUE(std::holds_alternative<UpsertBackend>(plan.steps[0]));
+  EXPECT_EQ(std::get<UpsertBackend>(plan.steps[0]).backend.address.to_string(), "10.0.0.4");
+  ASSERT_TRUE(std::holds_alternative<UpsertFrontend>(plan.steps[1]));
+  EXPECT_EQ(std::get<UpsertFrontend>(plan.steps[1]).frontend.key.to_string(), "198.18.0.10:80/tcp");
+  ASSERT_TRUE(execute(plan, maps).ok());
+  for (const auto& [id, b] : ids_before) EXPECT_EQ(maps.state.backends.at(id), b) << "ids are stable";
+}
+
+TEST_F(PlanTest, RemovalsComeLastFrontendsBeforeBackends) {
+  FakeMaps maps;
+  ASSERT_TRUE(execute(make_plan(desired(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.2"}),
+                                                        service("old", "198.18.0.99", {"10.0.0.7", "10.0.0.8"})}},
+                                        {}),
+                                maps.state),
+                      maps)
+                  .ok());
+  const Plan plan = make_plan(desired(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.2"})}}, maps.state),
+                              maps.state);
+  ASSERT_EQ(plan.steps.size(), 3u);
+  EXPECT_TRUE(std::holds_alternative<RemoveFrontend>(plan.steps[0]));
+  EXPECT_TRUE(std::holds_alternative<RemoveBackend>(plan.steps[1]));
+  EXPECT_TRUE(std::holds_alternative<RemoveBackend>(plan.steps[2]));
+  ASSERT_TRUE(execute(plan, maps).ok());
+  EXPECT_EQ(maps.state.frontends.size(), 1u);
+  EXPECT_EQ(maps.state.backends.size(), 1u);
+}
+
+// A crash after any write leaves maps that hold no dangling reference, and a plan made from
+// what they hold then finishes the work.
+TEST_F(PlanTest, AFailureAtAnyStepIsSafeAndTheNextPlanConverges) {
+  const model::Catalog before{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3"}),
+                               service("old", "198.18.0.99", {"10.0.0.7"})}};
+  const model::Catalog after{{service("web", "198.18.0.10", {"10.0.0.3", "10.0.0.4", "10.0.0.5"}),
+                              service("new", "198.18.0.12", {"10.0.0.6", "10.0.0.2"})}};
+  for (int fail_at = 0;; ++fail_at) {
+    FakeMaps maps;
+    ASSERT_TRUE(execute(make_plan(desired(before, {}), maps.state), maps).ok());
+    maps.writes = 0;
+    maps.fail_at = fail_at;
+    const Plan plan = make_plan(desired(after, maps.state), maps.state);
+    const bool failed = !execute(plan, maps).ok();
+    maps.fail_at = -1;
+    const State want = desired(after, maps.state);
+    ASSERT_TRUE(execute(make_plan(want, maps.state), maps).ok());
+    EXPECT_EQ(maps.state, want) << "after a failure at write " << fail_at;
+    EXPECT_TRUE(make_plan(desired(after, maps.state), maps.state).empty());
+    if (!failed) break;
+  }
+}
+
+TEST_F(PlanTest, DrainedBackendStaysInTheMapWithoutSlots) {
+  auto s = service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3"});
+  s.backends[0].weight = 0;
+  const State want = desired(model::Catalog{{s}}, {});
+  ASSERT_EQ(want.backends.size(), 2u);
+  const auto& drained = want.backends.at(1);
+  EXPECT_EQ(drained.address.to_string(), "10.0.0.2");
+  EXPECT_TRUE(drained.draining);
+  EXPECT_FALSE(want.backends.at(2).draining);
+  for (auto slot : want.frontends.begin()->second.ring) EXPECT_EQ(slot, 2u);
+}
+
+TEST_F(PlanTest, ABackendSharedByTwoServicesIsWrittenOnce) {
+  auto a = service("a", "198.18.0.10", {"10.0.0.2"});
+  auto b = service("b", "198.18.0.11", {"10.0.0.2"});
+  b.backends[0].weight = 0;
+  const State want = desired(model::Catalog{{a, b}}, {});
+  ASSERT_EQ(want.backends.size(), 1u);
+  EXPECT_FALSE(want.backends.begin()->second.draining) << "a still sends it new flows";
+}
+
+TEST_F(PlanTest, FlagsAndAffinityReachTheEntry) {
+  auto s = service("web", "198.18.0.10", {"10.0.0.2"});
+  s.mode = model::ForwardingMode::snat;
+  s.affinity = {true, std::chrono::seconds(600)};
+  const auto& entry = desired(model::Catalog{{s}}, {}).frontends.begin()->second;
+  EXPECT_TRUE(entry.snat);
+  EXPECT_TRUE(entry.affinity);
+  EXPECT_EQ(entry.affinity_timeout_s, 600u);
+}
+
+TEST_F(PlanTest, DsrIsRefusedUntilTheDatapathHasIt) {
+  auto s = service("web", "198.18.0.10", {"10.0.0.2"});
+  s.mode = model::ForwardingMode::dsr;
+  s.backends[0].port = 80;
+  auto d = desired_state(states(model::Catalog{{s}}), {});
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().message, "service \"web\": mode dsr is not supported by this datapath yet");
+}
+
+TEST_F(PlanTest, FreedIdsAreNotReusedAtOnce) {
+  FakeMaps maps;
+  ASSERT_TRUE(execute(make_plan(desired(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3"})}}, {}),
+                                maps.state),
+                      maps)
+                  .ok());
+  ASSERT_TRUE(execute(make_plan(desired(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.3"})}}, maps.state),
+                                maps.state),
+                      maps)
+                  .ok());
+  const State want = desired(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.3", "10.0.0.9"})}}, maps.state);
+  ASSERT_TRUE(want.backends.count(3)) << "a new backend takes a fresh id, not the freed id 1";
+  EXPECT_EQ(want.backends.at(3).address.to_string(), "10.0.0.9");
+}
+
+TEST_F(PlanTest, EngineSyncsTheMapsAndResyncsAfterLoss) {
+  FakeMaps maps;
+  Engine engine(*store_, log_, {}, &maps);
+  const model::Catalog c{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3"})}};
+  auto first = engine.apply(c, "test");
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(first->map_writes, 3u);
+  auto again = engine.apply(c, "test");
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->changed);
+  EXPECT_EQ(again->map_writes, 0u);
+
+  maps.state = {};  // the maps were lost (bpffs unmounted, a reboot): same catalog, writes again
+  auto resync = engine.apply(c, "test");
+  ASSERT_TRUE(resync.ok());
+  EXPECT_FALSE(resync->changed);
+  EXPECT_EQ(resync->map_writes, 3u);
+  EXPECT_EQ(store_->revisions(10)->size(), 1u);
+}
+
+TEST_F(PlanTest, EngineRecordsNoRevisionWhenTheMapsRefuse) {
+  FakeMaps maps;
+  maps.fail_at = 1;
+  Engine engine(*store_, log_, {}, &maps);
+  auto r = engine.apply(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3"})}}, "test");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message,
+            "the catalog was not applied: writing the datapath's maps (2 backends and 1 frontends written, 0 frontends "
+            "and 0 backends removed planned): injected failure");
+  EXPECT_TRUE(store_->revisions(10)->empty());
+  EXPECT_EQ(engine.revision(), 0);
+}
+
+}  // namespace
+}  // namespace xlb::engine
