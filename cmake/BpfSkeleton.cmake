@@ -46,7 +46,7 @@ function(xlb_bpf_skeleton)
   # -g keeps BTF in the object: libbpf needs it for the map definitions.
   add_custom_command(
     OUTPUT ${object}
-    COMMAND ${XLB_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${XLB_BPF_ARCH} -Wall -Werror
+    COMMAND ${XLB_CLANG} -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_${XLB_BPF_ARCH} -Wall -Werror
             ${XLB_BPF_INCLUDES} -MD -MF ${object}.d -c ${source} -o ${object}
     DEPENDS ${source}
     DEPFILE ${object}.d

@@ -1,42 +1,54 @@
 #!/usr/bin/env bash
-# Sets up, builds and starts xlbd on the shipped default config (config/xlb.toml) with its
-# SQLite state, then says where to look. A second run is harmless; `scripts/demo.sh stop`
-# stops it and removes what it made.
+# Sets up, builds and starts a live xlb demo on this machine, then says where to look:
+#
+#   xlbdemo-client ---- xlbdemo-lb (xlbd: XDP + tc) ---- xlbdemo-b1, -b2, -b3 (demo backends)
+#                            |
+#   this host (xlbdemo-api 10.200.255.1) -- the dashboard at http://10.200.255.2:9180/
+#
+# Network namespaces of its own, the services of the shipped config/xlb.toml, and a client that
+# sends light traffic (a few connections a second, for at most an hour) to the VIP. Nothing
+# leaves the machine. A second run is harmless; `scripts/demo.sh stop` removes it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 demo=/run/xlb-demo
-pidfile=$demo/xlbd.pid
+pin_dir=/sys/fs/bpf/xlb-demo/v1
+xlbd=$root/build/src/xlbd/xlbd
+lbtool=$root/build/tests/integration/lbtool
+vip=198.18.0.10
+dashboard=http://10.200.255.2:9180/
 
-running_pid() {
-  [[ -f $pidfile ]] || return 1
-  local pid
-  pid=$(<"$pidfile")
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && [[ $(readlink "/proc/$pid/exe") == "$root/build/src/xlbd/xlbd" ]] &&
-    echo "$pid"
-}
+pid_alive() { [[ -f $demo/$1.pid ]] && kill -0 "$(<"$demo/$1.pid")" 2>/dev/null; }
 
 stop() {
-  local pid
-  if pid=$(running_pid); then
-    kill -TERM "$pid"
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    echo "xlbd ($pid) stopped"
+  for f in "$demo"/*.pid; do
+    [[ -e $f ]] || continue
+    kill -TERM "$(<"$f")" 2>/dev/null || true
+  done
+  if [[ -x $xlbd && -e /run/netns/xlbdemo-lb ]]; then
+    nsenter --net=/run/netns/xlbdemo-lb "$xlbd" --config "$demo/xlb.toml" --pin-dir "$pin_dir" --cleanup \
+      >/dev/null 2>&1 || true
   fi
+  rm -rf "${pin_dir%/*}"
+  for ns in xlbdemo-client xlbdemo-lb xlbdemo-b1 xlbdemo-b2 xlbdemo-b3; do ip netns delete "$ns" 2>/dev/null || true; done
+  ip link delete xlbdemo-api 2>/dev/null || true
   rm -rf "$demo"
+  echo "demo stopped and removed"
 }
 
 where_to_look() {
-  local pid=$1
   cat <<MSG
 
-xlbd is running (pid $pid) on $root/config/xlb.toml
-  log:          $demo/xlbd.log
-  state:        $demo/state/state.db (SQLite; revisions, events)
-  history:      sqlite3 $demo/state/state.db 'select id, created_at, summary from revisions'
-  check config: $root/build/src/xlbctl/xlbctl validate $root/config/xlb.toml
-  reload:       kill -HUP $pid      (edit config/xlb.toml first; a bad file keeps the old config)
-  stop:         scripts/demo.sh stop
+xlb demo is running: xlbd (pid $(<"$demo/xlbd.pid")) balances $vip:80/tcp and $vip:53/udp over
+three demo backends, from the services in $root/config/xlb.toml.
+  dashboard:     $dashboard          (REST API under ${dashboard}api/v1/, metrics at ${dashboard}metrics)
+  xlbd log:      $demo/xlbd.log
+  client log:    $demo/client.log        (which backend answered each connection)
+  state:         sqlite3 $demo/state/state.db 'select id, created_at, summary from revisions'
+  maps:          bpftool map dump pinned $pin_dir/xlb_conntrack
+  try it:        ip netns exec xlbdemo-client $lbtool tcp $vip 80 30
+  reload:        edit $demo/xlb.toml, then kill -HUP $(<"$demo/xlbd.pid")
+  stop:          scripts/demo.sh stop
 MSG
 }
 
@@ -44,26 +56,87 @@ if [[ ${1:-} == stop ]]; then
   stop
   exit 0
 fi
-[[ $(id -u) -eq 0 ]] || { echo "demo: run as root (it installs packages and, later, attaches BPF programs)" >&2; exit 1; }
-
-if pid=$(running_pid); then
+[[ $(id -u) -eq 0 ]] || { echo "demo: run as root: it installs packages, makes namespaces and loads BPF" >&2; exit 1; }
+if pid_alive xlbd; then
   echo "demo: already running"
-  where_to_look "$pid"
+  where_to_look
   exit 0
 fi
+[[ -e $demo ]] && stop >/dev/null
 
 scripts/setup-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target xlbd xlbctl
-
+cmake --build build -j"$(nproc)" --target xlbd xlbctl lbtool
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 mkdir -p "$demo/state"
-build/src/xlbd/xlbd --config config/xlb.toml --state-dir "$demo/state" >"$demo/xlbd.log" 2>&1 &
-pid=$!
-echo "$pid" >"$pidfile"
+
+ip netns add xlbdemo-client
+ip netns add xlbdemo-lb
+ip -n xlbdemo-client link set lo up
+ip -n xlbdemo-lb link set lo up
+ip link add eth0 netns xlbdemo-client type veth peer name lbc netns xlbdemo-lb
+ip -n xlbdemo-client addr add 10.200.0.2/24 dev eth0
+ip -n xlbdemo-lb addr add 10.200.0.1/24 dev lbc
+ip -n xlbdemo-client link set eth0 up
+ip -n xlbdemo-lb link set lbc up
+# The client reaches the VIP range through the load balancer, and nothing else.
+ip -n xlbdemo-client route add 198.18.0.0/24 via 10.200.0.1
+ip netns exec xlbdemo-lb sysctl -qw net.ipv4.ip_forward=1
+for k in 1 2 3; do
+  ns=xlbdemo-b$k
+  ip netns add $ns
+  ip -n $ns link set lo up
+  ip link add eth0 netns $ns type veth peer name lb$k netns xlbdemo-lb
+  ip -n $ns addr add 10.200.$k.2/24 dev eth0
+  ip -n xlbdemo-lb addr add 10.200.$k.1/24 dev lb$k
+  ip -n $ns link set eth0 up
+  ip -n xlbdemo-lb link set lb$k up
+  ip -n $ns route add 10.200.0.0/24 via 10.200.$k.1
+  ip netns exec $ns ethtool -K eth0 gro on >/dev/null
+  for port in 8080 5353; do
+    ip netns exec $ns "$lbtool" serve "backend-$k" $port >"$demo/b$k-$port.log" 2>&1 &
+    echo $! >"$demo/b$k-$port.pid"
+  done
+done
+
+# The dashboard's link: the host reaches xlbd's API on the lb namespace's end, and nothing else.
+ip link add xlbdemo-api type veth peer name api netns xlbdemo-lb
+ip addr add 10.200.255.1/30 dev xlbdemo-api
+ip -n xlbdemo-lb addr add 10.200.255.2/30 dev api
+ip link set xlbdemo-api up
+ip -n xlbdemo-lb link set api up
+
+# The shipped config's services, on the demo's links.
+{
+  cat <<TOML
+# Generated by scripts/demo.sh: the demo's [node], then the services of config/xlb.toml.
+[node]
+interfaces = ["lbc", "lb1", "lb2", "lb3"]
+xdp_mode = "native"
+cgroup = "off"
+[api]
+listen = "10.200.255.2:9180"
+[maglev]
+seed = "demo"
+TOML
+  sed -n '/^\[\[service\]\]/,$p' config/xlb.toml
+} >"$demo/xlb.toml"
+
+nsenter --net=/run/netns/xlbdemo-lb "$xlbd" --config "$demo/xlb.toml" --state-dir "$demo/state" \
+  --pin-dir "$pin_dir" >"$demo/xlbd.log" 2>&1 &
+echo $! >"$demo/xlbd.pid"
 for _ in $(seq 100); do
   grep -q "ready:" "$demo/xlbd.log" && break
-  kill -0 "$pid" 2>/dev/null || { echo "demo: xlbd exited:" >&2; cat "$demo/xlbd.log" >&2; rm -f "$pidfile"; exit 1; }
+  pid_alive xlbd || { echo "demo: xlbd exited:" >&2; cat "$demo/xlbd.log" >&2; exit 1; }
   sleep 0.1
 done
+
+# Light, bounded traffic: 5 TCP connections and 2 DNS-like datagrams a second, for an hour.
+ip netns exec xlbdemo-client bash -c "
+  for i in \$(seq 3600); do
+    date +%T; '$lbtool' tcp $vip 80 5; '$lbtool' udp $vip 53 2; sleep 1
+  done" >"$demo/client.log" 2>&1 &
+echo $! >"$demo/client.pid"
+
 cat "$demo/xlbd.log"
-where_to_look "$pid"
+where_to_look

@@ -15,8 +15,15 @@ packages=(
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # the hosts tests build and the tools they drive
-  iproute2 ethtool procps util-linux
+  iproute2 ethtool procps util-linux iptables
+  # browser tests of the web UI (tests/e2e): Chromium; npm brings playwright-core, no browser
+  chromium
 )
+# Node.js and npm for the browser tests: the machine's own when it has them (a newer Node.js may
+# come from elsewhere, and Debian's npm would conflict with it), else Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -56,6 +56,18 @@ struct xlb_service_key_v6 {
 	__u8 pad;
 };
 
+/* xlb_frontend_addrs (HASH): every address that has at least one frontend -> how many
+ * frontends it has (user space's count; the programs only test presence). The programs need
+ * it for packets whose ports they cannot read (a non-first fragment, a header cut short, a bad
+ * IHL): such a packet to a frontend address is dropped and counted, one to any other address
+ * is passed untouched (the rule at the top of bpf/xlb_xdp.bpf.c). Without an entry here, a
+ * malformed packet to a frontend address passes as "not a service". */
+struct xlb_frontend_addr_key {
+	__be32 address[4];
+	__u8 family; /* XLB_AF_INET or XLB_AF_INET6 */
+	__u8 pad[3]; /* 0 */
+};
+
 /* xlb_service_value.flags */
 #define XLB_SERVICE_F_SNAT (1U << 0)     /* DNAT plus SNAT to the node address (xlb_node) */
 #define XLB_SERVICE_F_AFFINITY (1U << 1) /* ClientIP affinity: one backend per client address */
@@ -105,7 +117,7 @@ struct xlb_flow_key {
 struct xlb_ct_entry {
 	__u32 backend_id;
 	__u32 service_id;
-	__u64 last_seen_ns; /* bpf_ktime_get_ns(); refreshed at most once a second */
+	__u64 last_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns); refreshed at most once a second */
 	__be16 snat_port;   /* snat: this node's source port toward the backend; else 0 */
 	__u8 pad[6];
 };
@@ -133,7 +145,7 @@ struct xlb_affinity_key {
 struct xlb_affinity_entry {
 	__u32 backend_id;
 	__u32 pad;
-	__u64 last_seen_ns;
+	__u64 last_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns) */
 };
 
 /* ---- node -------------------------------------------------------------------------------- */
@@ -163,19 +175,26 @@ struct xlb_stats {
 enum xlb_reason {
 	XLB_REASON_FORWARDED = 0, /* balanced or reverse-translated and sent on */
 	/* passed to the kernel's stack untouched (or, for PASS_NO_NEIGHBOUR, already translated) */
-	XLB_PASS_NOT_IP,          /* an EtherType other than IPv4/IPv6 (after one VLAN tag) */
+	XLB_PASS_NOT_IP,          /* not readable as IP: an EtherType other than IPv4/IPv6 (after one
+				   * VLAN tag), or a frame too short for its Ethernet, VLAN or IP header */
 	XLB_PASS_NOT_SERVICE,     /* no frontend at this address, port and protocol */
 	XLB_PASS_NOT_TCP_UDP,     /* to a frontend address, but neither TCP, UDP nor a handled ICMP */
 	XLB_PASS_NO_NEIGHBOUR,    /* translated, but the next hop's MAC is unknown: the kernel resolves it */
 	XLB_PASS_TTL_EXPIRED,     /* TTL/hop limit would reach 0: the kernel answers with ICMP */
 	/* dropped */
 	XLB_DROP_TRUNCATED,       /* a header is shorter than its type needs */
-	XLB_DROP_BAD_IHL,         /* IPv4 header length field below 5 */
+	XLB_DROP_BAD_IHL,         /* IPv4 header length field below 5 (or an IP version field that
+				   * does not match the EtherType) */
 	XLB_DROP_IPV4_OPTIONS,    /* IPv4 options on a packet to a frontend */
 	XLB_DROP_FRAGMENT,        /* a fragment of a packet to a frontend (no L4 header to hash) */
 	XLB_DROP_NO_BACKEND,      /* the frontend's ring is empty */
 	XLB_DROP_NO_ROUTE,        /* no route to the backend (or back to the client) */
-	XLB_DROP_SNAT_PORTS_EXHAUSTED, /* no free snat source port after a few tries */
+	XLB_DROP_SNAT_PORTS_EXHAUSTED, /* no free snat source port after a few tries (or no snat
+					* address or port range in xlb_node) */
+	/* Added after the drops so that no code above changes: passed to the kernel's stack
+	 * translated, because the route toward the backend (or client) has a smaller MTU than the
+	 * packet. The stack fragments it or answers with ICMP, as for any routed packet. */
+	XLB_PASS_FRAG_NEEDED,
 	XLB_REASON_MAX,
 };
 
@@ -203,6 +222,7 @@ struct xlb_event_budget {
 
 XLB_ABI_ASSERT(sizeof(struct xlb_service_key_v4) == 8, "xlb_service_key_v4 layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_service_key_v6) == 20, "xlb_service_key_v6 layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_frontend_addr_key) == 20, "xlb_frontend_addr_key layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_service_value) == 16, "xlb_service_value layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_backend) == 24, "xlb_backend layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_flow_key) == 40, "xlb_flow_key layout changed");

@@ -25,6 +25,24 @@ struct {
 	__type(value, struct xlb_service_value);
 } xlb_services_v4 SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xlb_service_key_v6);
+	__type(value, struct xlb_service_value);
+} xlb_services_v6 SEC(".maps");
+
+/* Read only for packets that are malformed or of another protocol, never on the fast path:
+ * well-formed TCP and UDP need just the one lookup in xlb_services_v4/v6. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xlb_frontend_addr_key);
+	__type(value, __u32); /* frontends at this address */
+} xlb_frontend_addrs SEC(".maps");
+
 /*
  * The template of every ring. User space creates each service's ring with max_entries equal
  * to its ring size; BPF_F_INNER_MAP lets those sizes differ from this template's (and from

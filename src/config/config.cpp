@@ -240,6 +240,7 @@ class ConfigReader {
  private:
   void read_node(const toml::table& t) {
     TableReader r(t, "node", diagnostics_);
+    if (auto m = r.choice<NodeMode>("mode", parse_node_mode, "serve, shadow")) config_.node.mode = *m;
     if (auto list = r.array("interfaces", false)) {
       for (const auto& item : *list) {
         auto name = item.value<std::string>();
@@ -258,7 +259,7 @@ class ConfigReader {
         config_.node.cgroup = *c;
     }
     read_snat(r, t);
-    r.finish({"interfaces", "xdp_mode", "cgroup", "snat_ipv4", "snat_ipv6", "snat_port_min", "snat_port_max"});
+    r.finish({"mode", "interfaces", "xdp_mode", "cgroup", "snat_ipv4", "snat_ipv6", "snat_port_min", "snat_port_max"});
   }
 
   void read_snat(TableReader& r, const toml::table& t) {
@@ -281,6 +282,12 @@ class ConfigReader {
               std::to_string(config_.node.snat_port_max));
   }
 
+  static std::optional<NodeMode> parse_node_mode(std::string_view s) {
+    if (s == "serve") return NodeMode::serve;
+    if (s == "shadow") return NodeMode::shadow;
+    return std::nullopt;
+  }
+
   static std::optional<XdpMode> parse_xdp_mode(std::string_view s) {
     for (auto m : {XdpMode::native, XdpMode::generic, XdpMode::off})
       if (to_string(m) == s) return m;
@@ -290,11 +297,11 @@ class ConfigReader {
   void read_api(const toml::table& t) {
     TableReader r(t, "api", diagnostics_);
     if (auto listen = r.string("listen", false)) {
-      if (valid_listen(*listen))
+      if (*listen == "off" || valid_listen(*listen))
         config_.api.listen = *listen;
       else
         r.error_at(*t.get("listen"), "listen",
-                   "\"" + *listen + "\" is not ADDRESS:PORT (e.g. 127.0.0.1:9180 or [::1]:9180)");
+                   "\"" + *listen + "\" is not ADDRESS:PORT (e.g. 127.0.0.1:9180 or [::1]:9180) or \"off\"");
     }
     r.finish({"listen"});
   }

@@ -18,7 +18,12 @@ namespace xlb::config {
 enum class XdpMode : uint8_t { native, generic, off };
 std::string_view to_string(XdpMode);
 
+// serve: the datapath is loaded, attached and written. shadow: xlb builds its catalog and rings
+// and shows what it would serve, but loads nothing into the kernel and changes no packet.
+enum class NodeMode : uint8_t { serve, shadow };
+
 struct NodeConfig {
+  NodeMode mode = NodeMode::serve;
   std::vector<std::string> interfaces;
   XdpMode xdp_mode = XdpMode::native;
   std::string cgroup = "auto";  // "auto", "off", or the path of a cgroup v2 directory
@@ -32,7 +37,7 @@ struct NodeConfig {
 };
 
 struct ApiConfig {
-  std::string listen = "127.0.0.1:9180";
+  std::string listen = "127.0.0.1:9180";  // or "off": no web UI and no REST API
 };
 
 struct MaglevConfig {

@@ -55,9 +55,11 @@ struct State {
   bool operator==(const State&) const = default;
 };
 
-// Writes one item at a time. Each call leaves the maps consistent on its own: upsert_frontend
-// installs the ring before the entry that uses it. Keeping frontends off missing backends is the
-// caller's order (backends first, removals last), which Plan follows.
+// Each call leaves the maps consistent on its own: a frontend's ring is installed before the
+// entry that uses it. Keeping frontends off missing backends is the caller's order (backends
+// first, removals last), which Plan follows. Frontends are written in batches: the kernel waits
+// for an RCU grace period (milliseconds) after every write to a map of maps, so ten thousand
+// rings written one by one would take minutes, and in one batch take one wait.
 class MapWriter {
  public:
   virtual ~MapWriter() = default;
@@ -68,8 +70,8 @@ class MapWriter {
 
   virtual Status upsert_backend(const BackendEntry& backend) = 0;
   virtual Status remove_backend(BackendId id) = 0;
-  virtual Status upsert_frontend(const FrontendEntry& frontend) = 0;
-  virtual Status remove_frontend(const FrontendKey& key) = 0;
+  virtual Status upsert_frontends(const std::vector<FrontendEntry>& frontends) = 0;
+  virtual Status remove_frontends(const std::vector<FrontendKey>& keys) = 0;
 };
 
 }  // namespace xlb::datapath

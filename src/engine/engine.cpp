@@ -75,6 +75,9 @@ Result<std::vector<ServiceState>> Engine::build_states(const model::Catalog& cat
 }
 
 Status Engine::restore() {
+  auto drains = Drains::load(store_);
+  if (!drains) return drains.error();
+  drains_ = std::move(*drains);
   auto latest = store_.latest_revision();
   if (!latest) return latest.error();
   if (!*latest) return {};
@@ -97,10 +100,33 @@ Result<std::pair<size_t, std::string>> Engine::sync_maps(const std::vector<Servi
   const Plan plan = make_plan(*desired, *actual);
   if (auto s = execute(plan, *maps_); !s)
     return Error{"writing the datapath's maps (" + plan.summary() + " planned): " + s.error().message};
+  map_state_ = std::move(*desired);
   return std::pair{plan.steps.size(), plan.summary()};
 }
 
 Result<Applied> Engine::apply(const model::Catalog& catalog, std::string_view source) {
+  auto applied = commit(drains_.overlay(catalog), source);
+  if (applied) source_catalog_ = catalog;
+  return applied;
+}
+
+Result<Applied> Engine::set_drained(std::string_view service, std::string_view backend, bool drained,
+                                    std::string_view source) {
+  if (!source_catalog_) return Error{"no catalog has been applied yet"};
+  Drains next = drains_;
+  if (!next.set(service, backend, drained)) return Applied{false, revision_, "no change", 0, "no change"};
+  // Saved first: a crash between the two then drains at the next start rather than forgetting.
+  if (auto s = next.save(store_); !s) return s.error();
+  auto applied = commit(next.overlay(*source_catalog_), source);
+  if (!applied) {
+    if (auto s = drains_.save(store_); !s) log_.error("could not restore the drained backends: " + s.error().message);
+    return applied;
+  }
+  drains_ = std::move(next);
+  return applied;
+}
+
+Result<Applied> Engine::commit(const model::Catalog& catalog, std::string_view source) {
   const auto changes = model::diff(catalog_, catalog);
   const bool changed = !changes.empty() || revision_ == 0;
   std::vector<ServiceState> states;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "datapath/state.h"
+#include "engine/drains.h"
 #include "maglev/maglev.h"
 #include "model/model.h"
 #include "store/store.h"
@@ -54,17 +56,30 @@ class Engine {
   // Applies a validated catalog: brings the maps to it (also when the catalog is unchanged but
   // the maps are not, as after a crash), and records a revision when the catalog changed.
   // Nothing is written or recorded if any service's rings cannot be built.
+  // The operator's drains (drains.h) are laid over the catalog first.
   Result<Applied> apply(const model::Catalog& catalog, std::string_view source);
+
+  // Drains or undrains one backend ("10.0.1.2:8080") of a service, saves that, and applies the
+  // last source catalog again with it. On error the saved drains stay as they were, and the
+  // catalog in force is as apply() leaves it on error.
+  // Needs a catalog applied before (restore() alone is not enough: it knows no source catalog).
+  Result<Applied> set_drained(std::string_view service, std::string_view backend, bool drained,
+                              std::string_view source);
+  const Drains& drains() const { return drains_; }
 
   const model::Catalog& catalog() const { return catalog_; }
   const std::vector<ServiceState>& services() const { return services_; }
   int64_t revision() const { return revision_; }
+  // What the engine last wrote to the maps (ids included), to name the counters the maps keep.
+  const datapath::State& map_state() const { return map_state_; }
 
  private:
   Result<std::vector<ServiceState>> build_states(const model::Catalog& catalog) const;
   Result<Ring> build_ring(const model::Service& service, model::IpAddress::Family family) const;
   // Writes what the maps lack; returns the plan that did it.
   Result<std::pair<size_t, std::string>> sync_maps(const std::vector<ServiceState>& states);
+  // apply() without the drains: `catalog` is already what should be in force.
+  Result<Applied> commit(const model::Catalog& catalog, std::string_view source);
 
   store::Store& store_;
   const Logger& log_;
@@ -73,6 +88,9 @@ class Engine {
   model::Catalog catalog_;
   std::vector<ServiceState> services_;
   int64_t revision_ = 0;
+  datapath::State map_state_;
+  Drains drains_;
+  std::optional<model::Catalog> source_catalog_;  // as the source last handed it, before drains
 };
 
 }  // namespace xlb::engine

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <set>
+#include <utility>
 
 #include "xlb_abi.h"
 
@@ -138,14 +139,6 @@ class DesiredBuilder {
   datapath::State desired_;
 };
 
-struct StepWriter {
-  datapath::MapWriter& maps;
-  Status operator()(const UpsertBackend& s) const { return maps.upsert_backend(s.backend); }
-  Status operator()(const UpsertFrontend& s) const { return maps.upsert_frontend(s.frontend); }
-  Status operator()(const RemoveFrontend& s) const { return maps.remove_frontend(s.key); }
-  Status operator()(const RemoveBackend& s) const { return maps.remove_backend(s.id); }
-};
-
 }  // namespace
 
 Result<datapath::State> desired_state(const std::vector<ServiceState>& services, const datapath::State& actual) {
@@ -170,9 +163,36 @@ Plan make_plan(const datapath::State& desired, const datapath::State& actual) {
 }
 
 Status execute(const Plan& plan, datapath::MapWriter& maps) {
-  for (const auto& step : plan.steps)
-    if (auto s = std::visit(StepWriter{maps}, step); !s) return s;
-  return {};
+  // Consecutive frontend steps go as one batch (see MapWriter); make_plan puts them together.
+  std::vector<datapath::FrontendEntry> upserts;
+  std::vector<datapath::FrontendKey> removals;
+  auto flush = [&]() -> Status {
+    if (!upserts.empty())
+      if (auto s = maps.upsert_frontends(std::exchange(upserts, {})); !s) return s;
+    if (!removals.empty())
+      if (auto s = maps.remove_frontends(std::exchange(removals, {})); !s) return s;
+    return {};
+  };
+  for (const auto& step : plan.steps) {
+    if (const auto* u = std::get_if<UpsertFrontend>(&step)) {
+      if (!removals.empty())
+        if (auto s = flush(); !s) return s;
+      upserts.push_back(u->frontend);
+      continue;
+    }
+    if (const auto* r = std::get_if<RemoveFrontend>(&step)) {
+      if (!upserts.empty())
+        if (auto s = flush(); !s) return s;
+      removals.push_back(r->key);
+      continue;
+    }
+    if (auto s = flush(); !s) return s;
+    const Status s = std::holds_alternative<UpsertBackend>(step)
+                         ? maps.upsert_backend(std::get<UpsertBackend>(step).backend)
+                         : maps.remove_backend(std::get<RemoveBackend>(step).id);
+    if (!s) return s;
+  }
+  return flush();
 }
 
 std::string Plan::summary() const {

@@ -71,15 +71,22 @@ CatalogDiff diff(const Catalog& before, const Catalog& after) {
 
 std::string CatalogDiff::summary() const {
   if (changes.empty()) return "no change";
+  // A line stays a line: the whole change set of a big sync is in the revision's catalog.
+  constexpr size_t kListed = 10;
   std::string out;
-  for (const auto& c : changes) {
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const auto& c = changes[i];
+    if (i == kListed) {
+      out += "; and " + std::to_string(changes.size() - kListed) + " more services";
+      break;
+    }
     if (!out.empty()) out += "; ";
     switch (c.kind) {
       case ServiceChange::Kind::added: out += "+" + c.service; break;
       case ServiceChange::Kind::removed: out += "-" + c.service; break;
       case ServiceChange::Kind::changed: {
         out += "~" + c.service + " (";
-        for (size_t i = 0; i < c.details.size(); ++i) out += (i ? ", " : "") + c.details[i];
+        for (size_t d = 0; d < c.details.size(); ++d) out += (d ? ", " : "") + c.details[d];
         out += ")";
         break;
       }

@@ -19,7 +19,8 @@ struct CatalogDiff {
   std::vector<ServiceChange> changes;
 
   bool empty() const { return changes.empty(); }
-  // One line for logs and revision lists: "+web; ~api (+backend 10.0.1.5:80); -old".
+  // One line for logs and revision lists: "+web; ~api (+backend 10.0.1.5:80); -old", the first
+  // ten services and then how many more.
   std::string summary() const;
 };
 

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "xlbd/kernel.h"
+
 
 namespace xlb::xlbd {
 
@@ -40,6 +42,19 @@ Result<UniqueFd> signal_fd() {
   return fd;
 }
 
+// [node] decides what is attached where, and [maglev] moves every ring at once: both are read at
+// start only, so that a reload never re-wires the node behind the operator's back.
+bool restart_needed(const config::Config& running, const config::Config& loaded) {
+  const auto& a = running.node;
+  const auto& b = loaded.node;
+  const auto& m = running.maglev;
+  const auto& n = loaded.maglev;
+  return a.mode != b.mode || a.interfaces != b.interfaces || a.xdp_mode != b.xdp_mode || a.cgroup != b.cgroup ||
+         a.snat_ipv4 != b.snat_ipv4 || a.snat_ipv6 != b.snat_ipv6 || a.snat_port_min != b.snat_port_min ||
+         a.snat_port_max != b.snat_port_max || m.seed != n.seed || m.min_table_size != n.min_table_size ||
+         m.max_table_size != n.max_table_size;
+}
+
 }  // namespace
 
 Result<config::Config> Daemon::load_config() const {
@@ -57,11 +72,23 @@ Status Daemon::start() {
   store_.emplace(std::move(*store));
   auto config = load_config();
   if (!config) return config.error();
-  maglev_ = config->maglev;
-  engine_.emplace(*store_, log_,
-                  engine::MaglevSettings{maglev_.seed, {maglev_.min_table_size, maglev_.max_table_size}});
+  started_with_ = *config;
+  if (config->node.mode == config::NodeMode::serve) {
+    auto datapath = load_datapath(config->node, options_.pin_dir, log_);
+    if (!datapath) return datapath.error();
+    datapath_.emplace(std::move(*datapath));
+  } else {
+    log_.info("shadow mode: nothing is loaded into the kernel; the catalog and rings are built and shown only");
+  }
+  const auto& maglev = config->maglev;
+  engine_.emplace(*store_, log_, engine::MaglevSettings{maglev.seed, {maglev.min_table_size, maglev.max_table_size}},
+                  datapath_ ? &datapath_->maps() : nullptr);
   if (auto s = engine_->restore(); !s) return s;
-  return apply(*config, "start");
+  // Maps first, attach after: a program attached for the first time finds every service.
+  if (auto s = apply(*config, "start"); !s) return s;
+  if (datapath_)
+    if (auto s = attach_datapath(*datapath_, config->node, log_); !s) return s;
+  return {};
 }
 
 Status Daemon::apply(const config::Config& config, std::string_view why) {
@@ -77,16 +104,17 @@ Status Daemon::apply(const config::Config& config, std::string_view why) {
   else
     log_.info(std::string(why) + ": config unchanged, revision " + std::to_string(applied->revision) +
               " stays in force (" + counts + ")");
+  if (applied->map_writes > 0) log_.info(std::string(why) + ": datapath: " + applied->plan);
   return {};
 }
 
-void Daemon::reload() {
+Status Daemon::reload() {
   notify("RELOADING=1");
   auto config = load_config();
   Status status = config ? apply(*config, "reload") : Status(config.error());
-  if (config && (config->maglev.seed != maglev_.seed || config->maglev.min_table_size != maglev_.min_table_size ||
-                 config->maglev.max_table_size != maglev_.max_table_size))
-    log_.warning("reload: [maglev] settings changed; they take effect at the next restart, since they move every ring");
+  if (config && restart_needed(started_with_, *config))
+    log_.warning("reload: [node] or [maglev] settings changed; they take effect at the next restart (services were "
+                 "reloaded)");
   if (!status) {
     log_.error(status.error().message);
     log_.error("reload: the running config (revision " + std::to_string(engine_->revision()) + ") stays in force");
@@ -95,6 +123,26 @@ void Daemon::reload() {
       log_.warning("could not record the rejected reload: " + e.error().message);
   }
   notify("READY=1\nSTATUS=revision " + std::to_string(engine_->revision()));
+  return status;
+}
+
+void Daemon::start_api(const config::Config& config) {
+  if (config.api.listen == "off") {
+    log_.info("api: off ([api] listen = \"off\")");
+    return;
+  }
+  api_provider_ = std::make_unique<ApiProvider>(state_mutex_, *engine_, *store_, datapath_ ? &*datapath_ : nullptr,
+                                                node_view(config),
+                                                [this] { return reload(); }, log_);
+  api::ServerConfig api;
+  api.listen = config.api.listen;
+  auto server = api::Server::start(api, *api_provider_, options_.state_dir, log_);
+  if (!server) {
+    log_.error(server.error().message + "; xlbd goes on without its web UI and API (fix [api] listen and restart)");
+    return;
+  }
+  api_server_ = std::move(*server);
+  log_.info("api: dashboard and REST API at " + api_server_->url());
 }
 
 void Daemon::notify(const std::string& state) const { sd_notify(0, state.c_str()); }
@@ -109,6 +157,7 @@ int Daemon::run() {
     log_.error(s.error().message);
     return 1;
   }
+  start_api(started_with_);
   log_.info("ready: revision " + std::to_string(engine_->revision()) + ", state " +
             (options_.state_dir / "state.db").string());
   notify("READY=1\nSTATUS=revision " + std::to_string(engine_->revision()));
@@ -124,7 +173,8 @@ int Daemon::run() {
     if (::read(signals->get(), &info, sizeof info) != sizeof info) continue;
     if (info.ssi_signo == SIGHUP) {
       log_.info("SIGHUP: reloading " + options_.config.string());
-      reload();
+      std::lock_guard state(state_mutex_);
+      (void)reload();
       continue;
     }
     log_.info(std::string(info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT") + ": stopping");

@@ -3,20 +3,26 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <optional>
 
+#include "api/server.h"
 #include "base/log.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "config/config.h"
+#include "datapath/datapath.h"
 #include "engine/engine.h"
 #include "store/store.h"
+#include "xlbd/api_provider.h"
 
 namespace xlb::xlbd {
 
 struct Options {
   std::filesystem::path config = "/etc/xlb/xlb.toml";
   std::filesystem::path state_dir = "/var/lib/xlb";
+  std::filesystem::path pin_dir = datapath::default_pin_dir();
 };
 
 class Daemon {
@@ -31,15 +37,24 @@ class Daemon {
   Result<config::Config> load_config() const;
   Status apply(const config::Config& config, std::string_view why);
   // A config that fails to load, validate or apply leaves the running one in force.
-  void reload();
+  // Called with state_mutex_ held: the API's threads read the engine and store under it.
+  Status reload();
+  // The web UI and REST API (see xlbd/api_provider.h for the threading). Without them (the
+  // address is taken, say) xlbd still balances, and says so.
+  void start_api(const config::Config& config);
   void notify(const std::string& state) const;
 
   Options options_;
   const Logger& log_;
   UniqueFd lock_;
   std::optional<store::Store> store_;
+  std::optional<datapath::Datapath> datapath_;  // none in shadow mode
   std::optional<engine::Engine> engine_;
-  config::MaglevConfig maglev_;  // as at start: changing it needs a restart
+  config::Config started_with_;  // [node] and [maglev] as at start: changing them needs a restart
+  std::mutex state_mutex_;        // guards engine_ and store_ once the API runs
+  // Last, so they go first: the server's threads call the provider, which reads the engine.
+  std::unique_ptr<ApiProvider> api_provider_;
+  std::unique_ptr<api::Server> api_server_;
 };
 
 }  // namespace xlb::xlbd

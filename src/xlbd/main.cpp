@@ -4,6 +4,8 @@
 
 #include "config/config.h"
 #include "xlbd/daemon.h"
+#include "datapath/datapath.h"
+#include "xlbd/kernel.h"
 
 namespace po = boost::program_options;
 
@@ -25,6 +27,21 @@ int dry_run(const std::filesystem::path& path) {
   return 0;
 }
 
+// --cleanup: stopping xlbd leaves the datapath forwarding (a restart loses no flow); this is
+// how an operator removes it for good.
+int cleanup(const xlb::xlbd::Options& options, const xlb::Logger& log) {
+  auto config = xlb::config::load(options.config);
+  if (!config) {
+    log.error("cleanup needs the config to know the interfaces: " + config.error().message);
+    return 1;
+  }
+  if (auto s = xlb::xlbd::cleanup_datapath(config->node, options.pin_dir, log); !s) {
+    log.error(s.error().message);
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -37,7 +54,10 @@ int main(int argc, char** argv) {
       ("config,c", po::value(&options.config)->default_value(options.config), "TOML config file")
       ("state-dir", po::value(&options.state_dir)->default_value(options.state_dir),
        "directory of the state database and lock")
+      ("pin-dir", po::value(&options.pin_dir)->default_value(options.pin_dir),
+       "bpffs directory of the pinned maps and links (the ABI version is part of it)")
       ("dry-run", "validate the config and print what would be served, then exit; writes nothing")
+      ("cleanup", "detach xlb from the configured interfaces, remove its pinned maps, then exit")
       ("log-level", po::value(&log_level)->default_value(log_level), "debug, info, warning or error");
   po::variables_map vm;
   try {
@@ -62,5 +82,7 @@ int main(int argc, char** argv) {
   }
   if (vm.count("dry-run")) return dry_run(options.config);
   xlb::Logger log(*level);
+  xlb::datapath::set_libbpf_verbose(*level == xlb::LogLevel::debug);
+  if (vm.count("cleanup")) return cleanup(options, log);
   return xlb::xlbd::Daemon(options, log).run();
 }

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "datapath/cgroup.h"
-#include "datapath/sock_lb.h"
+#include "datapath/datapath.h"
 #include "base/unique_fd.h"
 #include "support/child_process.h"
 #include "support/netns.h"
@@ -44,7 +44,42 @@ in_addr ipv4(const char* text) {
   return address;
 }
 
-FrontendV4 service(Protocol protocol) { return {ipv4(kServiceIp), kServicePort, protocol}; }
+model::IpAddress to_model(in_addr address) {
+  char text[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &address, text, sizeof text);
+  return model::IpAddress::parse(text).value();
+}
+
+using model::Protocol;
+
+FrontendKey service(Protocol protocol) { return {to_model(ipv4(kServiceIp)), kServicePort, protocol}; }
+
+// The socket-LB part of the datapath, in the words of these tests.
+class SockLb {
+ public:
+  static Result<SockLb> load() {
+    Result<Datapath> datapath = Datapath::load({});
+    if (!datapath) return datapath.error();
+    return SockLb(std::move(datapath).value());
+  }
+  Status attach(const std::filesystem::path& cgroup) { return datapath_.attach_cgroup(cgroup); }
+  Status upsert_backend(BackendId id, in_addr address, std::uint16_t port) {
+    return datapath_.maps().upsert_backend({id, to_model(address), port, false});
+  }
+  Status remove_backend(BackendId id) { return datapath_.maps().remove_backend(id); }
+  Status upsert_service_v4(const FrontendKey& key, ServiceId id, std::vector<BackendId> ring) {
+    FrontendEntry entry;
+    entry.key = key;
+    entry.service_id = id;
+    entry.ring = std::move(ring);
+    return datapath_.maps().upsert_frontends({entry});
+  }
+  Status remove_service_v4(const FrontendKey& key) { return datapath_.maps().remove_frontends({key}); }
+
+ private:
+  explicit SockLb(Datapath datapath) : datapath_(std::move(datapath)) {}
+  Datapath datapath_;
+};
 
 std::string errno_text(std::string_view call) { return std::string(call) + ": " + std::strerror(errno); }
 
@@ -245,12 +280,12 @@ TEST_F(SockConnect4Test, RingsMayOnlyHoldBackendsThatExist) {
   const Status missing = lb_->upsert_service_v4(service(Protocol::udp), 1, std::vector<BackendId>{7});
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().message,
-            "upsert service 198.18.0.10:80/udp: the ring holds backend 7, which is not in the backends map "
+            "write frontend 198.18.0.10:80/udp: the ring holds backend 7, which is not in the backends map "
             "(write backends before the services that use them)");
 
   const Status reserved = lb_->upsert_backend(0, ipv4(kLoopback), 9);
   ASSERT_FALSE(reserved.ok());
-  EXPECT_EQ(reserved.error().message, "upsert backend 0 (127.0.0.1:9): backend id 0 is reserved for empty ring slots");
+  EXPECT_EQ(reserved.error().message, "write backend 0 (127.0.0.1:9): backend ids go from 1 to 65535");
 
   EXPECT_EQ(in_cgroup([] { return connect_and_report(SOCK_DGRAM, kServiceIp, kServicePort); }), kNotTranslated)
       << "a failed upsert must leave no service behind";
@@ -293,7 +328,7 @@ TEST_F(SockConnect4Test, AttachingToSomethingElseThanACgroupSaysWhy) {
   const Status attached = lb_->attach("/proc");
   ASSERT_FALSE(attached.ok());
   EXPECT_EQ(attached.error().message,
-            "attach connect4 to cgroup /proc: Bad file descriptor (not a directory of the cgroup v2 hierarchy)");
+            "attach socket-LB to cgroup /proc: Bad file descriptor (not a directory of the cgroup v2 hierarchy)");
 }
 
 }  // namespace

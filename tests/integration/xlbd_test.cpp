@@ -35,7 +35,11 @@ class XlbdTest : public ::testing::Test {
 
   fs::path config() const { return dir_ / "xlb.toml"; }
   fs::path state() const { return dir_ / "state"; }
-  void write_config(const std::string& text) const { std::ofstream(config()) << text; }
+  // Shadow mode and no API: these tests are about the daemon's life, not the kernel or the web
+  // UI; they need no root, and any number of them may run at once.
+  void write_config(const std::string& text, const std::string& node = "") const {
+    std::ofstream(config()) << "[node]\nmode = \"shadow\"\n" << node << text << "[api]\nlisten = \"off\"\n";
+  }
 
   std::vector<store::Revision> revisions() const {
     auto s = store::Store::open(state() / "state.db");
@@ -73,12 +77,12 @@ TEST_F(XlbdTest, SighupWithABadConfigKeepsTheOldOneAndAGoodOneApplies) {
   ChildProcess xlbd(xlbd_args());
   ASSERT_TRUE(xlbd.wait_for_line("ready: revision 1")) << xlbd.seen();
 
-  write_config(service("web", "198.18.0.10", 2) + "[node]\nxdp_mode = \"turbo\"\n");
+  write_config(service("web", "198.18.0.10", 2), "xdp_mode = \"turbo\"\n");
   xlbd.signal(SIGHUP);
   auto line = xlbd.wait_for_line("stays in force");
   ASSERT_TRUE(line) << xlbd.seen();
   EXPECT_NE(line->find("reload: the running config (revision 1) stays in force"), std::string::npos);
-  EXPECT_NE(xlbd.seen().find(config().string() + ":13:12: node: key \"xdp_mode\": \"turbo\" is not one of native, "
+  EXPECT_NE(xlbd.seen().find(config().string() + ":3:12: node: key \"xdp_mode\": \"turbo\" is not one of native, "
                                                  "generic, off"),
             std::string::npos)
       << xlbd.seen();
@@ -123,7 +127,7 @@ TEST_F(XlbdTest, RefusesToStartOnABadConfig) {
   EXPECT_EQ(xlbd.wait(), 1);
   xlbd.wait_for_line("never printed", std::chrono::milliseconds(100));
   EXPECT_NE(xlbd.seen().find("rejected"), std::string::npos) << xlbd.seen();
-  EXPECT_NE(xlbd.seen().find(":1:1: service \"web\": missing required key \"frontend\""), std::string::npos)
+  EXPECT_NE(xlbd.seen().find(":3:1: service \"web\": missing required key \"frontend\""), std::string::npos)
       << xlbd.seen();
 }
 
@@ -165,7 +169,7 @@ TEST_F(XlbdTest, XlbctlValidateUsesTheSameRules) {
   write_config(service("web", "198.18.0.10", 2) + "[[service.backend]]\naddress = \"10.0.0.9\"\n");
   ChildProcess bad({kXlbctl, "validate", config().string()});
   EXPECT_EQ(bad.wait(), 1);
-  ASSERT_TRUE(bad.wait_for_line(config().string() + ":12:1: service \"web\" backend 3: missing required key \"port\""))
+  ASSERT_TRUE(bad.wait_for_line(config().string() + ":14:1: service \"web\" backend 3: missing required key \"port\""))
       << bad.seen();
 
   ChildProcess usage({kXlbctl, "validate"});

@@ -233,7 +233,7 @@ TEST(ConfigErrors, DsrBackendMustUseTheFrontendPort) {
 TEST(ConfigErrors, ApiListenMustBeAddressAndPort) {
   EXPECT_EQ(errors_of("[api]\nlisten = \"localhost:9180\"\n"),
             "xlb.toml:2:10: api: key \"listen\": \"localhost:9180\" is not ADDRESS:PORT (e.g. 127.0.0.1:9180 or "
-            "[::1]:9180)");
+            "[::1]:9180) or \"off\"");
 }
 
 TEST(ConfigFile, MissingFileSaysSo) {

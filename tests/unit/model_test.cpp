@@ -153,6 +153,16 @@ TEST(Diff, SummarisesAddsRemovesAndChanges) {
   EXPECT_EQ(diff(after, after).summary(), "no change");
 }
 
+TEST(Diff, SummaryOfABigChangeStaysOneShortLine) {
+  Catalog after;
+  for (int i = 0; i < 25; ++i) {
+    Service s;
+    s.name = "s" + std::to_string(i);
+    after.services.push_back(s);
+  }
+  EXPECT_EQ(diff(Catalog{}, after).summary(), "+s0; +s1; +s2; +s3; +s4; +s5; +s6; +s7; +s8; +s9; and 15 more services");
+}
+
 TEST(Json, CatalogRoundTrips) {
   Service s = web();
   s.maglev_table_size = 1021;

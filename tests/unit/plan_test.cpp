@@ -34,22 +34,30 @@ class FakeMaps : public datapath::MapWriter {
     state.backends.erase(id);
     return {};
   }
-  Status upsert_frontend(const FrontendEntry& f) override {
-    if (auto s = step(); !s) return s;
-    for (auto slot : f.ring)
-      if (!state.backends.count(slot)) ADD_FAILURE() << f.key.to_string() << " written before backend " << slot;
-    state.frontends[f.key] = f;
+  // A batch may stop half-way, as a real one may: each frontend is one write here.
+  Status upsert_frontends(const std::vector<FrontendEntry>& frontends) override {
+    ++batches;
+    for (const auto& f : frontends) {
+      if (auto s = step(); !s) return s;
+      for (auto slot : f.ring)
+        if (!state.backends.count(slot)) ADD_FAILURE() << f.key.to_string() << " written before backend " << slot;
+      state.frontends[f.key] = f;
+    }
     return {};
   }
-  Status remove_frontend(const FrontendKey& key) override {
-    if (auto s = step(); !s) return s;
-    state.frontends.erase(key);
+  Status remove_frontends(const std::vector<FrontendKey>& keys) override {
+    ++batches;
+    for (const auto& key : keys) {
+      if (auto s = step(); !s) return s;
+      state.frontends.erase(key);
+    }
     return {};
   }
 
   State state;
   int fail_at = -1;  // the write that fails, counting from 0
   int writes = 0;
+  int batches = 0;
 
  private:
   Status step() {
@@ -110,6 +118,16 @@ TEST_F(PlanTest, FirstPlanWritesBackendsThenFrontends) {
   EXPECT_EQ(ring.size(), 509u);
   EXPECT_EQ(want.frontends.begin()->second.service_id, 1u);
   EXPECT_EQ((std::set<uint32_t>(ring.begin(), ring.end())), (std::set<uint32_t>{1, 2, 3}));
+}
+
+TEST_F(PlanTest, FrontendsAreWrittenInOneBatch) {
+  FakeMaps maps;
+  model::Catalog c;
+  for (int i = 0; i < 50; ++i)
+    c.services.push_back(service("svc-" + std::to_string(i), "198.18.1." + std::to_string(i + 1), {"10.0.0.2"}));
+  ASSERT_TRUE(execute(make_plan(desired(c, {}), maps.state), maps).ok());
+  EXPECT_EQ(maps.state.frontends.size(), 50u);
+  EXPECT_EQ(maps.batches, 1);
 }
 
 TEST_F(PlanTest, AnUnchangedCatalogNeedsNoWrite) {

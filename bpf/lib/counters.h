@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Counters: per service, per backend and per reason (struct xlb_stats). Per-CPU arrays, so
+ * that counting is a plain add with no atomic and no shared cache line; user space sums the
+ * CPUs. Service and backend ids index the arrays directly (user space keeps them below
+ * XLB_MAX_SERVICES and XLB_MAX_BACKENDS; a larger id is simply not counted).
+ *
+ * Every packet the XDP program sees is counted under exactly one reason; the tc program
+ * counts only the replies it translates (every other packet on the link is XDP's to count).
+ */
+#ifndef XLB_LIB_COUNTERS_H
+#define XLB_LIB_COUNTERS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xlb_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, __u32); /* service id */
+	__type(value, struct xlb_stats);
+} xlb_service_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_MAX_BACKENDS);
+	__type(key, __u32); /* backend id */
+	__type(value, struct xlb_stats);
+} xlb_backend_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_REASON_MAX);
+	__type(key, __u32); /* enum xlb_reason */
+	__type(value, struct xlb_stats);
+} xlb_reason_stats SEC(".maps");
+
+static __always_inline void xlb_count(void *map, __u32 index, __u64 bytes, __u32 new_flow)
+{
+	struct xlb_stats *stats = bpf_map_lookup_elem(map, &index);
+
+	if (!stats)
+		return;
+	stats->packets++;
+	stats->bytes += bytes;
+	stats->new_flows += new_flow;
+}
+
+static __always_inline void xlb_count_reason(__u32 reason, __u64 bytes)
+{
+	xlb_count(&xlb_reason_stats, reason, bytes, 0);
+}
+
+/* A packet forwarded for a service to one of its backends (either direction). */
+static __always_inline void xlb_count_flow(__u32 service_id, __u32 backend_id, __u64 bytes, __u32 new_flow)
+{
+	xlb_count(&xlb_service_stats, service_id, bytes, new_flow);
+	xlb_count(&xlb_backend_stats, backend_id, bytes, new_flow);
+}
+
+#endif /* XLB_LIB_COUNTERS_H */

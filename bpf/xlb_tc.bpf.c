@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * xlb_tc: the reply half of nat and snat, at tc ingress (clsact) of the links where replies
+ * from backends arrive.
+ *
+ * A reply is recognised by one lookup of its flow in xlb_reverse_nat, written by the XDP
+ * program when it translated the flow's first packet. It is restored so that the client
+ * only ever sees the frontend: source -> frontend:fport, and for snat destination ->
+ * client:cport (for nat the destination is the client already). Then it is forwarded toward
+ * the client like the forward path does (fib.h): redirected to the egress link with the next
+ * hop's MAC, or, when the neighbour is not known yet (or the MTU is smaller), left to the
+ * kernel's stack translated, which forwards it and resolves the neighbour.
+ *
+ * Everything else (the vast majority of packets on the link) leaves untouched and uncounted:
+ * the XDP program on the same link counted it already, and counting it here again would show
+ * every packet twice.
+ *
+ * Why tc and not XDP: a reply may come from a backend on this node (a veth of a pod), whose
+ * packets are often CHECKSUM_PARTIAL skbs that XDP cannot rewrite correctly; the skb helpers
+ * keep every checksum state right. Replies are also the smaller half of the traffic for most
+ * services.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xlb_abi.h"
+#include "conntrack.h"
+#include "counters.h"
+#include "events.h"
+#include "fib.h"
+#include "nat.h"
+#include "parse.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* The most header bytes a reply needs in the skb's linear part: Ethernet, a VLAN tag, IPv6
+ * and TCP. Drivers and GRO may leave less there; parsing cannot see beyond it. */
+#define XLB_TC_HEADERS (14 + 4 + 40 + 20)
+
+/* The backend a reply comes from, for its counter: the flow's conntrack entry, found from
+ * the client and frontend the reverse entry names. */
+static __always_inline __u32 xlb_reply_backend(const struct xlb_reverse_nat *reverse, const struct xlb_packet *pkt)
+{
+	struct xlb_flow_key flow = {};
+	struct xlb_ct_entry *ct;
+
+	xlb_addr_copy(flow.src, reverse->client);
+	xlb_addr_copy(flow.dst, reverse->frontend);
+	flow.sport = reverse->client_port;
+	flow.dport = reverse->frontend_port;
+	flow.protocol = pkt->flow.protocol;
+	flow.family = pkt->flow.family;
+	ct = xlb_ct_lookup(&flow);
+	return ct ? ct->backend_id : XLB_BACKEND_ID_NONE;
+}
+
+SEC("tc")
+int xlb_tc(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	const struct xlb_reverse_nat *reverse;
+	struct xlb_nat_target to;
+	struct bpf_fib_lookup fib;
+	struct xlb_packet pkt;
+	__u32 malformed = 0, reason, service_id, backend_id;
+	__u32 want = skb->len < XLB_TC_HEADERS ? skb->len : XLB_TC_HEADERS;
+	int next_hop;
+
+	if (data + want > data_end) {
+		if (bpf_skb_pull_data(skb, want) < 0)
+			return TC_ACT_OK;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	if (xlb_parse(data, data_end, &pkt, &malformed) != XLB_PARSED_L4)
+		return TC_ACT_OK;
+	reverse = bpf_map_lookup_elem(&xlb_reverse_nat, &pkt.flow);
+	if (!reverse)
+		return TC_ACT_OK;
+	if (pkt.ttl <= 1) {
+		xlb_count_reason(XLB_PASS_TTL_EXPIRED, skb->len);
+		return TC_ACT_OK;
+	}
+
+	/* A copy: the entry may change under us, and the helpers below need stable values. */
+	xlb_addr_copy(to.src, reverse->frontend);
+	xlb_addr_copy(to.dst, reverse->client);
+	to.sport = reverse->frontend_port;
+	to.dport = reverse->client_port;
+	service_id = reverse->service_id;
+	backend_id = xlb_reply_backend(reverse, &pkt);
+
+	/* skb->ifindex is the link the reply arrived on (tc ingress). */
+	xlb_fib_params(&fib, &pkt, &to, skb->ifindex);
+	next_hop = xlb_fib_next_hop(skb, &fib, &reason);
+	if (next_hop == XLB_NEXT_HOP_DROP) {
+		xlb_count_reason(reason, skb->len);
+		xlb_emit_event(reason, skb->ifindex, &pkt.flow);
+		return TC_ACT_SHOT;
+	}
+
+	if (xlb_skb_rewrite(skb, &pkt, &to, next_hop == XLB_NEXT_HOP_SEND) < 0) {
+		/* Only a broken skb (not writable, not linear where it must be) gets here. */
+		xlb_count_reason(XLB_DROP_TRUNCATED, skb->len);
+		xlb_emit_event(XLB_DROP_TRUNCATED, skb->ifindex, &pkt.flow);
+		return TC_ACT_SHOT;
+	}
+	xlb_count_reason(reason, skb->len);
+	xlb_count(&xlb_service_stats, service_id, skb->len, 0);
+	/* Unknown when conntrack forgot the flow before the reverse table did. */
+	if (backend_id != XLB_BACKEND_ID_NONE)
+		xlb_count(&xlb_backend_stats, backend_id, skb->len, 0);
+	if (next_hop == XLB_NEXT_HOP_STACK)
+		return TC_ACT_OK;
+
+	/* Ethernet destination then source, as they lie in the header. */
+	__u8 macs[2 * ETH_ALEN];
+
+	__builtin_memcpy(macs, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, fib.smac, ETH_ALEN);
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect(fib.ifindex, 0);
+}

@@ -1,0 +1,472 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * xlb_xdp: north-south load balancing in XDP, before the kernel's stack sees the packet.
+ *
+ * A TCP or UDP packet to a frontend (address, port, protocol in xlb_services_v4/v6) is given a
+ * backend: the one conntrack has for its flow, else a new pick from the service's Maglev ring
+ * (by a hash of the flow, or of the client address with ClientIP affinity), recorded in
+ * conntrack. It is translated (nat: DNAT to the backend; snat: DNAT plus SNAT to the node's
+ * address and an allocated port), the reply's way back is written to xlb_reverse_nat for the
+ * tc program, and it is sent on to the next hop from the kernel's routing table (fib.h).
+ * ICMP errors about balanced flows follow their flow to its backend (icmp.h).
+ *
+ * Most packets belong to established flows, and those take a short path (xlb_forward_cached):
+ * two hash lookups (the frontend, the flow), then the backend's address and next hop from a
+ * per-CPU cache that is at most a second old (backend_cache.h). Everything else takes the
+ * general path (xlb_translate, xlb_forward). A packet that is not for a frontend costs one
+ * lookup.
+ *
+ * THE RULE FOR MALFORMED INPUT. Traffic that is not for a frontend must never be harmed, and
+ * traffic for a frontend that we cannot balance must not leak past us:
+ *
+ *  1. A frame that cannot be recognised as IP (another EtherType, also behind one VLAN tag; or
+ *     a frame too short for its Ethernet, VLAN or IP header) is passed untouched, counted
+ *     XLB_PASS_NOT_IP. It is the kernel's business (ARP, LLDP, ...).
+ *  2. An IP packet whose addresses can be read but that cannot be balanced (an IPv4 header
+ *     length below 5 or a version that does not match the EtherType, IPv4 options, a fragment
+ *     (MF or an offset; an IPv6 fragment header), an IP length of zero or too short for the
+ *     headers or longer than the frame, a TCP or UDP header cut short) is:
+ *       - dropped if its destination is a frontend address (xlb_frontend_addrs), counted with
+ *         its reason (XLB_DROP_BAD_IHL, _IPV4_OPTIONS, _FRAGMENT, _TRUNCATED) and reported as
+ *         an event: it cannot be given a backend (no ports to hash, or a header we do not
+ *         rewrite), and passing it on would hand half a flow to whatever the stack does with
+ *         a frontend address;
+ *       - passed untouched otherwise, counted XLB_PASS_NOT_SERVICE: it is not ours, and this
+ *         node may be its destination or its router.
+ *  3. Well-formed IP of another protocol (or with IPv6 extension headers, which are not
+ *     walked) is passed untouched: XLB_PASS_NOT_TCP_UDP if to a frontend address, else
+ *     XLB_PASS_NOT_SERVICE. The ICMP errors of icmp.h about a balanced flow are forwarded.
+ *  4. Well-formed TCP and UDP cost one hash lookup; if it is not a frontend the packet is
+ *     passed untouched, counted XLB_PASS_NOT_SERVICE.
+ *
+ * Every packet is counted under exactly one reason (xlb_reason_stats); every drop also emits a
+ * rate-limited event (events.h). A packet whose TTL would reach 0 is passed untranslated
+ * (XLB_PASS_TTL_EXPIRED) so that the kernel answers with ICMP time exceeded, as a router does.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xlb_abi.h"
+#include "affinity.h"
+#include "backend_cache.h"
+#include "conntrack.h"
+#include "counters.h"
+#include "events.h"
+#include "fib.h"
+#include "hash.h"
+#include "icmp.h"
+#include "lb.h"
+#include "nat.h"
+#include "node.h"
+#include "parse.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Every exit: the packet counted under its reason, and a drop reported. */
+static __always_inline int xlb_exit(struct xdp_md *ctx, const struct xlb_packet *pkt, int action, __u32 reason,
+				    __u64 bytes)
+{
+	xlb_count_reason(reason, bytes);
+	if (action == XDP_DROP)
+		xlb_emit_event(reason, ctx->ingress_ifindex, &pkt->flow);
+	return action;
+}
+
+/* Why a packet we do not balance passes: to a frontend address, or not even that. */
+static __always_inline __u32 xlb_other_reason(const struct xlb_packet *pkt)
+{
+	return lb_is_frontend_address(pkt->flow.family, pkt->flow.dst) ? XLB_PASS_NOT_TCP_UDP : XLB_PASS_NOT_SERVICE;
+}
+
+/* A backend may take a new flow: it exists, is not draining, and is of the packet's family
+ * (xlb translates addresses within a family only). */
+static __always_inline const struct xlb_backend *xlb_usable_backend(__u32 backend_id, __u8 family)
+{
+	const struct xlb_backend *backend = lb_lookup_backend(backend_id);
+
+	if (!backend || backend->state != XLB_BACKEND_ACTIVE || backend->family != family)
+		return NULL;
+	return backend;
+}
+
+/*
+ * The larger per-packet values live in a per-CPU scratch map, not on the stack: together they
+ * need more than the 512 bytes of stack a BPF program may use (a route lookup alone is 64).
+ * A program runs to its end on one CPU before the next starts there, so the values of one
+ * packet never mix with another's. Only the clock below outlives a packet, and losing it
+ * costs one clock read: the loader need not pin or share the map. Its lookup is inlined by
+ * the verifier into a few instructions.
+ */
+struct xlb_scratch {
+	/* The time of the last timer tick (bpf_ktime_get_coarse_ns), read again only when
+	 * jiffies moved: the coarse clock changes only at a tick, and reading jiffies is inlined
+	 * into one load, where the clock is a helper call that costs more than a hash lookup. */
+	__u64 clock_jiffies;
+	__u64 clock_ns;
+	struct bpf_fib_lookup fib;
+	struct xlb_nat_target to;       /* the packet's (ICMP: the outer header's) new addresses */
+	struct xlb_nat_target embedded; /* ICMP: the embedded packet's new addresses and ports */
+	struct xlb_icmp_inner inner;    /* ICMP: the embedded packet as it arrived */
+	struct xlb_reverse_nat reverse;
+	struct xlb_flow_key key; /* the reply's reverse-NAT key, or an ICMP error's flow */
+	struct xlb_affinity_key affinity;
+	struct xlb_backend backend; /* the backend, as read from xlb_backends */
+	__u64 now;
+	__u32 service_id;
+	__u32 backend_id;
+	__u8 new_flow;
+	__u8 icmp; /* an ICMP error, rewritten by icmp.h */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xlb_scratch);
+} xlb_xdp_scratch SEC(".maps");
+
+/* Now, to the last timer tick (CLOCK_MONOTONIC, as bpf_ktime_get_coarse_ns). */
+static __always_inline __u64 xlb_now(struct xlb_scratch *s)
+{
+	__u64 jiffies = bpf_jiffies64();
+
+	if (jiffies != s->clock_jiffies) {
+		s->clock_jiffies = jiffies;
+		s->clock_ns = bpf_ktime_get_coarse_ns();
+	}
+	return s->clock_ns;
+}
+
+/*
+ * The backend for a flow conntrack does not know: by ClientIP affinity when the service has
+ * it (the client's recent backend, else the ring slot of a hash of the client address), else
+ * the ring slot of a hash of the whole flow. NULL when there is none to give: an empty ring,
+ * or a slot that names a draining or missing backend (user space gives draining backends no
+ * slots, so this means a ring being replaced).
+ */
+static __always_inline const struct xlb_backend *
+xlb_pick_backend(const struct xlb_service_value *service, const struct xlb_flow_key *flow, __u64 now,
+		 struct xlb_scratch *s, __u32 *backend_id)
+{
+	const struct xlb_backend *backend;
+
+	if (!(service->flags & XLB_SERVICE_F_AFFINITY)) {
+		*backend_id = lb_ring_pick(service, xlb_hash_flow(flow));
+		return xlb_usable_backend(*backend_id, flow->family);
+	}
+
+	xlb_affinity_key_of(&s->affinity, flow, service->service_id);
+	*backend_id = xlb_affinity_lookup(&s->affinity, service->affinity_timeout_s, now);
+	backend = xlb_usable_backend(*backend_id, flow->family);
+	if (!backend) {
+		*backend_id = lb_ring_pick(service, xlb_hash_addr(flow->src));
+		backend = xlb_usable_backend(*backend_id, flow->family);
+		if (!backend)
+			return NULL;
+	}
+	xlb_affinity_record(&s->affinity, *backend_id, now);
+	return backend;
+}
+
+/* The snat source of a flow: the node's address of the flow's family (IPv4: its one word). */
+static __always_inline const __be32 *xlb_snat_address(const struct xlb_node_config *node, __u8 family)
+{
+	return family == XLB_AF_INET ? &node->snat_v4 : node->snat_v6;
+}
+
+/*
+ * At most once a second per flow: the conntrack entry's last_seen_ns, and the reply's
+ * reverse-NAT entry written again in case the LRU table dropped it while the flow was quiet
+ * (for snat only if the port is still free: never taking another flow's).
+ */
+static __always_inline void xlb_ct_refresh(struct xlb_ct_entry *ct, const struct xlb_flow_key *flow,
+					   __u32 service_id, const __be32 *src, __be16 sport,
+					   const struct xlb_backend *backend, struct xlb_scratch *s, __u64 now)
+{
+	ct->last_seen_ns = now;
+	xlb_reverse_value_of(&s->reverse, flow, service_id);
+	xlb_reverse_key_of(&s->key, flow, src, sport, backend);
+	bpf_map_update_elem(&xlb_reverse_nat, &s->key, &s->reverse, ct->snat_port ? BPF_NOEXIST : BPF_ANY);
+}
+
+/*
+ * The common case, kept short: a packet of an established flow whose backend and next hop
+ * this CPU has cached (backend_cache.h). No backends lookup, no route lookup, no copies.
+ */
+static __always_inline int xlb_forward_cached(struct xdp_md *ctx, const struct xlb_packet *pkt,
+					      const struct xlb_service_value *service, struct xlb_ct_entry *ct,
+					      const struct xlb_backend_cache_entry *cached, struct xlb_scratch *s,
+					      __u64 now, __u64 bytes)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	const __be32 *src = pkt->flow.src;
+	__be16 sport = pkt->flow.sport;
+	int action;
+
+	if (ct->snat_port) {
+		const struct xlb_node_config *node = xlb_node_config();
+
+		if (!node)
+			return XDP_ABORTED; /* cannot happen: an array always has entry 0 */
+		src = xlb_snat_address(node, pkt->flow.family);
+		sport = ct->snat_port;
+	}
+	if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS)
+		xlb_ct_refresh(ct, &pkt->flow, service->service_id, src, sport, &cached->backend, s, now);
+
+	xlb_xdp_rewrite(pkt, data_end, src, cached->backend.address, sport, cached->backend.port, 1);
+	xlb_set_macs(data, data_end, cached->dmac, cached->smac);
+	xlb_count_flow(service->service_id, ct->backend_id, bytes, 0);
+	action = cached->ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(cached->ifindex, 0);
+	return xlb_exit(ctx, pkt, action, XLB_REASON_FORWARDED, bytes);
+}
+
+/*
+ * TCP/UDP to a frontend, in general: the backend (conntrack's, or a new pick recorded in
+ * conntrack) and the translation to it in s->to, with the reply's reverse entry written.
+ * ct is the flow's conntrack entry if it has one. Returns 0, or the reason to drop the packet.
+ */
+static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const struct xlb_service_value *service,
+					   struct xlb_ct_entry *ct, struct xlb_scratch *s, __u64 now)
+{
+	const struct xlb_flow_key *flow = &pkt->flow;
+	const struct xlb_node_config *node = NULL;
+	const struct xlb_backend *backend = NULL;
+	struct xlb_nat_target *to = &s->to;
+	int snat = service->flags & XLB_SERVICE_F_SNAT;
+	int established = 0;
+	__be16 snat_port = 0;
+	__u32 backend_id = 0;
+
+	if (snat) {
+		node = xlb_node_config();
+		if (!node)
+			return XLB_DROP_SNAT_PORTS_EXHAUSTED;
+	}
+
+	if (ct && !snat == !ct->snat_port) {
+		/* The flow keeps its backend while that backend exists (draining or not), and
+		 * while the service's mode is the one the flow began with. */
+		backend_id = ct->backend_id;
+		snat_port = ct->snat_port;
+		backend = lb_lookup_backend(backend_id);
+		established = backend && backend->family == flow->family;
+	}
+	if (!established) {
+		backend = xlb_pick_backend(service, flow, now, s, &backend_id);
+		if (!backend)
+			return XLB_DROP_NO_BACKEND;
+		snat_port = 0;
+	}
+	s->backend = *backend;
+
+	/* To the backend; for snat from the node and its port. */
+	xlb_addr_copy(to->src, flow->src);
+	to->sport = flow->sport;
+	if (snat) {
+		if (flow->family == XLB_AF_INET) {
+			__builtin_memset(to->src, 0, sizeof(to->src));
+			to->src[0] = node->snat_v4;
+		} else {
+			xlb_addr_copy(to->src, node->snat_v6);
+		}
+		if (!to->src[0] && !to->src[1] && !to->src[2] && !to->src[3])
+			return XLB_DROP_SNAT_PORTS_EXHAUSTED;
+		to->sport = snat_port;
+	}
+	xlb_addr_copy(to->dst, backend->address);
+	to->dport = backend->port;
+
+	if (!established) {
+		/* The reply's way back, and for snat the claim of a source port. */
+		xlb_reverse_value_of(&s->reverse, flow, service->service_id);
+		xlb_reverse_key_of(&s->key, flow, to->src, to->sport, backend);
+		if (snat) {
+			snat_port = xlb_snat_claim_port(node, &s->key, &s->reverse);
+			if (!snat_port)
+				return XLB_DROP_SNAT_PORTS_EXHAUSTED;
+			to->sport = snat_port;
+		} else {
+			bpf_map_update_elem(&xlb_reverse_nat, &s->key, &s->reverse, BPF_ANY);
+		}
+		xlb_ct_create(flow, backend_id, service->service_id, snat_port, now);
+	} else if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS) {
+		xlb_ct_refresh(ct, flow, service->service_id, to->src, to->sport, backend, s, now);
+	}
+
+	s->now = now;
+	s->service_id = service->service_id;
+	s->backend_id = backend_id;
+	s->new_flow = !established;
+	s->icmp = 0;
+	return 0;
+}
+
+/*
+ * An ICMP error about a balanced flow (icmp.h): the outer translation in s->to, the embedded
+ * packet's in s->embedded. Returns 0, or the reason to pass the message untouched (rule 3).
+ */
+static __always_inline __u32 xlb_icmp_translate(const struct xlb_packet *pkt, void *data_end, struct xlb_scratch *s)
+{
+	const struct xlb_backend *backend;
+	struct xlb_ct_entry *ct;
+
+	if (!xlb_icmp_parse_error(pkt, data_end, &s->inner))
+		return xlb_other_reason(pkt);
+	xlb_icmp_flow_of(&s->key, &s->inner);
+	ct = xlb_ct_lookup(&s->key);
+	if (!ct)
+		return xlb_other_reason(pkt);
+	backend = lb_lookup_backend(ct->backend_id);
+	if (!backend || backend->family != pkt->flow.family)
+		return xlb_other_reason(pkt);
+	if (pkt->ttl <= 1)
+		return XLB_PASS_TTL_EXPIRED;
+
+	/* Outer: to the backend. Embedded: the backend's own packet, from backend:bport to the
+	 * client (nat) or to node:nport (snat). */
+	__builtin_memset(&s->to, 0, sizeof(s->to));
+	xlb_addr_copy(s->to.src, pkt->flow.src);
+	xlb_addr_copy(s->to.dst, backend->address);
+	xlb_addr_copy(s->embedded.src, backend->address);
+	s->embedded.sport = backend->port;
+	xlb_addr_copy(s->embedded.dst, s->inner.flow.dst);
+	s->embedded.dport = s->inner.flow.dport;
+	if (ct->snat_port) {
+		const struct xlb_node_config *node = xlb_node_config();
+
+		if (!node)
+			return xlb_other_reason(pkt);
+		if (pkt->flow.family == XLB_AF_INET) {
+			__builtin_memset(s->embedded.dst, 0, sizeof(s->embedded.dst));
+			s->embedded.dst[0] = node->snat_v4;
+		} else {
+			xlb_addr_copy(s->embedded.dst, node->snat_v6);
+		}
+		s->embedded.dport = ct->snat_port;
+		xlb_addr_copy(s->to.src, s->embedded.dst);
+	}
+	s->now = xlb_now(s);
+	s->service_id = ct->service_id;
+	s->backend_id = ct->backend_id;
+	s->new_flow = 0;
+	s->icmp = 1;
+	return 0;
+}
+
+/*
+ * A translated packet toward its next hop (fib.h): sent on with new MACs by XDP_TX or a
+ * redirect, or passed to the stack translated, or dropped without a route. A TCP/UDP packet
+ * whose backend's route this CPU knows reuses it (backend_cache.h) and a new answer is kept;
+ * ICMP errors, rare, always ask.
+ */
+static __always_inline int xlb_forward(struct xdp_md *ctx, const struct xlb_packet *pkt, struct xlb_scratch *s,
+				       __u64 bytes)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct xlb_backend_cache_entry *cached = s->icmp ? NULL : xlb_backend_cache_entry(s->backend_id);
+	const __u8 *dmac = s->fib.dmac, *smac = s->fib.smac;
+	__u32 reason, ifindex = 0;
+	int next_hop, action = XDP_PASS;
+
+	if (xlb_backend_cache_hit(cached, s->backend_id, ctx->ingress_ifindex, pkt->ip_len, s->now)) {
+		next_hop = XLB_NEXT_HOP_SEND;
+		reason = XLB_REASON_FORWARDED;
+		ifindex = cached->ifindex;
+		dmac = cached->dmac;
+		smac = cached->smac;
+	} else {
+		xlb_fib_params(&s->fib, pkt, &s->to, ctx->ingress_ifindex);
+		next_hop = xlb_fib_next_hop(ctx, &s->fib, &reason);
+		if (next_hop == XLB_NEXT_HOP_DROP)
+			return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
+		ifindex = s->fib.ifindex;
+		/* Only a complete answer is kept; the others ask again with the next packet. */
+		if (next_hop == XLB_NEXT_HOP_SEND && !s->icmp)
+			xlb_backend_cache_store(cached, s->backend_id, &s->backend, &s->fib, ctx->ingress_ifindex,
+						pkt->ip_len, s->now);
+	}
+
+	if (s->icmp)
+		xlb_icmp_rewrite(pkt, data_end, &s->inner, &s->to, &s->embedded, next_hop == XLB_NEXT_HOP_SEND);
+	else
+		xlb_xdp_rewrite(pkt, data_end, s->to.src, s->to.dst, s->to.sport, s->to.dport,
+				next_hop == XLB_NEXT_HOP_SEND);
+	xlb_count_flow(s->service_id, s->backend_id, bytes, s->new_flow);
+
+	if (next_hop == XLB_NEXT_HOP_SEND) {
+		xlb_set_macs(data, data_end, dmac, smac);
+		/* Out of the link it came in on, or another one. */
+		action = ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(ifindex, 0);
+	}
+	return xlb_exit(ctx, pkt, action, reason, bytes);
+}
+
+/* A TCP or UDP packet (rule 4). */
+static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_packet *pkt, __u64 bytes)
+{
+	const struct xlb_service_value *service;
+	struct xlb_backend_cache_entry *cached;
+	struct xlb_scratch *s;
+	struct xlb_ct_entry *ct;
+	__u32 reason, zero = 0;
+	__u64 now;
+
+	/* The one lookup that every TCP and UDP packet costs. */
+	service = lb_lookup_service(&pkt->flow);
+	if (!service)
+		return xlb_exit(ctx, pkt, XDP_PASS, XLB_PASS_NOT_SERVICE, bytes);
+	if (pkt->ttl <= 1)
+		return xlb_exit(ctx, pkt, XDP_PASS, XLB_PASS_TTL_EXPIRED, bytes);
+
+	s = bpf_map_lookup_elem(&xlb_xdp_scratch, &zero);
+	if (!s)
+		return XDP_ABORTED; /* cannot happen: a one-entry array always has its entry */
+	now = xlb_now(s);
+	ct = xlb_ct_lookup(&pkt->flow);
+	if (ct && !(service->flags & XLB_SERVICE_F_SNAT) == !ct->snat_port) {
+		cached = xlb_backend_cache_entry(ct->backend_id);
+		if (xlb_backend_cache_hit(cached, ct->backend_id, ctx->ingress_ifindex, pkt->ip_len, now) &&
+		    cached->backend.family == pkt->flow.family)
+			return xlb_forward_cached(ctx, pkt, service, ct, cached, s, now, bytes);
+	}
+
+	reason = xlb_translate(pkt, service, ct, s, now);
+	if (reason)
+		return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
+	return xlb_forward(ctx, pkt, s, bytes);
+}
+
+SEC("xdp")
+int xlb_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	struct xlb_scratch *s;
+	struct xlb_packet pkt;
+	__u32 malformed = 0, reason, zero = 0;
+
+	switch (xlb_parse(data, data_end, &pkt, &malformed)) {
+	case XLB_PARSED_L4:
+		return xlb_balance(ctx, &pkt, bytes);
+	case XLB_PARSED_ICMP:
+		s = bpf_map_lookup_elem(&xlb_xdp_scratch, &zero);
+		if (!s)
+			return XDP_ABORTED;
+		reason = xlb_icmp_translate(&pkt, data_end, s);
+		if (reason)
+			return xlb_exit(ctx, &pkt, XDP_PASS, reason, bytes);
+		return xlb_forward(ctx, &pkt, s, bytes);
+	case XLB_PARSED_OTHER:
+		return xlb_exit(ctx, &pkt, XDP_PASS, xlb_other_reason(&pkt), bytes);
+	case XLB_PARSED_MALFORMED:
+		if (lb_is_frontend_address(pkt.flow.family, pkt.flow.dst))
+			return xlb_exit(ctx, &pkt, XDP_DROP, malformed, bytes);
+		return xlb_exit(ctx, &pkt, XDP_PASS, XLB_PASS_NOT_SERVICE, bytes);
+	default:
+		return xlb_exit(ctx, &pkt, XDP_PASS, XLB_PASS_NOT_IP, bytes);
+	}
+}

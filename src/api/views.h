@@ -1,0 +1,23 @@
+// The JSON bodies of the API (snake_case), from the Provider's views.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "api/provider.h"
+
+namespace xlb::api {
+
+// {"hostname", "kernel", "version", "datapath_mode", "attachments", "preflight", "revision",
+//  "sampled_at_ms", "totals": {services, frontends, backends, packets, bytes, new_flows}, "drops"}
+nlohmann::json node_json(const Snapshot&);
+// {"revision", "sampled_at_ms", "services": [service...]}
+nlohmann::json services_json(const Snapshot&);
+// {"revision", "sampled_at_ms", "service": service}
+nlohmann::json service_json(const Snapshot&, const ServiceView&);
+// The model's service plus "source", "rings", "last_disruption", "counters", and per backend
+// "key" and "counters".
+nlohmann::json to_json(const ServiceView&);
+nlohmann::json to_json(const RevisionView&);
+nlohmann::json to_json(const EventView&);
+
+}  // namespace xlb::api

@@ -1,0 +1,404 @@
+#include "datapath/datapath.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+
+#include <cerrno>
+#include <cstring>
+#include <algorithm>
+#include <functional>
+
+#include "datapath/errno_error.h"
+#include "xlb_abi.h"
+#include "xlb_sock.skel.h"
+#include "xlb_tc.skel.h"
+#include "xlb_xdp.skel.h"
+
+namespace xlb::datapath {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A failed load keeps the verifier's log in a buffer this large (the kernel keeps the end of a
+// longer log), and the error quotes its last lines: they say what the verifier rejected.
+constexpr size_t kVerifierLogSize = 1 << 20;
+constexpr size_t kVerifierLogTailLines = 20;
+
+// Where xlb's tc filter sits at clsact ingress: a fixed handle and priority, so a restart
+// replaces exactly this filter and cleanup removes exactly it.
+constexpr uint32_t kTcHandle = 0x7862;  // "xb"
+constexpr uint32_t kTcPriority = 0x7862;
+
+constexpr std::string_view kConnect4LinkPin = "link_connect4";
+
+std::string tail_lines(std::string_view text, size_t count) {
+  text = text.substr(0, text.find('\0'));
+  while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  size_t start = text.size();
+  for (size_t i = 0; i < count; ++i) {
+    const size_t newline = start == 0 ? std::string_view::npos : text.rfind('\n', start - 1);
+    if (newline == std::string_view::npos) return std::string(text);
+    start = newline;
+  }
+  return std::string(text.substr(start + 1));
+}
+
+Error load_error(std::string_view name, int err, std::string_view verifier_log) {
+  const std::string what = "load BPF programs " + std::string(name);
+  const std::string tail = tail_lines(verifier_log, kVerifierLogTailLines);
+  if (tail.empty()) {
+    const bool denied = err == EPERM || err == EACCES;
+    return errno_error(what, err, denied ? kPrivilegeHint : std::string_view{});
+  }
+  return errno_error(what, err, "the kernel's verifier rejected a program; the end of its log:\n" + tail);
+}
+
+Result<unsigned> interface_index(const std::string& name) {
+  const unsigned index = ::if_nametoindex(name.c_str());
+  if (index == 0) return errno_error("find interface " + name, errno, "is it in this network namespace?");
+  return index;
+}
+
+// One skeleton, type-erased: what the loader needs is its bpf_object and how to free it.
+struct Object {
+  std::string name;
+  bpf_object* object = nullptr;
+  std::function<void()> destroy;
+
+  Object() = default;
+  Object(Object&& o) noexcept : name(std::move(o.name)), object(o.object), destroy(std::exchange(o.destroy, {})) {}
+  Object& operator=(Object&&) = delete;
+  Object(const Object&) = delete;
+  ~Object() {
+    if (destroy) destroy();
+  }
+
+  bpf_program* first_program() const { return bpf_object__next_program(object, nullptr); }
+};
+
+template <class Skeleton>
+Result<Object> open_object(std::string name, Skeleton* (*open)(const bpf_object_open_opts*),
+                           void (*destroy)(Skeleton*), std::string& verifier_log) {
+  bpf_object_open_opts options{};
+  options.sz = sizeof options;
+  options.kernel_log_buf = verifier_log.data();
+  options.kernel_log_size = verifier_log.size();
+  Skeleton* skeleton = open(&options);
+  if (!skeleton) return errno_error("open BPF object " + name, errno);
+  Object o;
+  o.name = std::move(name);
+  o.object = skeleton->obj;
+  o.destroy = [skeleton, destroy] { destroy(skeleton); };
+  return o;
+}
+
+// Every map of every object is one shared instance per name: the first object to load creates it
+// (or adopts it from the pin directory), later ones re-use its fd.
+Status share_maps(Object& o, const std::map<std::string, int>& loaded, const fs::path& pin_dir) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, o.object) {
+    if (bpf_map__is_internal(map)) continue;  // .rodata, .bss: each object's own
+    const std::string name = bpf_map__name(map);
+    if (auto it = loaded.find(name); it != loaded.end()) {
+      if (int err = bpf_map__reuse_fd(map, it->second); err != 0)
+        return errno_error("share map " + name + " with " + o.name, -err);
+    } else if (!pin_dir.empty()) {
+      if (int err = bpf_map__set_pin_path(map, (pin_dir / name).c_str()); err != 0)
+        return errno_error("pin map " + name, -err);
+    }
+  }
+  return {};
+}
+
+int map_fd(const std::map<std::string, int>& maps, const std::string& name) {
+  auto it = maps.find(name);
+  return it == maps.end() ? -1 : it->second;
+}
+
+struct LinkDeleter {
+  void operator()(bpf_link* link) const { bpf_link__destroy(link); }
+};
+
+// Sums a per-CPU array of struct xlb_stats over CPUs, keeping only entries with traffic. Read in
+// batches: one system call per few thousand entries, not one per entry of a 64 Ki array.
+template <class Key>
+Status read_stats(int fd, uint32_t entries, std::map<Key, Counter>& out, std::string_view what) {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return errno_error("count CPUs", -cpus);
+  constexpr uint32_t kBatch = 4096;
+  std::vector<uint32_t> keys(kBatch);
+  std::vector<xlb_stats> values(static_cast<size_t>(kBatch) * static_cast<size_t>(cpus));
+  uint32_t cursor = 0;
+  for (uint32_t done = 0; done < entries;) {
+    uint32_t count = std::min(kBatch, entries - done);
+    const int err = bpf_map_lookup_batch(fd, done == 0 ? nullptr : &cursor, &cursor, keys.data(), values.data(),
+                                         &count, nullptr);
+    if (err != 0 && err != -ENOENT) return errno_error("read " + std::string(what), -err);
+    for (uint32_t i = 0; i < count; ++i) {
+      Counter sum;
+      for (int cpu = 0; cpu < cpus; ++cpu) {
+        const auto& v = values[static_cast<size_t>(i) * static_cast<size_t>(cpus) + static_cast<size_t>(cpu)];
+        sum.packets += v.packets;
+        sum.bytes += v.bytes;
+        sum.new_flows += v.new_flows;
+      }
+      if (sum.packets || sum.new_flows) out[static_cast<Key>(keys[i])] = sum;
+    }
+    done += count;
+    if (err == -ENOENT || count == 0) break;  // the end of the array
+  }
+  return {};
+}
+
+}  // namespace
+
+struct Datapath::Objects {
+  std::vector<Object> objects;  // xdp, tc, sock
+  std::map<std::string, int> maps;  // shared maps by name; fds owned by the objects
+  fs::path pin_dir;
+  std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;  // unpinned links live as long as this
+  std::optional<BpfMaps> writer;
+
+  const Object& xdp() const { return objects.at(0); }
+  const Object& tc() const { return objects.at(1); }
+  const Object& sock() const { return objects.at(2); }
+};
+
+void set_libbpf_verbose(bool verbose) {
+  static constexpr libbpf_print_fn_t quiet = [](libbpf_print_level, const char*, va_list) { return 0; };
+  if (!verbose) libbpf_set_print(quiet);  // the default printer stays otherwise (NULL would silence it)
+}
+
+fs::path default_pin_dir() { return fs::path("/sys/fs/bpf/xlb") / ("v" + std::to_string(XLB_ABI_VERSION)); }
+
+std::string_view to_string(XdpMode mode) { return mode == XdpMode::native ? "native" : "generic"; }
+
+std::string_view reason_name(uint32_t reason) {
+  switch (reason) {
+    case XLB_REASON_FORWARDED: return "forwarded";
+    case XLB_PASS_NOT_IP: return "passed: not IP";
+    case XLB_PASS_NOT_SERVICE: return "passed: not a frontend";
+    case XLB_PASS_NOT_TCP_UDP: return "passed: not TCP or UDP";
+    case XLB_PASS_NO_NEIGHBOUR: return "passed: next hop unresolved";
+    case XLB_PASS_TTL_EXPIRED: return "passed: TTL expired";
+    case XLB_DROP_TRUNCATED: return "truncated header";
+    case XLB_DROP_BAD_IHL: return "bad IPv4 header length";
+    case XLB_DROP_IPV4_OPTIONS: return "IPv4 options";
+    case XLB_DROP_FRAGMENT: return "fragment";
+    case XLB_DROP_NO_BACKEND: return "no backend";
+    case XLB_DROP_NO_ROUTE: return "no route";
+    case XLB_DROP_SNAT_PORTS_EXHAUSTED: return "snat ports exhausted";
+    default: return "unknown reason";
+  }
+}
+
+Datapath::Datapath(std::unique_ptr<Objects> objects) : objects_(std::move(objects)) {}
+Datapath::Datapath(Datapath&&) noexcept = default;
+Datapath& Datapath::operator=(Datapath&&) noexcept = default;
+Datapath::~Datapath() = default;
+
+Result<Datapath> Datapath::load(const LoadOptions& options) {
+  if (!options.pin_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(options.pin_dir, ec);
+    if (ec)
+      return Error{"create pin directory " + options.pin_dir.string() + ": " + ec.message() +
+                   " (is bpffs mounted? mount -t bpf bpf /sys/fs/bpf)"};
+  }
+  auto objects = std::make_unique<Objects>();
+  objects->pin_dir = options.pin_dir;
+  // libbpf loads quietly first; only when the verifier refuses does it load again with the
+  // log on, into this buffer, so that the error can say why.
+  std::string verifier_log(kVerifierLogSize, '\0');
+
+  std::vector<std::function<Result<Object>()>> openers{
+      [&] { return open_object("xlb_xdp", xlb_xdp__open_opts, xlb_xdp__destroy, verifier_log); },
+      [&] { return open_object("xlb_tc", xlb_tc__open_opts, xlb_tc__destroy, verifier_log); },
+      [&] { return open_object("xlb_sock", xlb_sock__open_opts, xlb_sock__destroy, verifier_log); },
+  };
+  for (auto& open : openers) {
+    auto o = open();
+    if (!o) return o.error();
+    if (auto s = share_maps(*o, objects->maps, options.pin_dir); !s) return s.error();
+    if (int err = bpf_object__load(o->object); err != 0) {
+      if (-err == EINVAL && !options.pin_dir.empty())
+        return errno_error("load BPF programs " + o->name, -err,
+                           "if a map pinned under " + options.pin_dir.string() +
+                               " has another layout, an older xlb left it: run xlbd --cleanup");
+      return load_error(o->name, -err, verifier_log);
+    }
+    bpf_map* map;
+    bpf_object__for_each_map(map, o->object) {
+      if (!bpf_map__is_internal(map)) objects->maps.emplace(bpf_map__name(map), bpf_map__fd(map));
+    }
+    objects->objects.push_back(std::move(*o));
+  }
+
+  auto writer = BpfMaps::open({map_fd(objects->maps, "xlb_services_v4"), map_fd(objects->maps, "xlb_services_v6"),
+                               map_fd(objects->maps, "xlb_rings"), map_fd(objects->maps, "xlb_backends")});
+  if (!writer) return writer.error();
+  objects->writer.emplace(std::move(*writer));
+  return Datapath(std::move(objects));
+}
+
+MapWriter& Datapath::maps() { return *objects_->writer; }
+
+Status Datapath::write_node(const NodeSettings& s) {
+  xlb_node_config config{};
+  if (s.snat_ipv4) std::memcpy(&config.snat_v4, s.snat_ipv4->bytes().data(), 4);
+  if (s.snat_ipv6) std::memcpy(config.snat_v6, s.snat_ipv6->bytes().data(), 16);
+  config.snat_port_min = s.snat_port_min;
+  config.snat_port_max = s.snat_port_max;
+  config.events_per_second = s.events_per_second;
+  const __u32 key = 0;
+  if (int err = bpf_map_update_elem(map_fd(objects_->maps, "xlb_node"), &key, &config, BPF_ANY); err != 0)
+    return errno_error("write the node settings", -err);
+  return {};
+}
+
+Result<XdpMode> Datapath::attach_xdp(const std::string& interface, XdpMode wanted) {
+  auto index = interface_index(interface);
+  if (!index) return index.error();
+  const int fd = bpf_program__fd(objects_->xdp().first_program());
+  const auto flags = [](XdpMode m) { return m == XdpMode::native ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE; };
+  int err = bpf_xdp_attach(static_cast<int>(*index), fd, flags(wanted), nullptr);
+  if (err == 0) return wanted;
+  if (wanted == XdpMode::native && (err == -EOPNOTSUPP || err == -EINVAL)) {
+    // A program left in the other mode blocks this one: take it off first.
+    if (bpf_xdp_attach(static_cast<int>(*index), fd, flags(XdpMode::generic), nullptr) == 0) return XdpMode::generic;
+  }
+  return errno_error("attach XDP (" + std::string(to_string(wanted)) + ") to " + interface, -err,
+                     err == -EEXIST ? "another XDP program is attached in the other mode; detach it first" : "");
+}
+
+Status Datapath::attach_tc(const std::string& interface) {
+  auto index = interface_index(interface);
+  if (!index) return index.error();
+  bpf_tc_hook hook{};
+  hook.sz = sizeof hook;
+  hook.ifindex = static_cast<int>(*index);
+  hook.attach_point = BPF_TC_INGRESS;
+  if (int err = bpf_tc_hook_create(&hook); err != 0 && err != -EEXIST)
+    return errno_error("create the clsact qdisc on " + interface, -err);
+  bpf_tc_opts opts{};
+  opts.sz = sizeof opts;
+  opts.prog_fd = bpf_program__fd(objects_->tc().first_program());
+  opts.handle = kTcHandle;
+  opts.priority = kTcPriority;
+  opts.flags = BPF_TC_F_REPLACE;
+  if (int err = bpf_tc_attach(&hook, &opts); err != 0)
+    return errno_error("attach the tc program to " + interface + " ingress", -err);
+  return {};
+}
+
+Status Datapath::attach_cgroup(const fs::path& cgroup) {
+  const std::string what = "attach socket-LB to cgroup " + cgroup.string();
+  bpf_program* program = bpf_object__find_program_by_name(objects_->sock().object, "xlb_connect4");
+  if (!program) return Error{what + ": the xlb_sock object has no xlb_connect4 program"};
+
+  // A pinned link outlives xlbd: a restart swaps the program in it, and connects never go
+  // untranslated in between.
+  const fs::path pin = objects_->pin_dir.empty() ? fs::path() : objects_->pin_dir / kConnect4LinkPin;
+  if (!pin.empty() && fs::exists(pin)) {
+    std::unique_ptr<bpf_link, LinkDeleter> link(bpf_link__open(pin.c_str()));
+    if (!link) return errno_error(what + ": open the pinned link " + pin.string(), errno);
+    if (int err = bpf_link__update_program(link.get(), program); err != 0)
+      return errno_error(what + ": update the pinned link", -err);
+    return {};
+  }
+  UniqueFd directory(::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!directory) return errno_error(what, errno, "is cgroup v2 mounted there?");
+  std::unique_ptr<bpf_link, LinkDeleter> link(bpf_program__attach_cgroup(program, directory.get()));
+  if (!link) {
+    const int err = errno;
+    if (err == EBADF) return errno_error(what, err, "not a directory of the cgroup v2 hierarchy");
+    return errno_error(what, err, err == EPERM || err == EACCES ? kPrivilegeHint : "");
+  }
+  if (!pin.empty()) {
+    if (int err = bpf_link__pin(link.get(), pin.c_str()); err != 0) return errno_error(what + ": pin the link", -err);
+  }
+  objects_->links.push_back(std::move(link));
+  return {};
+}
+
+Result<Counters> Datapath::read_counters() const {
+  Counters c;
+  if (auto s = read_stats(map_fd(objects_->maps, "xlb_service_stats"), XLB_MAX_SERVICES, c.services, "service counters");
+      !s)
+    return s.error();
+  if (auto s = read_stats(map_fd(objects_->maps, "xlb_backend_stats"), XLB_MAX_BACKENDS, c.backends, "backend counters");
+      !s)
+    return s.error();
+  std::map<uint32_t, Counter> reasons;
+  if (auto s = read_stats(map_fd(objects_->maps, "xlb_reason_stats"), XLB_REASON_MAX, reasons, "reason counters"); !s)
+    return s.error();
+  for (const auto& [code, counter] : reasons) c.reasons[std::string(reason_name(code))] = counter;
+  return c;
+}
+
+namespace {
+
+// Whether the program with this id is one of ours: xlb's programs are all named xlb_*.
+bool is_xlb_program(uint32_t id) {
+  UniqueFd fd(bpf_prog_get_fd_by_id(id));
+  if (!fd) return false;
+  bpf_prog_info info{};
+  uint32_t length = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &length) != 0) return false;
+  return std::string_view(info.name).starts_with("xlb_");
+}
+
+Status detach_xdp(const std::string& interface, unsigned index) {
+  bpf_xdp_query_opts query{};
+  query.sz = sizeof query;
+  if (int err = bpf_xdp_query(static_cast<int>(index), 0, &query); err != 0)
+    return errno_error("query XDP on " + interface, -err);
+  for (auto [id, flags] : {std::pair{query.drv_prog_id, XDP_FLAGS_DRV_MODE}, std::pair{query.skb_prog_id, XDP_FLAGS_SKB_MODE}}) {
+    if (id == 0 || !is_xlb_program(id)) continue;
+    if (int err = bpf_xdp_detach(static_cast<int>(index), flags, nullptr); err != 0)
+      return errno_error("detach XDP from " + interface, -err);
+  }
+  return {};
+}
+
+Status detach_tc(const std::string& interface, unsigned index) {
+  bpf_tc_hook hook{};
+  hook.sz = sizeof hook;
+  hook.ifindex = static_cast<int>(index);
+  hook.attach_point = BPF_TC_INGRESS;
+  bpf_tc_opts opts{};
+  opts.sz = sizeof opts;
+  opts.handle = kTcHandle;
+  opts.priority = kTcPriority;
+  int err = bpf_tc_query(&hook, &opts);
+  if (err == -ENOENT || err == -EINVAL) return {};  // no clsact, or no filter of ours
+  if (err != 0) return errno_error("query tc on " + interface, -err);
+  if (!is_xlb_program(opts.prog_id)) return {};
+  opts.prog_id = 0;
+  opts.prog_fd = 0;
+  opts.flags = 0;
+  if (err = bpf_tc_detach(&hook, &opts); err != 0) return errno_error("detach the tc program from " + interface, -err);
+  return {};
+}
+
+}  // namespace
+
+Status Datapath::cleanup(const fs::path& pin_dir, const std::vector<std::string>& interfaces) {
+  for (const auto& interface : interfaces) {
+    const unsigned index = ::if_nametoindex(interface.c_str());
+    if (index == 0) continue;  // gone already
+    if (auto s = detach_xdp(interface, index); !s) return s;
+    if (auto s = detach_tc(interface, index); !s) return s;
+  }
+  // The cgroup link is pinned there: removing its pin, the last reference, detaches it.
+  std::error_code ec;
+  fs::remove_all(pin_dir, ec);
+  if (ec) return Error{"remove " + pin_dir.string() + ": " + ec.message()};
+  return {};
+}
+
+}  // namespace xlb::datapath

@@ -1,0 +1,98 @@
+// The kernel side as one object: loads the XDP, tc and socket programs from their embedded
+// skeletons, shares one set of maps between them (pinned under the pin directory, and re-used
+// from there after a restart, so conntrack and rings survive xlbd), attaches the programs, and
+// reads their counters. The only code that touches libbpf, netlink and bpffs.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "datapath/bpf_maps.h"
+#include "datapath/state.h"
+
+namespace xlb::datapath {
+
+// libbpf prints its own warnings to stderr; xlb's errors already carry what matters (the
+// verifier's log included), so a daemon keeps libbpf quiet unless it is debugging. libbpf's
+// printer is process-wide: call this once, at start.
+void set_libbpf_verbose(bool verbose);
+
+// /sys/fs/bpf/xlb/v<ABI version>.
+std::filesystem::path default_pin_dir();
+
+enum class XdpMode { native, generic };
+std::string_view to_string(XdpMode);
+
+struct LoadOptions {
+  // Where maps (and the cgroup link) are pinned, e.g. /sys/fs/bpf/xlb/v1: the ABI version is in
+  // the path, so a new layout never adopts an old one's maps. Empty: nothing is pinned, and the
+  // maps live only as long as the programs that use them (tests).
+  std::filesystem::path pin_dir;
+};
+
+// This node's settings for the programs (bpf/include/xlb_abi.h: struct xlb_node_config).
+struct NodeSettings {
+  std::optional<model::IpAddress> snat_ipv4;
+  std::optional<model::IpAddress> snat_ipv6;
+  uint16_t snat_port_min = 10000;
+  uint16_t snat_port_max = 32767;
+  uint32_t events_per_second = 100;
+};
+
+struct Counter {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  uint64_t new_flows = 0;
+};
+
+struct Counters {
+  std::map<ServiceId, Counter> services;  // only ids with traffic
+  std::map<BackendId, Counter> backends;
+  std::map<std::string, Counter> reasons;  // by the reason's words, e.g. "no backend"
+};
+
+// Words for a reason code of enum xlb_reason, as an operator reads them.
+std::string_view reason_name(uint32_t reason);
+
+class Datapath {
+ public:
+  static Result<Datapath> load(const LoadOptions& options);
+
+  Datapath(Datapath&&) noexcept;
+  Datapath& operator=(Datapath&&) noexcept;
+  ~Datapath();
+
+  MapWriter& maps();
+  Status write_node(const NodeSettings& settings);
+
+  // XDP on a link for traffic that reaches the node. native falls back to generic (with the
+  // reason in the result) when the driver cannot run XDP. Replaces xlb's program already
+  // there in one step, so a restart drops no packet.
+  Result<XdpMode> attach_xdp(const std::string& interface, XdpMode wanted);
+  // tc ingress (clsact) on a link: reverse translation of replies.
+  Status attach_tc(const std::string& interface);
+  // Socket-LB for every process in this cgroup v2 directory and below.
+  Status attach_cgroup(const std::filesystem::path& cgroup);
+
+  Result<Counters> read_counters() const;
+
+  // Detaches xlb's programs from these links, and removes the pin directory (which detaches the
+  // pinned cgroup link). What is not there is skipped; another program's attachment is left alone.
+  static Status cleanup(const std::filesystem::path& pin_dir, const std::vector<std::string>& interfaces);
+
+ private:
+  struct Objects;
+  explicit Datapath(std::unique_ptr<Objects> objects);
+
+  std::unique_ptr<Objects> objects_;
+};
+
+}  // namespace xlb::datapath

@@ -1,0 +1,182 @@
+#include "xlbd/api_provider.h"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "model/diff.h"
+
+namespace xlb::xlbd {
+
+namespace {
+
+using Code = api::Outcome::Code;
+
+api::ServiceView view_of(const engine::ServiceState& state) {
+  api::ServiceView view;
+  view.service = state.service;
+  view.source = "toml";  // the only source until Kubernetes lands
+  view.last_disruption = state.last_disruption;
+  for (const auto& ring : state.rings) {
+    api::RingView r{ring.family, ring.table.size(), {}};
+    const auto counts = ring.table.slot_counts();
+    for (size_t i = 0; i < ring.table.members.size(); ++i)
+      r.shares.push_back({ring.table.members[i], i < counts.size() ? counts[i] : 0});
+    view.rings.push_back(std::move(r));
+  }
+  return view;
+}
+
+bool has_backend(const model::Service& service, std::string_view key) {
+  return std::any_of(service.backends.begin(), service.backends.end(),
+                     [&](const model::Backend& b) { return b.key() == key; });
+}
+
+std::string backend_list(const model::Service& service) {
+  std::string out;
+  for (const auto& b : service.backends) out += (out.empty() ? "" : ", ") + b.key();
+  return out.empty() ? "none" : out;
+}
+
+int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+api::NodeView node_view(const config::Config& config) {
+  api::NodeView node;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) == 0) node.hostname = host;
+  utsname uts{};
+  if (::uname(&uts) == 0) node.kernel = uts.release;
+  node.version = XLB_VERSION;
+  node.datapath_mode = std::string(config::to_string(config.node.xdp_mode));
+  return node;
+}
+
+api::Snapshot ApiProvider::snapshot() {
+  std::lock_guard lock(state_);
+  api::Snapshot snapshot;
+  snapshot.node = node_;
+  snapshot.revision = engine_.revision();
+  snapshot.sampled_at_ms = unix_ms_now();
+  for (const auto& state : engine_.services()) snapshot.services.push_back(view_of(state));
+  add_counters(snapshot);
+  return snapshot;
+}
+
+void ApiProvider::add_counters(api::Snapshot& snapshot) const {
+  if (!datapath_) return;
+  auto counters = datapath_->read_counters();
+  if (!counters) {
+    log_.warning("api: counters unavailable: " + counters.error().message);
+    return;
+  }
+  const auto add = [](api::Counters& to, const datapath::Counter& c) {
+    to.packets += c.packets;
+    to.bytes += c.bytes;
+    to.new_flows += c.new_flows;
+  };
+  const auto& maps = engine_.map_state();
+  for (auto& view : snapshot.services) {
+    for (const auto& f : view.service.frontends) {
+      auto entry = maps.frontends.find({f.address, f.port, f.protocol});
+      if (entry == maps.frontends.end()) continue;
+      if (auto c = counters->services.find(entry->second.service_id); c != counters->services.end())
+        add(view.counters, c->second);
+    }
+  }
+  // Backend counters are per backend, whichever service sent the packets.
+  for (const auto& [id, backend] : maps.backends) {
+    auto c = counters->backends.find(id);
+    if (c == counters->backends.end()) continue;
+    const std::string key = model::Backend{backend.address, backend.port, 1, {}, "", ""}.key();
+    for (auto& view : snapshot.services)
+      if (has_backend(view.service, key)) add(view.backend_counters[key], c->second);
+  }
+  for (const auto& [reason, c] : counters->reasons)
+    if (reason != datapath::reason_name(0) && !reason.starts_with("passed")) snapshot.drops[reason] = c.packets;
+}
+
+Result<std::vector<api::RevisionView>> ApiProvider::revisions(size_t limit) {
+  std::lock_guard lock(state_);
+  // One more than asked: the oldest one shown needs its predecessor for its changes.
+  auto stored = store_.revisions(limit + 1);
+  if (!stored) return stored.error();
+  std::vector<api::RevisionView> out;
+  for (size_t i = 0; i < stored->size() && i < limit; ++i) {
+    const auto& r = (*stored)[i];
+    const model::Catalog before = i + 1 < stored->size() ? (*stored)[i + 1].catalog : model::Catalog{};
+    out.push_back({r.id, r.created_at, r.source, r.summary, model::diff(before, r.catalog).changes});
+  }
+  return out;
+}
+
+Result<std::vector<api::EventView>> ApiProvider::events(size_t limit, int64_t after_id) {
+  std::lock_guard lock(state_);
+  auto stored = store_.events(limit);  // newest first
+  if (!stored) return stored.error();
+  std::vector<api::EventView> out;
+  for (auto it = stored->rbegin(); it != stored->rend(); ++it)
+    if (it->id > after_id) out.push_back({it->id, it->created_at, it->kind, it->subject, it->message});
+  return out;
+}
+
+api::Outcome ApiProvider::set_drained(std::string_view service, std::string_view backend, bool drained,
+                                      const api::Actor& actor) {
+  std::lock_guard lock(state_);
+  const std::string subject = std::string(service) + " " + std::string(backend);
+  const bool listed = engine_.drains().contains(service, backend);
+  if (listed == drained)
+    return {Code::done, subject + (drained ? " was already drained" : " was not drained"), engine_.revision()};
+  // A drain of a backend that left the source can still be lifted; anything else must exist.
+  if (!listed) {
+    const model::Service* s = engine_.catalog().find(service);
+    if (!s) return {Code::not_found, "no service named \"" + std::string(service) + "\"", engine_.revision()};
+    if (!has_backend(*s, backend))
+      return {Code::not_found,
+              "service \"" + s->name + "\" has no backend " + std::string(backend) +
+                  "; its backends: " + backend_list(*s),
+              engine_.revision()};
+  }
+  const std::string verb = drained ? "drained" : "undrained";
+  auto applied = engine_.set_drained(service, backend, drained, "api: " + verb + " " + subject + " by " + actor.who);
+  if (!applied)
+    return {Code::failed, subject + " was not " + verb + ": " + applied.error().message, engine_.revision()};
+  record("drain", subject, verb + " by " + actor.who + (actor.reason.empty() ? "" : ": " + actor.reason));
+  return {Code::done,
+          subject + " " + verb + (drained ? ": it takes no new flows" : ": it takes new flows again") + " (revision " +
+              std::to_string(applied->revision) + ")",
+          applied->revision};
+}
+
+api::Outcome ApiProvider::reload(const api::Actor& actor) {
+  std::lock_guard lock(state_);
+  const int64_t before = engine_.revision();
+  const Status status = reload_();
+  const std::string reason = actor.reason.empty() ? "" : " (" + actor.reason + ")";
+  if (!status) {
+    record("config", "api", "reload by " + actor.who + reason + " rejected");
+    return {Code::rejected,
+            "the reload was refused; revision " + std::to_string(before) + " stays in force: " +
+                status.error().message,
+            before};
+  }
+  const int64_t after = engine_.revision();
+  record("config", "api", "reload by " + actor.who + reason);
+  return {Code::done,
+          after == before ? "config unchanged; revision " + std::to_string(after) + " stays in force"
+                          : "applied revision " + std::to_string(after),
+          after};
+}
+
+void ApiProvider::record(std::string_view kind, std::string_view subject, const std::string& message) {
+  if (auto id = store_.record_event(kind, subject, message); !id)
+    log_.warning("could not record the event \"" + message + "\": " + id.error().message);
+}
+
+}  // namespace xlb::xlbd

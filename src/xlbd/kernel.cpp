@@ -1,0 +1,51 @@
+#include "xlbd/kernel.h"
+
+#include "datapath/cgroup.h"
+
+namespace xlb::xlbd {
+
+Result<datapath::Datapath> load_datapath(const config::NodeConfig& node, const std::filesystem::path& pin_dir,
+                                         const Logger& log) {
+  std::error_code ec;
+  const bool adopting = std::filesystem::exists(pin_dir / "xlb_conntrack", ec);
+  auto datapath = datapath::Datapath::load({pin_dir});
+  if (!datapath) return datapath.error();
+  datapath::NodeSettings settings;
+  settings.snat_ipv4 = node.snat_ipv4;
+  settings.snat_ipv6 = node.snat_ipv6;
+  settings.snat_port_min = node.snat_port_min;
+  settings.snat_port_max = node.snat_port_max;
+  if (auto s = datapath->write_node(settings); !s) return s.error();
+  log.info(std::string("datapath: loaded, maps ") + (adopting ? "adopted from " : "pinned under ") + pin_dir.string() +
+           (adopting ? " (flows in conntrack keep their backends)" : ""));
+  return datapath;
+}
+
+Status attach_datapath(datapath::Datapath& datapath, const config::NodeConfig& node, const Logger& log) {
+  for (const auto& interface : node.interfaces) {
+    if (node.xdp_mode != config::XdpMode::off) {
+      const auto wanted = node.xdp_mode == config::XdpMode::native ? datapath::XdpMode::native : datapath::XdpMode::generic;
+      auto mode = datapath.attach_xdp(interface, wanted);
+      if (!mode) return mode.error();
+      if (*mode != wanted)
+        log.warning("datapath: " + interface + " cannot run XDP in native mode; attached in generic mode (slower)");
+    }
+    if (auto s = datapath.attach_tc(interface); !s) return s;
+    log.info("datapath: attached to " + interface + " (XDP " + std::string(config::to_string(node.xdp_mode)) +
+             ", tc ingress)");
+  }
+  if (node.cgroup == "off") return {};
+  auto cgroup = node.cgroup == "auto" ? datapath::find_cgroup2_mount() : Result<std::filesystem::path>(node.cgroup);
+  if (!cgroup) return cgroup.error();
+  if (auto s = datapath.attach_cgroup(*cgroup); !s) return s;
+  log.info("datapath: socket-LB attached to cgroup " + cgroup->string());
+  return {};
+}
+
+Status cleanup_datapath(const config::NodeConfig& node, const std::filesystem::path& pin_dir, const Logger& log) {
+  if (auto s = datapath::Datapath::cleanup(pin_dir, node.interfaces); !s) return s;
+  log.info("cleanup: detached from " + std::to_string(node.interfaces.size()) + " interfaces, removed " + pin_dir.string());
+  return {};
+}
+
+}  // namespace xlb::xlbd

@@ -1,0 +1,138 @@
+// The tc program (bpf/xlb_tc.bpf.c) on the real kernel: replies from backends, translated by
+// the reverse-NAT entries that the XDP program wrote for their flows, so that the client only
+// ever sees the frontend. Exact bytes out, as in xdp_test.cpp.
+#include <gtest/gtest.h>
+
+#include "bpf/lb_fixture.h"
+
+namespace xlb::test {
+namespace {
+
+struct Case {
+  bool v6;
+  uint8_t protocol;
+};
+
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << (c.v6 ? "IPv6 " : "IPv4 ") << (c.protocol == kTcp ? "TCP" : "UDP");
+}
+
+class TcReply : public LbTest, public ::testing::WithParamInterface<Case> {};
+
+INSTANTIATE_TEST_SUITE_P(AllFamilies, TcReply,
+                         ::testing::Values(Case{false, kTcp}, Case{false, kUdp}, Case{true, kTcp}, Case{true, kUdp}),
+                         [](const ::testing::TestParamInfo<Case>& p) {
+                           return std::string(p.param.v6 ? "IPv6" : "IPv4") +
+                                  (p.param.protocol == kTcp ? "Tcp" : "Udp");
+                         });
+
+TEST_P(TcReply, NatReplyComesFromTheFrontend) {
+  const auto [v6, protocol] = GetParam();
+  const lbnet::Family f = lbnet::family(v6);
+  serve(v6, protocol, 7, {kBackend});
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 40000))).action), "XDP_REDIRECT");
+  const PacketSpec reply = from_backend(v6, protocol, 0, f.client, 40000);
+
+  const TestRun run = tc(build_frame(reply));
+
+  EXPECT_EQ(tc_action(run.action), "TC_ACT_REDIRECT");
+  EXPECT_EQ(hex(run.out), hex(build_frame(to_client(reply, f.client, 40000))));
+  EXPECT_EQ(lb_->service(7).packets, 2U) << "the request and the reply";
+  EXPECT_EQ(lb_->service(7).new_flows, 1U);
+  EXPECT_EQ(lb_->backend(id(v6, kBackend)).packets, 2U);
+  EXPECT_EQ(reason_packets(XLB_REASON_FORWARDED), 2U);
+}
+
+TEST_P(TcReply, SnatReplyGoesBackToTheClientFromTheFrontend) {
+  const auto [v6, protocol] = GetParam();
+  const lbnet::Family f = lbnet::family(v6);
+  serve(v6, protocol, 9, {kBackend + 2}, XLB_SERVICE_F_SNAT);
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 41000))).action), "XDP_REDIRECT");
+  const uint16_t port = ntohs(lb_->conntrack(flow_key(f.client, 41000, f.frontend, kFrontendPort, protocol))->snat_port);
+  const PacketSpec reply = from_backend(v6, protocol, 2, f.node, port);
+
+  const TestRun run = tc(build_frame(reply));
+
+  EXPECT_EQ(tc_action(run.action), "TC_ACT_REDIRECT");
+  EXPECT_EQ(hex(run.out), hex(build_frame(to_client(reply, f.client, 41000))));
+  EXPECT_EQ(lb_->backend(id(v6, kBackend + 2)).packets, 2U);
+}
+
+TEST_P(TcReply, PacketsThatAreNoReplyOfABalancedFlowLeaveUntouchedAndUncounted) {
+  const auto [v6, protocol] = GetParam();
+  const lbnet::Family f = lbnet::family(v6);
+  serve(v6, protocol, 7, {kBackend});
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 40000))).action), "XDP_REDIRECT");
+
+  PacketSpec other_client_port = from_backend(v6, protocol, 0, f.client, 40001);
+  PacketSpec other_backend = from_backend(v6, protocol, 1, f.client, 40000);
+  PacketSpec request_passing_through = from_client(v6, protocol, 40000);
+  for (const PacketSpec& spec : {other_client_port, other_backend, request_passing_through}) {
+    const Bytes frame = build_frame(spec);
+    const TestRun run = tc(frame);
+    EXPECT_EQ(tc_action(run.action), "TC_ACT_OK");
+    EXPECT_EQ(hex(run.out), hex(frame));
+  }
+  EXPECT_EQ(reason_packets(XLB_REASON_FORWARDED), 1U) << "only the request";
+  EXPECT_EQ(reason_packets(XLB_PASS_NOT_SERVICE), 0U);
+}
+
+TEST_P(TcReply, TtlOfOneLeavesUntranslatedForTheKernelToAnswer) {
+  const auto [v6, protocol] = GetParam();
+  const lbnet::Family f = lbnet::family(v6);
+  serve(v6, protocol, 7, {kBackend});
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 40000))).action), "XDP_REDIRECT");
+  PacketSpec reply = from_backend(v6, protocol, 0, f.client, 40000);
+  reply.ttl = 1;
+  const Bytes frame = build_frame(reply);
+
+  const TestRun run = tc(frame);
+
+  EXPECT_EQ(tc_action(run.action), "TC_ACT_OK");
+  EXPECT_EQ(hex(run.out), hex(frame));
+  EXPECT_EQ(reason_packets(XLB_PASS_TTL_EXPIRED), 1U);
+}
+
+TEST_P(TcReply, ClientWhoseMacIsUnknownGetsTheReplyThroughTheStack) {
+  const auto [v6, protocol] = GetParam();
+  const IpAddr client = ip(v6 ? "2001:db8:c::77" : "192.0.2.77");  // no neighbour entry
+  serve(v6, protocol, 7, {kBackend});
+  PacketSpec request = from_client(v6, protocol, 40000);
+  request.src = client;
+  ASSERT_EQ(xdp_action(xdp(build_frame(request)).action), "XDP_REDIRECT");
+  const PacketSpec reply = from_backend(v6, protocol, 0, client, 40000);
+
+  const TestRun run = tc(build_frame(reply));
+
+  // Translated; MACs and TTL as they came, for the stack's forwarding to handle.
+  PacketSpec expected = reply;
+  expected.src = lbnet::family(v6).frontend;
+  expected.sport = kFrontendPort;
+  EXPECT_EQ(tc_action(run.action), "TC_ACT_OK");
+  EXPECT_EQ(hex(run.out), hex(build_frame(expected)));
+  EXPECT_EQ(reason_packets(XLB_PASS_NO_NEIGHBOUR), 1U);
+}
+
+// ---- UDP without a checksum ------------------------------------------------------------------
+
+class UdpWithoutChecksum : public LbTest {};
+
+TEST_F(UdpWithoutChecksum, StaysWithoutOneBothWays) {
+  const lbnet::Family f = lbnet::v4();
+  serve(false, kUdp, 7, {kBackend});
+  PacketSpec request = from_client(false, kUdp, 40000);
+  request.udp_no_checksum = true;
+
+  const TestRun forward = xdp(build_frame(request));
+  EXPECT_EQ(xdp_action(forward.action), "XDP_REDIRECT");
+  EXPECT_EQ(hex(forward.out), hex(build_frame(to_backend(request, 0))));
+
+  PacketSpec reply = from_backend(false, kUdp, 0, f.client, 40000);
+  reply.udp_no_checksum = true;
+  const TestRun back = tc(build_frame(reply));
+  EXPECT_EQ(tc_action(back.action), "TC_ACT_REDIRECT");
+  EXPECT_EQ(hex(back.out), hex(build_frame(to_client(reply, f.client, 40000))));
+}
+
+}  // namespace
+}  // namespace xlb::test

@@ -1,0 +1,102 @@
+# Shared by the namespace tests: hosts of their own, unique names, and a trap that removes
+# everything they made on any exit. Source it; then call `netns_setup`.
+# Rules (see testing.md): no default route in a client namespace, only our own addresses as
+# targets, every process stopped by the PID we started, every loop bounded.
+
+XLB_SKIP=77  # ctest's SKIP_RETURN_CODE
+
+require_root() {
+  local missing=""
+  [[ $(id -u) -eq 0 ]] || missing="root"
+  command -v ip >/dev/null || missing="${missing:+$missing, }iproute2"
+  if [[ -n $missing ]]; then
+    if [[ ${CI:-} == true ]]; then
+      echo "FAIL: needs $missing (CI=true: a kernel test must not skip)" >&2
+      exit 1
+    fi
+    echo "SKIP: needs $missing" >&2
+    exit $XLB_SKIP
+  fi
+}
+
+netns_setup() {
+  suffix=$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  namespaces=()
+  pids=()
+  workdir=$(mktemp -d "/tmp/xlb-test-$suffix.XXXX")
+  pin_dir="/sys/fs/bpf/xlb-test-$suffix/v1"
+  mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+  trap netns_cleanup EXIT
+}
+
+netns_cleanup() {
+  local status=$?
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for ns in "${namespaces[@]}"; do ip netns delete "$ns" 2>/dev/null || true; done
+  rm -rf "/sys/fs/bpf/xlb-test-$suffix" "$workdir"
+  exit $status
+}
+
+# ns NAME: a namespace named NAME-<suffix> with loopback up; prints its full name.
+ns_create() {
+  local name="$1-$suffix"
+  ip netns add "$name"
+  ip -n "$name" link set lo up
+  namespaces+=("$name")
+}
+
+# veth NS_A IF_A ADDR_A NS_B IF_B ADDR_B: a link between two namespaces with an address each.
+veth() {
+  ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
+  ip -n "$1" addr add "$3" dev "$2"
+  ip -n "$4" addr add "$6" dev "$5"
+  ip -n "$1" link set "$2" up
+  ip -n "$4" link set "$5" up
+}
+
+# native_xdp_ready NS IF: an end of a veth that sends to, or receives from, native XDP on its peer.
+# - tx checksumming off: a veth hands its peer packets whose TCP/UDP checksum is only partial
+#   (offloaded to a NIC that is not there); XDP that redirects such a frame turns it into a
+#   plain frame with that partial checksum, which the receiver then drops. A real NIC delivers
+#   full checksums, so this is the test topology's quirk, not the datapath's.
+# - GRO on: native XDP sends redirected frames to the peer as XDP frames; GRO lets it take them.
+native_xdp_ready() {
+  ip netns exec "$1" ethtool -K "$2" tx off gro on >/dev/null
+}
+
+# bg NS LOGFILE CMD...: runs CMD in namespace NS in the background, records its PID in $last_pid.
+bg() {
+  local ns=$1 log=$2
+  shift 2
+  ip netns exec "$ns" "$@" >"$log" 2>&1 &
+  last_pid=$!
+  pids+=("$last_pid")
+}
+
+# wait_for_line FILE TEXT [SECONDS]: until FILE holds TEXT, at most SECONDS (default 10).
+wait_for_line() {
+  local deadline=$((SECONDS + ${3:-10}))
+  until grep -qF -- "$2" "$1" 2>/dev/null; do
+    ((SECONDS < deadline)) || { echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; return 1; }
+    sleep 0.05
+  done
+}
+
+failures=0
+check() {  # check "what" CONDITION...: records a failure without stopping the test
+  local what=$1
+  shift
+  if "$@"; then echo "ok: $what"; else echo "FAILED: $what" >&2; failures=$((failures + 1)); fi
+}
+
+# count NAME FILE: the number lbtool printed for NAME (first field), 0 if absent.
+count() { awk -v n="$1" '$1 == n { s += $NF } END { print s + 0 }' "$2"; }
+
+# within PERCENT A B C...: every value within PERCENT of their mean.
+within() {
+  local percent=$1
+  shift
+  awk -v p="$percent" 'BEGIN { for (i = 1; i < ARGC; i++) s += ARGV[i]; m = s / (ARGC - 1);
+    for (i = 1; i < ARGC; i++) if (ARGV[i] < m * (1 - p / 100) || ARGV[i] > m * (1 + p / 100)) exit 1 }' "$@"
+}
