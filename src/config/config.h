@@ -30,10 +30,11 @@ struct NodeConfig {
   // Source addresses of services in snat mode; unset: that family cannot use snat.
   std::optional<model::IpAddress> snat_ipv4;
   std::optional<model::IpAddress> snat_ipv6;
-  // Source ports snat may allocate: keep them out of net.ipv4.ip_local_port_range, so that the
-  // node's own connections never collide with a translated flow.
+  // Source ports snat may allocate: keep them out of net.ipv4.ip_local_port_range (32768-60999)
+  // and Kubernetes' NodePort range (30000-32767), so that no translated flow collides with the
+  // node's own connections or a NodePort.
   uint16_t snat_port_min = 10000;
-  uint16_t snat_port_max = 32767;
+  uint16_t snat_port_max = 29999;
 };
 
 struct ApiConfig {

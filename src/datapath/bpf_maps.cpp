@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 
@@ -104,9 +105,12 @@ Result<BpfMaps> BpfMaps::open(const MapFds& fds) {
   auto v6 = duplicate(fds.services_v6, "xlb_services_v6");
   auto rings = duplicate(fds.rings, "xlb_rings");
   auto backends = duplicate(fds.backends, "xlb_backends");
-  for (const auto* r : {&v4, &v6, &rings, &backends})
+  auto addrs = duplicate(fds.frontend_addrs, "xlb_frontend_addrs");
+  auto cache = duplicate(fds.backend_cache, "xlb_backend_cache");
+  for (const auto* r : {&v4, &v6, &rings, &backends, &addrs, &cache})
     if (!*r) return r->error();
-  return BpfMaps(std::move(*v4), std::move(*v6), std::move(*rings), std::move(*backends));
+  return BpfMaps(std::move(*v4), std::move(*v6), std::move(*rings), std::move(*backends), std::move(*addrs),
+                 std::move(*cache));
 }
 
 Status BpfMaps::upsert_backend(const BackendEntry& b) {
@@ -123,7 +127,37 @@ Status BpfMaps::upsert_backend(const BackendEntry& b) {
 }
 
 Status BpfMaps::remove_backend(BackendId id) {
-  return delete_if_present(backends_.get(), &id, "remove backend " + std::to_string(id));
+  if (Status s = delete_if_present(backends_.get(), &id, "remove backend " + std::to_string(id)); !s) return s;
+  return forget_cached_backend(id);
+}
+
+// The XDP program keeps each backend and its next hop in a per-CPU cache for up to a second;
+// clearing the slot moves the removed backend's flows at once instead.
+Status BpfMaps::forget_cached_backend(BackendId id) {
+  bpf_map_info info{};
+  __u32 length = sizeof info;
+  if (int err = bpf_obj_get_info_by_fd(backend_cache_.get(), &info, &length); err != 0)
+    return errno_error("read the backend cache's layout", -err);
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0 || info.max_entries == 0) return errno_error("count CPUs", cpus < 0 ? -cpus : EINVAL);
+  // Per-CPU values are laid out 8-byte aligned, one per possible CPU.
+  const size_t value_size = (info.value_size + 7) / 8 * 8;
+  const std::vector<uint8_t> zeros(value_size * static_cast<size_t>(cpus));
+  const __u32 slot = id % info.max_entries;
+  return update(backend_cache_.get(), &slot, zeros.data(), "clear backend " + std::to_string(id) + " from the cache");
+}
+
+Status BpfMaps::count_frontend_address(const model::IpAddress& address, int delta) {
+  xlb_frontend_addr_key key{};
+  std::memcpy(key.address, address.bytes().data(), address.is_v4() ? 4 : 16);
+  key.family = address.is_v4() ? XLB_AF_INET : XLB_AF_INET6;
+  const std::string what = "count the frontends of " + address.to_string();
+  auto count = lookup<__u32>(frontend_addrs_.get(), &key, what);
+  if (!count) return count.error();
+  const int64_t now = static_cast<int64_t>(count->value_or(0)) + delta;
+  if (now <= 0) return delete_if_present(frontend_addrs_.get(), &key, what);
+  const auto value = static_cast<__u32>(now);
+  return update(frontend_addrs_.get(), &key, &value, what);
 }
 
 namespace {
@@ -162,6 +196,8 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
     auto old = lookup<xlb_service_value>(p.services_fd, p.key.data(), what);
     if (!old) return old.error();
     p.old = *old;
+    if (!p.old)
+      if (Status s = count_frontend_address(f.key.address, +1); !s) return s;
     p.value.service_id = f.service_id;
     p.value.ring_size = static_cast<__u32>(f.ring.size());
     p.value.flags = (f.snat ? XLB_SERVICE_F_SNAT : 0) | (f.affinity ? XLB_SERVICE_F_AFFINITY : 0);
@@ -213,6 +249,7 @@ Status BpfMaps::remove_frontends(const std::vector<FrontendKey>& keys) {
     if (!old->has_value()) continue;
     // The entry first: once it is gone, nothing reaches the ring.
     if (Status s = delete_if_present(services, key.data(), what); !s) return s;
+    if (Status s = count_frontend_address(k.address, -1); !s) return s;
     rings.push_back((*old)->service_id);
   }
   return remove_rings(std::move(rings));

@@ -15,6 +15,8 @@ struct MapFds {
   int services_v6 = -1;
   int rings = -1;
   int backends = -1;
+  int frontend_addrs = -1;
+  int backend_cache = -1;
 };
 
 class BpfMaps final : public MapWriter {
@@ -29,14 +31,21 @@ class BpfMaps final : public MapWriter {
   Status remove_frontends(const std::vector<FrontendKey>& keys) override;
 
  private:
-  BpfMaps(UniqueFd v4, UniqueFd v6, UniqueFd rings, UniqueFd backends)
+  BpfMaps(UniqueFd v4, UniqueFd v6, UniqueFd rings, UniqueFd backends, UniqueFd frontend_addrs,
+          UniqueFd backend_cache)
       : services_v4_(std::move(v4)), services_v6_(std::move(v6)), rings_(std::move(rings)),
-        backends_(std::move(backends)) {}
+        backends_(std::move(backends)), frontend_addrs_(std::move(frontend_addrs)),
+        backend_cache_(std::move(backend_cache)) {}
 
   Status check_backends_exist(const std::vector<BackendId>& ring, std::set<BackendId>& known) const;
   Result<UniqueFd> create_ring(const std::vector<BackendId>& ring) const;
   Status install_rings(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& fds);
   Status remove_rings(std::vector<ServiceId> ids);
+  // How many frontends an address has: the programs tell malformed packets to a frontend
+  // address (dropped, counted) from others (passed). Counted up before a frontend is written,
+  // down after it is gone, so a crash leaves a count too high (harmless), never too low.
+  Status count_frontend_address(const model::IpAddress& address, int delta);
+  Status forget_cached_backend(BackendId id);
   Result<std::vector<BackendId>> read_ring(ServiceId id, uint32_t size) const;
   Status read_frontends(bool v6, State& state) const;
 
@@ -44,6 +53,8 @@ class BpfMaps final : public MapWriter {
   UniqueFd services_v6_;
   UniqueFd rings_;
   UniqueFd backends_;
+  UniqueFd frontend_addrs_;
+  UniqueFd backend_cache_;
 };
 
 }  // namespace xlb::datapath

@@ -185,6 +185,7 @@ std::string_view reason_name(uint32_t reason) {
     case XLB_PASS_NOT_TCP_UDP: return "passed: not TCP or UDP";
     case XLB_PASS_NO_NEIGHBOUR: return "passed: next hop unresolved";
     case XLB_PASS_TTL_EXPIRED: return "passed: TTL expired";
+    case XLB_PASS_FRAG_NEEDED: return "passed: larger than the route's MTU";
     case XLB_DROP_TRUNCATED: return "truncated header";
     case XLB_DROP_BAD_IHL: return "bad IPv4 header length";
     case XLB_DROP_IPV4_OPTIONS: return "IPv4 options";
@@ -239,7 +240,8 @@ Result<Datapath> Datapath::load(const LoadOptions& options) {
   }
 
   auto writer = BpfMaps::open({map_fd(objects->maps, "xlb_services_v4"), map_fd(objects->maps, "xlb_services_v6"),
-                               map_fd(objects->maps, "xlb_rings"), map_fd(objects->maps, "xlb_backends")});
+                               map_fd(objects->maps, "xlb_rings"), map_fd(objects->maps, "xlb_backends"),
+                               map_fd(objects->maps, "xlb_frontend_addrs"), map_fd(objects->maps, "xlb_backend_cache")});
   if (!writer) return writer.error();
   objects->writer.emplace(std::move(*writer));
   return Datapath(std::move(objects));

@@ -43,7 +43,7 @@ struct NodeSettings {
   std::optional<model::IpAddress> snat_ipv4;
   std::optional<model::IpAddress> snat_ipv6;
   uint16_t snat_port_min = 10000;
-  uint16_t snat_port_max = 32767;
+  uint16_t snat_port_max = 29999;
   uint32_t events_per_second = 100;
 };
 

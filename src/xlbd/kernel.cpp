@@ -1,5 +1,7 @@
 #include "xlbd/kernel.h"
 
+#include <fstream>
+
 #include "datapath/cgroup.h"
 
 namespace xlb::xlbd {
@@ -21,7 +23,25 @@ Result<datapath::Datapath> load_datapath(const config::NodeConfig& node, const s
   return datapath;
 }
 
+namespace {
+
+// Balanced packets are routed: without forwarding, the route lookup of every one fails.
+void warn_without_forwarding(const config::NodeConfig& node, const Logger& log) {
+  if (node.interfaces.empty()) return;
+  for (auto [path, sysctl] : {std::pair{"/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"},
+                              std::pair{"/proc/sys/net/ipv6/conf/all/forwarding", "net.ipv6.conf.all.forwarding"}}) {
+    std::ifstream in(path);
+    char value = '1';
+    if (in >> value && value == '0')
+      log.warning(std::string("datapath: forwarding is off (") + sysctl +
+                  " = 0): balanced packets of that family are dropped as \"no route\"; sysctl -w " + sysctl + "=1");
+  }
+}
+
+}  // namespace
+
 Status attach_datapath(datapath::Datapath& datapath, const config::NodeConfig& node, const Logger& log) {
+  warn_without_forwarding(node, log);
   for (const auto& interface : node.interfaces) {
     if (node.xdp_mode != config::XdpMode::off) {
       const auto wanted = node.xdp_mode == config::XdpMode::native ? datapath::XdpMode::native : datapath::XdpMode::generic;
