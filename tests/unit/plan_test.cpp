@@ -223,7 +223,8 @@ TEST_F(PlanTest, FlagsAndAffinityReachTheEntry) {
   auto s = service("web", "198.18.0.10", {"10.0.0.2"});
   s.mode = model::ForwardingMode::snat;
   s.affinity = {true, std::chrono::seconds(600)};
-  const auto& entry = desired(model::Catalog{{s}}, {}).frontends.begin()->second;
+  const State want = desired(model::Catalog{{s}}, {});
+  const auto& entry = want.frontends.begin()->second;
   EXPECT_TRUE(entry.snat);
   EXPECT_TRUE(entry.affinity);
   EXPECT_EQ(entry.affinity_timeout_s, 600u);
