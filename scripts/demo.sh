@@ -78,6 +78,9 @@ ip link add eth0 netns xlbdemo-client type veth peer name lbc netns xlbdemo-lb
 ip -n xlbdemo-client addr add 10.200.0.2/24 dev eth0
 ip -n xlbdemo-lb addr add 10.200.0.1/24 dev lbc
 ip -n xlbdemo-client link set eth0 up
+# The veth ends that talk to XDP: full checksums (a veth otherwise leaves them to a NIC that is
+# not there, and a frame XDP redirects keeps the partial one), and GRO to take redirected frames.
+ip netns exec xlbdemo-client ethtool -K eth0 tx off gro on >/dev/null
 ip -n xlbdemo-lb link set lbc up
 # The client reaches the VIP range through the load balancer, and nothing else.
 ip -n xlbdemo-client route add 198.18.0.0/24 via 10.200.0.1
@@ -92,7 +95,7 @@ for k in 1 2 3; do
   ip -n $ns link set eth0 up
   ip -n xlbdemo-lb link set lb$k up
   ip -n $ns route add 10.200.0.0/24 via 10.200.$k.1
-  ip netns exec $ns ethtool -K eth0 gro on >/dev/null
+  ip netns exec $ns ethtool -K eth0 tx off gro on >/dev/null
   for port in 8080 5353; do
     ip netns exec $ns "$lbtool" serve "backend-$k" $port >"$demo/b$k-$port.log" 2>&1 &
     echo $! >"$demo/b$k-$port.pid"

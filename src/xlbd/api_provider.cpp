@@ -47,14 +47,16 @@ int64_t unix_ms_now() {
 
 }  // namespace
 
-api::NodeView node_view(const config::Config& config) {
+api::NodeView node_view(const config::Config& config, std::vector<api::Attachment> attachments) {
   api::NodeView node;
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) == 0) node.hostname = host;
   utsname uts{};
   if (::uname(&uts) == 0) node.kernel = uts.release;
   node.version = XLB_VERSION;
-  node.datapath_mode = std::string(config::to_string(config.node.xdp_mode));
+  node.datapath_mode = config.node.mode == config::NodeMode::shadow ? "shadow"
+                                                                    : std::string(config::to_string(config.node.xdp_mode));
+  node.attachments = std::move(attachments);
   return node;
 }
 

@@ -19,8 +19,8 @@
 
 namespace xlb::xlbd {
 
-// The node as configured: host name, kernel, version, datapath mode.
-api::NodeView node_view(const config::Config& config);
+// The node as configured: host name, kernel, version, datapath mode, what is attached.
+api::NodeView node_view(const config::Config& config, std::vector<api::Attachment> attachments);
 
 class ApiProvider final : public api::Provider {
  public:

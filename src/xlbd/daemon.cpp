@@ -86,8 +86,11 @@ Status Daemon::start() {
   if (auto s = engine_->restore(); !s) return s;
   // Maps first, attach after: a program attached for the first time finds every service.
   if (auto s = apply(*config, "start"); !s) return s;
-  if (datapath_)
-    if (auto s = attach_datapath(*datapath_, config->node, log_); !s) return s;
+  if (datapath_) {
+    auto attached = attach_datapath(*datapath_, *config, log_);
+    if (!attached) return attached.error();
+    attachments_ = std::move(*attached);
+  }
   return {};
 }
 
@@ -132,7 +135,7 @@ void Daemon::start_api(const config::Config& config) {
     return;
   }
   api_provider_ = std::make_unique<ApiProvider>(state_mutex_, *engine_, *store_, datapath_ ? &*datapath_ : nullptr,
-                                                node_view(config),
+                                                node_view(config, attachments_),
                                                 [this] { return reload(); }, log_);
   api::ServerConfig api;
   api.listen = config.api.listen;

@@ -49,6 +49,7 @@ class Daemon {
   UniqueFd lock_;
   std::optional<store::Store> store_;
   std::optional<datapath::Datapath> datapath_;  // none in shadow mode
+  std::vector<api::Attachment> attachments_;
   std::optional<engine::Engine> engine_;
   config::Config started_with_;  // [node] and [maglev] as at start: changing them needs a restart
   std::mutex state_mutex_;        // guards engine_ and store_ once the API runs

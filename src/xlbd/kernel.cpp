@@ -1,6 +1,8 @@
 #include "xlbd/kernel.h"
 
+#include <algorithm>
 #include <fstream>
+#include <tuple>
 
 #include "datapath/cgroup.h"
 
@@ -26,10 +28,17 @@ Result<datapath::Datapath> load_datapath(const config::NodeConfig& node, const s
 namespace {
 
 // Balanced packets are routed: without forwarding, the route lookup of every one fails.
-void warn_without_forwarding(const config::NodeConfig& node, const Logger& log) {
-  if (node.interfaces.empty()) return;
-  for (auto [path, sysctl] : {std::pair{"/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"},
-                              std::pair{"/proc/sys/net/ipv6/conf/all/forwarding", "net.ipv6.conf.all.forwarding"}}) {
+void warn_without_forwarding(const config::Config& config, const Logger& log) {
+  if (config.node.interfaces.empty()) return;
+  for (auto [v4, path, sysctl] :
+       {std::tuple{true, "/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"},
+        std::tuple{false, "/proc/sys/net/ipv6/conf/all/forwarding", "net.ipv6.conf.all.forwarding"}}) {
+    const auto& services = config.catalog.services;
+    const bool used = std::any_of(services.begin(), services.end(), [v4](const model::Service& s) {
+      return std::any_of(s.frontends.begin(), s.frontends.end(),
+                         [v4](const model::Frontend& f) { return f.address.is_v4() == v4; });
+    });
+    if (!used) continue;
     std::ifstream in(path);
     char value = '1';
     if (in >> value && value == '0')
@@ -40,8 +49,11 @@ void warn_without_forwarding(const config::NodeConfig& node, const Logger& log) 
 
 }  // namespace
 
-Status attach_datapath(datapath::Datapath& datapath, const config::NodeConfig& node, const Logger& log) {
-  warn_without_forwarding(node, log);
+Result<std::vector<api::Attachment>> attach_datapath(datapath::Datapath& datapath, const config::Config& config,
+                                                     const Logger& log) {
+  const auto& node = config.node;
+  warn_without_forwarding(config, log);
+  std::vector<api::Attachment> attached;
   for (const auto& interface : node.interfaces) {
     if (node.xdp_mode != config::XdpMode::off) {
       const auto wanted = node.xdp_mode == config::XdpMode::native ? datapath::XdpMode::native : datapath::XdpMode::generic;
@@ -49,17 +61,20 @@ Status attach_datapath(datapath::Datapath& datapath, const config::NodeConfig& n
       if (!mode) return mode.error();
       if (*mode != wanted)
         log.warning("datapath: " + interface + " cannot run XDP in native mode; attached in generic mode (slower)");
+      attached.push_back({interface, "xlb_xdp", std::string(datapath::to_string(*mode))});
     }
-    if (auto s = datapath.attach_tc(interface); !s) return s;
+    if (auto s = datapath.attach_tc(interface); !s) return s.error();
+    attached.push_back({interface, "xlb_tc", "clsact ingress"});
     log.info("datapath: attached to " + interface + " (XDP " + std::string(config::to_string(node.xdp_mode)) +
              ", tc ingress)");
   }
-  if (node.cgroup == "off") return {};
+  if (node.cgroup == "off") return attached;
   auto cgroup = node.cgroup == "auto" ? datapath::find_cgroup2_mount() : Result<std::filesystem::path>(node.cgroup);
   if (!cgroup) return cgroup.error();
-  if (auto s = datapath.attach_cgroup(*cgroup); !s) return s;
+  if (auto s = datapath.attach_cgroup(*cgroup); !s) return s.error();
+  attached.push_back({cgroup->string(), "xlb_connect4", "cgroup"});
   log.info("datapath: socket-LB attached to cgroup " + cgroup->string());
-  return {};
+  return attached;
 }
 
 Status cleanup_datapath(const config::NodeConfig& node, const std::filesystem::path& pin_dir, const Logger& log) {

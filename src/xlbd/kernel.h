@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "api/provider.h"
 #include "base/log.h"
 #include "base/result.h"
 #include "config/config.h"
@@ -16,8 +17,9 @@ namespace xlb::xlbd {
 Result<datapath::Datapath> load_datapath(const config::NodeConfig& node, const std::filesystem::path& pin_dir,
                                          const Logger& log);
 
-// XDP and tc on the configured links, socket-LB on the configured cgroup.
-Status attach_datapath(datapath::Datapath& datapath, const config::NodeConfig& node, const Logger& log);
+// XDP and tc on the configured links, socket-LB on the configured cgroup; returns what it attached.
+Result<std::vector<api::Attachment>> attach_datapath(datapath::Datapath& datapath, const config::Config& config,
+                                                     const Logger& log);
 
 // Detaches xlb from the configured links and removes its pins.
 Status cleanup_datapath(const config::NodeConfig& node, const std::filesystem::path& pin_dir, const Logger& log);
