@@ -70,6 +70,25 @@ class ChildProcess {
     }
   }
 
+  // Reads until the program closes its output; false if that takes longer than `timeout`.
+  bool read_to_end(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd p{out_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+      char chunk[4096];
+      const ssize_t n = ::read(out_, chunk, sizeof chunk);
+      if (n <= 0) {
+        seen_ += buffer_;
+        buffer_.clear();
+        return true;
+      }
+      buffer_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
   // Everything read so far, for failure messages.
   const std::string& seen() const { return seen_; }
 
