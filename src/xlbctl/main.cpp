@@ -1,57 +1,91 @@
-// xlbctl: the operator's command line.
+// xlbctl: the operator's command line. Parses the options and hands the words to one command.
 #include <boost/program_options.hpp>
 #include <iostream>
 
-#include "config/config.h"
+#include "xlbctl/commands.h"
+#include "xlbctl/settings.h"
 
 namespace po = boost::program_options;
+using namespace xlb::ctl;
 
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;  // the command ran and the answer is "no" (e.g. an invalid config)
-constexpr int kExitUsage = 2;   // the command line itself is wrong
-
 const char* const kUsage =
-    "Usage: xlbctl [--version] [--help] COMMAND [ARGS]\n"
+    "Usage: xlbctl [OPTIONS] COMMAND [ARGS]\n"
     "\n"
     "Commands:\n"
-    "  validate FILE   check an xlb TOML config with the same rules as xlbd\n"
+    "  status                                the node, the revision in force, counts and drops\n"
+    "  service list                          services with their frontends and backends\n"
+    "  service show NAME|VIP:PORT            one service: frontends, backends, ring shares, counters\n"
+    "  backend drain SERVICE ADDRESS:PORT    send a backend no new flows (needs the API token)\n"
+    "  backend undrain SERVICE ADDRESS:PORT  send it new flows again (needs the API token)\n"
+    "  maglev show SERVICE                   ring size, each backend's slots and share, last disruption\n"
+    "  history                               the revisions xlbd applied, newest first\n"
+    "  events                                recent events; --follow waits for new ones\n"
+    "  validate FILE                         check an xlb TOML config with the same rules as xlbd\n"
     "\n"
-    "Exit codes: 0 success, 1 the check failed, 2 bad usage.\n";
+    "Exit codes: 0 success, 1 the answer is no (not found, rejected, invalid config),\n"
+    "2 bad usage, 3 xlbd unreachable.\n";
 
-int validate(const std::vector<std::string>& args) {
-  if (args.size() != 1) {
-    std::cerr << "xlbctl validate: expects exactly one FILE\n";
-    return kExitUsage;
-  }
-  auto config = xlb::config::load(args[0]);
-  if (!config) {
-    std::cerr << config.error().message << "\n";
-    return kExitFailed;
-  }
-  const auto& c = config->catalog;
-  std::cout << args[0] << ": ok (" << c.services.size() << " services, " << c.frontend_count() << " frontends, "
-            << c.backend_count() << " backends)\n";
-  return kExitOk;
+po::options_description visible_options() {
+  po::options_description global("Options");
+  global.add_options()("help,h", "show this help")("version", "print the version")(
+      "api", po::value<std::string>(),
+      "xlbd's API, e.g. http://127.0.0.1:9180 (default: [api] listen of --config, else 127.0.0.1:9180)")(
+      "config", po::value<std::string>()->default_value(kDefaultConfig), "xlbd's config, for the API address")(
+      "state-dir", po::value<std::string>()->default_value(kDefaultStateDir), "xlbd's state directory, for api.token")(
+      "output,o", po::value<std::string>()->default_value("table"), "table | json");
+  po::options_description command("Command options");
+  command.add_options()("follow,f", "events: wait for new events until Ctrl-C")(
+      "count", po::value<long>(), "events: stop after N new events (implies --follow)")(
+      "limit", po::value<long>()->default_value(20), "history, events: how many to list")(
+      "reason", po::value<std::string>()->default_value(""), "drain, undrain: why, recorded with the event");
+  po::options_description visible;
+  visible.add(global).add(command);
+  return visible;
+}
+
+po::variables_map parse(int argc, char** argv, const po::options_description& visible) {
+  po::options_description hidden;
+  hidden.add_options()("command", po::value<std::string>())("args", po::value<std::vector<std::string>>());
+  po::options_description all;
+  all.add(visible).add(hidden);
+  po::positional_options_description positional;
+  positional.add("command", 1).add("args", -1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+  po::notify(vm);
+  return vm;
+}
+
+CommandOptions command_options(const po::variables_map& vm) {
+  CommandOptions options;
+  options.follow = vm.count("follow") > 0;
+  if (vm.count("count")) options.count = vm["count"].as<long>();
+  options.limit = vm["limit"].as<long>();
+  options.reason = vm["reason"].as<std::string>();
+  return options;
+}
+
+int dispatch(const Context& ctx, const std::string& command, const Args& args, const CommandOptions& options) {
+  if (command == "validate") return validate(ctx, args);
+  if (command == "status") return status(ctx, args);
+  if (command == "service") return service(ctx, args);
+  if (command == "backend") return backend(ctx, args, options);
+  if (command == "maglev") return maglev(ctx, args);
+  if (command == "history") return history(ctx, args, options);
+  if (command == "events") return events(ctx, args, options);
+  std::cerr << "xlbctl: unknown command \"" << command << "\"\n" << kUsage;
+  return kExitUsage;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  po::options_description global("Options");
-  global.add_options()("help,h", "show this help")("version", "print the version");
-  po::options_description hidden;
-  hidden.add_options()("command", po::value<std::string>())("args", po::value<std::vector<std::string>>());
-  po::options_description all;
-  all.add(global).add(hidden);
-  po::positional_options_description positional;
-  positional.add("command", 1).add("args", -1);
-
+  const po::options_description visible = visible_options();
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
-    po::notify(vm);
+    vm = parse(argc, argv, visible);
   } catch (const po::error& e) {
     std::cerr << "xlbctl: " << e.what() << "\n" << kUsage;
     return kExitUsage;
@@ -61,12 +95,25 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (vm.count("help") || !vm.count("command")) {
-    std::cout << kUsage << global;
+    std::cout << kUsage << visible;
     return vm.count("help") ? kExitOk : kExitUsage;
   }
-  const auto command = vm["command"].as<std::string>();
-  const auto args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  if (command == "validate") return validate(args);
-  std::cerr << "xlbctl: unknown command \"" << command << "\"\n" << kUsage;
-  return kExitUsage;
+  const auto output = vm["output"].as<std::string>();
+  if (output != "table" && output != "json") {
+    std::cerr << "xlbctl: --output must be table or json, not \"" << output << "\"\n";
+    return kExitUsage;
+  }
+  const CommandOptions options = command_options(vm);
+  if (options.limit < 1) {
+    std::cerr << "xlbctl: --limit must be at least 1\n";
+    return kExitUsage;
+  }
+
+  const CurlGlobal curl;
+  const ApiClient api(vm.count("api") ? api_url(vm["api"].as<std::string>())
+                                      : api_url_from_config(vm["config"].as<std::string>()));
+  const Context ctx{api, vm["state-dir"].as<std::string>(), output == "json" ? Output::json : Output::table, std::cout,
+                    std::cerr};
+  const auto args = vm.count("args") ? vm["args"].as<Args>() : Args{};
+  return dispatch(ctx, vm["command"].as<std::string>(), args, options);
 }

@@ -1,0 +1,24 @@
+// xlbctl's commands. Each takes the words after its name and returns the exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "xlbctl/context.h"
+
+namespace xlb::ctl {
+
+using Args = std::vector<std::string>;
+
+int validate(const Context& ctx, const Args& args);
+int status(const Context& ctx, const Args& args);
+int service(const Context& ctx, const Args& args);  // list | show NAME|VIP:PORT
+int backend(const Context& ctx, const Args& args, const CommandOptions& options);  // drain | undrain
+int maglev(const Context& ctx, const Args& args);   // show SERVICE
+int history(const Context& ctx, const Args& args, const CommandOptions& options);
+int events(const Context& ctx, const Args& args, const CommandOptions& options);
+
+// Prints "xlbctl COMMAND: WHAT" and returns the usage exit code.
+int usage_error(const Context& ctx, const std::string& command, const std::string& what);
+
+}  // namespace xlb::ctl
