@@ -27,12 +27,13 @@ const Ring* find(const std::vector<Ring>& rings, model::IpAddress::Family family
   return nullptr;
 }
 
-// The largest share of slots moved in any of the service's rings; a new ring moves everything.
+// The largest share of slots moved in any of the service's rings. A ring that did not exist
+// before moved no flow: there was none to move.
 double disruption(const ServiceState* before, const ServiceState& after) {
   double worst = 0;
   for (const auto& ring : after.rings) {
     const Ring* old = before ? find(before->rings, ring.family) : nullptr;
-    worst = std::max(worst, old ? maglev::disruption(old->table, ring.table) : 1.0);
+    if (old) worst = std::max(worst, maglev::disruption(old->table, ring.table));
   }
   return worst;
 }
