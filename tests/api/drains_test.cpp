@@ -1,6 +1,7 @@
 // Drains in the engine: a drained backend keeps its place with no ring slots, through reloads and
 // restarts, until it is undrained.
 #include "engine/engine.h"
+#include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 
@@ -35,15 +36,12 @@ uint32_t slots_of(const Engine& engine, const std::string& key) {
 class DrainsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("xlb-drains-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
     auto s = store::Store::open(dir_ / "state.db");
     ASSERT_TRUE(s.ok()) << s.error().message;
     store_.emplace(std::move(*s));
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
-  fs::path dir_;
+  test::TempDir dir_{"xlb-drains"};
   std::optional<store::Store> store_;
   Logger log_{LogLevel::error};
 };

@@ -15,6 +15,7 @@
 #include "api/metrics.h"
 #include "fake_provider.h"
 #include "http_client.h"
+#include "support/temp_dir.h"
 
 namespace xlb::api {
 namespace {
@@ -30,13 +31,10 @@ const std::string kXssPath = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("xlb-api-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
     start();
   }
   void TearDown() override {
     server_.reset();
-    fs::remove_all(dir_);
   }
 
   void start(ServerConfig config = {}) {
@@ -58,7 +56,7 @@ class ServerTest : public ::testing::Test {
 
   HttpResponse get(const std::string& path) const { return http_->get(path); }
 
-  fs::path dir_;
+  test::TempDir dir_{"xlb-api"};
   Logger log_{LogLevel::error};
   FakeProvider provider_;
   std::unique_ptr<Server> server_;

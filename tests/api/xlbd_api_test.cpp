@@ -10,6 +10,7 @@
 #include "http_client.h"
 #include "store/store.h"
 #include "support/process.h"
+#include "support/temp_dir.h"
 
 namespace xlb {
 namespace {
@@ -23,11 +24,8 @@ const std::string kXlbd = std::string(XLB_BUILD_DIR) + "/src/xlbd/xlbd";
 class XlbdApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("xlbd-api-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
     port_ = test::free_port();
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   void write_config(int backends) const {
     std::ofstream out(dir_ / "xlb.toml");
@@ -62,7 +60,7 @@ class XlbdApiTest : public ::testing::Test {
     return "missing";
   }
 
-  fs::path dir_;
+  test::TempDir dir_{"xlbd-api"};
   uint16_t port_ = 0;
 };
 

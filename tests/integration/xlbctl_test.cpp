@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "support/process.h"
+#include "support/temp_dir.h"
 
 namespace xlb {
 namespace {
@@ -82,8 +83,6 @@ struct Finished {
 class XlbctlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("xlbctl-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
     port_ = free_port();
     std::ofstream(config()) << "[node]\nmode = \"shadow\"\n[api]\nlisten = \"127.0.0.1:" << port_ << "\"\n"
                             << kServices;
@@ -93,7 +92,6 @@ class XlbctlTest : public ::testing::Test {
   }
   void TearDown() override {
     xlbd_.reset();
-    fs::remove_all(dir_);
   }
 
   fs::path config() const { return dir_ / "xlb.toml"; }
@@ -120,7 +118,7 @@ class XlbctlTest : public ::testing::Test {
     return body;
   }
 
-  fs::path dir_;
+  test::TempDir dir_{"xlbctl"};
   uint16_t port_ = 0;
   std::unique_ptr<ChildProcess> xlbd_;
 };

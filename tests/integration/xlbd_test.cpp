@@ -8,6 +8,7 @@
 
 #include "store/store.h"
 #include "support/process.h"
+#include "support/temp_dir.h"
 
 namespace xlb {
 namespace {
@@ -27,11 +28,6 @@ std::string service(const std::string& name, const std::string& vip, int backend
 
 class XlbdTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("xlbd-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
 
   fs::path config() const { return dir_ / "xlb.toml"; }
   fs::path state() const { return dir_ / "state"; }
@@ -54,7 +50,7 @@ class XlbdTest : public ::testing::Test {
     return {kXlbd, "--config", config().string(), "--state-dir", state().string()};
   }
 
-  fs::path dir_;
+  test::TempDir dir_{"xlbd"};
 };
 
 TEST_F(XlbdTest, StartsRecordsARevisionAndStopsOnSigterm) {

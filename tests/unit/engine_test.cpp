@@ -1,4 +1,5 @@
 #include "engine/engine.h"
+#include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 
@@ -24,15 +25,12 @@ model::Service service(std::string name, int backends) {
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("xlb-engine-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
     auto s = store::Store::open(dir_ / "state.db");
     ASSERT_TRUE(s.ok()) << s.error().message;
     store_.emplace(std::move(*s));
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
-  fs::path dir_;
+  test::TempDir dir_{"xlb-engine"};
   std::optional<store::Store> store_;
   Logger log_{LogLevel::error};
 };

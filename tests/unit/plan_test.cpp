@@ -1,4 +1,5 @@
 #include "engine/plan.h"
+#include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 
@@ -79,11 +80,8 @@ model::Service service(std::string name, std::string vip, std::vector<std::strin
 class PlanTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("xlb-plan-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
     store_.emplace(store::Store::open(dir_ / "state.db").value());
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   // The engine's rings for a catalog, as the planner gets them.
   std::vector<ServiceState> states(const model::Catalog& catalog) {
@@ -99,7 +97,7 @@ class PlanTest : public ::testing::Test {
     return d.ok() ? *d : State{};
   }
 
-  fs::path dir_;
+  test::TempDir dir_{"xlb-plan"};
   std::optional<store::Store> store_;
   Logger log_{LogLevel::error};
 };

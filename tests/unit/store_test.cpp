@@ -1,4 +1,5 @@
 #include "store/store.h"
+#include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -15,11 +16,6 @@ namespace fs = std::filesystem;
 
 class StoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("xlb-store-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
 
   fs::path db() const { return dir_ / "state.db"; }
 
@@ -46,7 +42,7 @@ class StoreTest : public ::testing::Test {
     return model::Catalog{{s}};
   }
 
-  fs::path dir_;
+  test::TempDir dir_{"xlb-store"};
 };
 
 TEST_F(StoreTest, NewDatabaseIsMigratedToTheCurrentSchemaInWalMode) {
