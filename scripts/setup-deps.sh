@@ -9,7 +9,7 @@ packages=(
   # BPF: compiler, skeleton generator, loader library
   clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev linux-libc-dev
   # libraries of the user-space parts
-  libnl-3-dev libnl-route-3-dev libboost-program-options-dev libtomlplusplus-dev
+  libnl-3-dev libnl-route-3-dev libnl-genl-3-dev libboost-program-options-dev libtomlplusplus-dev
   libcivetweb-dev libsqlite3-dev sqlite3 libxxhash-dev nlohmann-json3-dev
   libyaml-cpp-dev libcurl4-openssl-dev libsystemd-dev
   # tests and benchmarks

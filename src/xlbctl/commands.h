@@ -11,6 +11,7 @@ namespace xlb::ctl {
 using Args = std::vector<std::string>;
 
 int validate(const Context& ctx, const Args& args);
+int preflight(const Context& ctx, const Args& args);  // no xlbd needed
 int status(const Context& ctx, const Args& args);
 int service(const Context& ctx, const Args& args);  // list | show NAME|VIP:PORT
 int backend(const Context& ctx, const Args& args, const CommandOptions& options);  // drain | undrain

@@ -24,6 +24,7 @@ enum class Output { table, json };
 struct Context {
   const ApiClient& api;
   std::string state_dir;  // where api.token is
+  std::string config;     // xlbd's config: the links and cgroup preflight checks
   Output output = Output::table;
   std::ostream& out;
   std::ostream& err;

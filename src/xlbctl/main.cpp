@@ -23,6 +23,7 @@ const char* const kUsage =
     "  history                               the revisions xlbd applied, newest first\n"
     "  events                                recent events; --follow waits for new ones\n"
     "  validate FILE                         check an xlb TOML config with the same rules as xlbd\n"
+    "  preflight                             probe this node for what the datapath needs (root)\n"
     "\n"
     "Exit codes: 0 success, 1 the answer is no (not found, rejected, invalid config),\n"
     "2 bad usage, 3 xlbd unreachable.\n";
@@ -32,7 +33,7 @@ po::options_description visible_options() {
   global.add_options()("help,h", "show this help")("version", "print the version")(
       "api", po::value<std::string>(),
       "xlbd's API, e.g. http://127.0.0.1:9180 (default: [api] listen of --config, else 127.0.0.1:9180)")(
-      "config", po::value<std::string>()->default_value(kDefaultConfig), "xlbd's config, for the API address")(
+      "config", po::value<std::string>()->default_value(kDefaultConfig), "xlbd's config: the API address, and the links preflight checks")(
       "state-dir", po::value<std::string>()->default_value(kDefaultStateDir), "xlbd's state directory, for api.token")(
       "output,o", po::value<std::string>()->default_value("table"), "table | json");
   po::options_description command("Command options");
@@ -69,6 +70,7 @@ CommandOptions command_options(const po::variables_map& vm) {
 
 int dispatch(const Context& ctx, const std::string& command, const Args& args, const CommandOptions& options) {
   if (command == "validate") return validate(ctx, args);
+  if (command == "preflight") return preflight(ctx, args);
   if (command == "status") return status(ctx, args);
   if (command == "service") return service(ctx, args);
   if (command == "backend") return backend(ctx, args, options);
@@ -112,7 +114,11 @@ int main(int argc, char** argv) {
   const CurlGlobal curl;
   const ApiClient api(vm.count("api") ? api_url(vm["api"].as<std::string>())
                                       : api_url_from_config(vm["config"].as<std::string>()));
-  const Context ctx{api, vm["state-dir"].as<std::string>(), output == "json" ? Output::json : Output::table, std::cout,
+  const Context ctx{api,
+                    vm["state-dir"].as<std::string>(),
+                    vm["config"].as<std::string>(),
+                    output == "json" ? Output::json : Output::table,
+                    std::cout,
                     std::cerr};
   const auto args = vm.count("args") ? vm["args"].as<Args>() : Args{};
   return dispatch(ctx, vm["command"].as<std::string>(), args, options);

@@ -5,11 +5,30 @@
 #include <tuple>
 
 #include "datapath/cgroup.h"
+#include "datapath/preflight.h"
 
 namespace xlb::xlbd {
 
+Status preflight(const config::NodeConfig& node, const std::filesystem::path& pin_dir, const Logger& log) {
+  datapath::PreflightOptions options;
+  options.interfaces = node.interfaces;
+  options.socket_lb = node.cgroup != "off";
+  options.pin_dir = pin_dir;
+  std::string failed;
+  for (const auto& check : datapath::run_preflight(options)) {
+    const std::string line = "preflight: " + check.name + ": " + check.detail + (check.fix.empty() ? "" : "; " + check.fix);
+    if (check.outcome == datapath::PreflightCheck::Outcome::fail)
+      failed += "\n" + line;
+    else if (check.outcome == datapath::PreflightCheck::Outcome::warn)
+      log.warning(line);
+  }
+  if (!failed.empty()) return Error{"this node lacks what the datapath needs (xlbctl preflight says the same):" + failed};
+  return {};
+}
+
 Result<datapath::Datapath> load_datapath(const config::NodeConfig& node, const std::filesystem::path& pin_dir,
                                          const Logger& log) {
+  if (auto s = preflight(node, pin_dir, log); !s) return s.error();
   std::error_code ec;
   const bool adopting = std::filesystem::exists(pin_dir / "xlb_conntrack", ec);
   auto datapath = datapath::Datapath::load({pin_dir});
