@@ -15,7 +15,7 @@ packages=(
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # the hosts tests build and the tools they drive
-  iproute2 ethtool procps util-linux iptables
+  iproute2 ethtool procps util-linux iptables conntrack
   # browser tests of the web UI (tests/e2e): Chromium; npm brings playwright-core, no browser
   chromium
 )

@@ -1,15 +1,18 @@
 #include "datapath/datapath.h"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
 #include <functional>
+#include <type_traits>
 
 #include "datapath/errno_error.h"
 #include "xlb_abi.h"
@@ -32,8 +35,6 @@ constexpr size_t kVerifierLogTailLines = 20;
 // replaces exactly this filter and cleanup removes exactly it.
 constexpr uint32_t kTcHandle = 0x7862;  // "xb"
 constexpr uint32_t kTcPriority = 0x7862;
-
-constexpr std::string_view kConnect4LinkPin = "link_connect4";
 
 std::string tail_lines(std::string_view text, size_t count) {
   text = text.substr(0, text.find('\0'));
@@ -297,34 +298,118 @@ Status Datapath::attach_tc(const std::string& interface) {
   return {};
 }
 
+namespace {
+
+// The socket-LB programs that attach to a cgroup: every program of the xlb_sock object but its
+// socket iterators, which user space runs instead (destroy_sockets_to).
+bool is_cgroup_program(const bpf_program* program) {
+  switch (bpf_program__expected_attach_type(program)) {
+    case BPF_CGROUP_INET4_CONNECT:
+    case BPF_CGROUP_INET6_CONNECT:
+    case BPF_CGROUP_UDP4_SENDMSG:
+    case BPF_CGROUP_UDP6_SENDMSG:
+    case BPF_CGROUP_UDP4_RECVMSG:
+    case BPF_CGROUP_UDP6_RECVMSG:
+    case BPF_CGROUP_INET4_GETPEERNAME:
+    case BPF_CGROUP_INET6_GETPEERNAME:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// "xlb_connect4" -> "link_connect4": the pin of the program's cgroup link.
+std::string link_pin_name(const bpf_program* program) {
+  std::string_view name = bpf_program__name(program);
+  if (name.starts_with("xlb_")) name.remove_prefix(4);
+  return "link_" + std::string(name);
+}
+
+}  // namespace
+
 Status Datapath::attach_cgroup(const fs::path& cgroup) {
   const std::string what = "attach socket-LB to cgroup " + cgroup.string();
-  bpf_program* program = bpf_object__find_program_by_name(objects_->sock().object, "xlb_connect4");
-  if (!program) return Error{what + ": the xlb_sock object has no xlb_connect4 program"};
-
-  // A pinned link outlives xlbd: a restart swaps the program in it, and connects never go
-  // untranslated in between.
-  const fs::path pin = objects_->pin_dir.empty() ? fs::path() : objects_->pin_dir / kConnect4LinkPin;
-  if (!pin.empty() && fs::exists(pin)) {
-    std::unique_ptr<bpf_link, LinkDeleter> link(bpf_link__open(pin.c_str()));
-    if (!link) return errno_error(what + ": open the pinned link " + pin.string(), errno);
-    if (int err = bpf_link__update_program(link.get(), program); err != 0)
-      return errno_error(what + ": update the pinned link", -err);
-    return {};
+  UniqueFd directory;
+  bpf_program* program;
+  bpf_object__for_each_program(program, objects_->sock().object) {
+    if (!is_cgroup_program(program)) continue;
+    const std::string attach = what + " (" + bpf_program__name(program) + ")";
+    // A pinned link outlives xlbd: a restart swaps the program in it, and socket calls never
+    // go untranslated in between.
+    const fs::path pin = objects_->pin_dir.empty() ? fs::path() : objects_->pin_dir / link_pin_name(program);
+    if (!pin.empty() && fs::exists(pin)) {
+      std::unique_ptr<bpf_link, LinkDeleter> link(bpf_link__open(pin.c_str()));
+      if (!link) return errno_error(attach + ": open the pinned link " + pin.string(), errno);
+      if (int err = bpf_link__update_program(link.get(), program); err != 0)
+        return errno_error(attach + ": update the pinned link", -err);
+      continue;
+    }
+    if (!directory) {
+      directory = UniqueFd(::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!directory) return errno_error(what, errno, "is cgroup v2 mounted there?");
+    }
+    std::unique_ptr<bpf_link, LinkDeleter> link(bpf_program__attach_cgroup(program, directory.get()));
+    if (!link) {
+      const int err = errno;
+      if (err == EBADF) return errno_error(what, err, "not a directory of the cgroup v2 hierarchy");
+      return errno_error(attach, err, err == EPERM || err == EACCES ? kPrivilegeHint : "");
+    }
+    if (!pin.empty()) {
+      if (int err = bpf_link__pin(link.get(), pin.c_str()); err != 0)
+        return errno_error(attach + ": pin the link", -err);
+    }
+    objects_->links.push_back(std::move(link));
   }
-  UniqueFd directory(::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!directory) return errno_error(what, errno, "is cgroup v2 mounted there?");
-  std::unique_ptr<bpf_link, LinkDeleter> link(bpf_program__attach_cgroup(program, directory.get()));
-  if (!link) {
-    const int err = errno;
-    if (err == EBADF) return errno_error(what, err, "not a directory of the cgroup v2 hierarchy");
-    return errno_error(what, err, err == EPERM || err == EACCES ? kPrivilegeHint : "");
-  }
-  if (!pin.empty()) {
-    if (int err = bpf_link__pin(link.get(), pin.c_str()); err != 0) return errno_error(what + ": pin the link", -err);
-  }
-  objects_->links.push_back(std::move(link));
   return {};
+}
+
+Result<uint32_t> Datapath::destroy_sockets_to(const model::IpAddress& address, uint16_t port) {
+  const std::string what = "destroy the sockets connected to backend " + address.to_string() + ":" +
+                           std::to_string(port);
+  bpf_object* object = objects_->sock().object;
+  // The iterators read their target from the object's .bss and count there what they did
+  // (bpf/lib/sock_destroy.h).
+  bpf_map* bss = nullptr;
+  bpf_map* map;
+  bpf_object__for_each_map(map, object) {
+    if (bpf_map__is_internal(map) && std::string_view(bpf_map__name(map)).ends_with(".bss")) bss = map;
+  }
+  if (!bss) return Error{what + ": the xlb_sock object has no .bss"};
+  std::remove_pointer_t<decltype(xlb_sock::bss)> run{};
+  std::memcpy(run.sock_destroy_address, address.bytes().data(), address.is_v4() ? 4 : 16);
+  run.sock_destroy_port = htons(port);
+  run.sock_destroy_family = address.is_v4() ? XLB_AF_INET : XLB_AF_INET6;
+  const uint32_t zero = 0;
+  if (int err = bpf_map_update_elem(bpf_map__fd(bss), &zero, &run, BPF_ANY); err != 0)
+    return errno_error(what + ": write the target", -err);
+
+  // Each read of an iterator visits every TCP (UDP) socket of this network namespace once; the
+  // program destroys the matching ones as it goes and writes nothing, so the read ends at once.
+  for (const char* name : {"xlb_sock_destroy_tcp", "xlb_sock_destroy_udp"}) {
+    bpf_program* program = bpf_object__find_program_by_name(object, name);
+    if (!program) return Error{what + ": the xlb_sock object has no " + name + " program"};
+    std::unique_ptr<bpf_link, LinkDeleter> link(bpf_program__attach_iter(program, nullptr));
+    if (!link) return errno_error(what + ": attach " + name, errno);
+    UniqueFd iterator(bpf_iter_create(bpf_link__fd(link.get())));
+    if (!iterator) return errno_error(what + ": create the iterator " + name, errno);
+    char buffer[64];
+    ssize_t n;
+    while ((n = ::read(iterator.get(), buffer, sizeof buffer)) > 0) {
+    }
+    if (n < 0) return errno_error(what + ": run " + name, errno);
+  }
+  if (int err = bpf_map_lookup_elem(bpf_map__fd(bss), &zero, &run); err != 0)
+    return errno_error(what + ": read what the iterators did", -err);
+  const uint32_t destroyed = run.sock_destroy_done;
+  const uint32_t failed = run.sock_destroy_failed;
+  // Destroy nothing on a later, unrelated run of the iterators.
+  run = {};
+  if (int err = bpf_map_update_elem(bpf_map__fd(bss), &zero, &run, BPF_ANY); err != 0)
+    return errno_error(what + ": clear the target", -err);
+  if (failed != 0)
+    return Error{what + ": " + std::to_string(failed) + " of " + std::to_string(failed + destroyed) +
+                 " sockets could not be destroyed (bpf_sock_destroy needs kernel 6.5 or later)"};
+  return destroyed;
 }
 
 Result<Counters> Datapath::read_counters() const {
@@ -396,7 +481,7 @@ Status Datapath::cleanup(const fs::path& pin_dir, const std::vector<std::string>
     if (auto s = detach_xdp(interface, index); !s) return s;
     if (auto s = detach_tc(interface, index); !s) return s;
   }
-  // The cgroup link is pinned there: removing its pin, the last reference, detaches it.
+  // The cgroup links are pinned there: removing their pins, the last references, detaches them.
   std::error_code ec;
   fs::remove_all(pin_dir, ec);
   if (ec) return Error{"remove " + pin_dir.string() + ": " + ec.message()};

@@ -79,8 +79,18 @@ class Datapath {
   Result<XdpMode> attach_xdp(const std::string& interface, XdpMode wanted);
   // tc ingress (clsact) on a link: reverse translation of replies.
   Status attach_tc(const std::string& interface);
-  // Socket-LB for every process in this cgroup v2 directory and below.
+  // Socket-LB for every process in this cgroup v2 directory and below: every socket-LB program,
+  // each through a link pinned as <pin dir>/link_<program> (connect4, sendmsg6, ...). After a
+  // restart the pinned links are kept and given the new programs.
   Status attach_cgroup(const std::filesystem::path& cgroup);
+
+  // Destroys the TCP and UDP sockets that socket-LB connected (or sent datagrams) to this
+  // backend, in this process's network namespace: their owners' next call fails with
+  // ECONNABORTED, so a client does not stay pinned to a backend that left. Sockets that reached
+  // the address without xlb's translation are left alone. Needs kernel 6.5+ (bpf_sock_destroy).
+  // Call it after the backend is out of every ring, or new sockets may reach it again. Returns
+  // how many sockets went; an error if some matched but could not go (kernel before 6.5).
+  Result<uint32_t> destroy_sockets_to(const model::IpAddress& address, uint16_t port);
 
   Result<Counters> read_counters() const;
 
