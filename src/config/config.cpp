@@ -475,7 +475,9 @@ class ConfigReader {
       else
         r.error_at(*t.get(key), key, "\"" + *text + "\" is not a duration like \"500ms\", \"2s\" or \"1m\"");
     }
-    r.finish({"type", "interval", "timeout"});
+    if (auto v = r.integer_in("rise", false, 1, 100)) h.rise = static_cast<uint32_t>(*v);
+    if (auto v = r.integer_in("fall", false, 1, 100)) h.fall = static_cast<uint32_t>(*v);
+    r.finish({"type", "interval", "timeout", "rise", "fall"});
     return h;
   }
 

@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "engine/plan.h"
 #include "model/diff.h"
@@ -46,7 +47,9 @@ Result<Ring> Engine::build_ring(const model::Service& service, model::IpAddress:
   for (const auto& b : service.backends) {
     if (b.address.family() != family) continue;
     members.push_back({b.key(), ring_weight(b)});
-    if (ring_weight(b) > 0) ++weighted;
+    // A backend that is down (its probes fail) keeps its room in the table: were the size to
+    // shrink with it, every slot would move (disruption 100%) instead of only its own.
+    if (ring_weight(b) > 0 || (b.state == model::BackendState::down && b.weight > 0)) ++weighted;
   }
   auto size = maglev::choose_table_size(weighted, maglev_.bounds, service.maglev_table_size);
   if (!size) return Error{"service \"" + service.name + "\": " + size.error().message};
@@ -106,7 +109,7 @@ Result<std::pair<size_t, std::string>> Engine::sync_maps(const std::vector<Servi
 }
 
 Result<Applied> Engine::apply(const model::Catalog& catalog, std::string_view source) {
-  auto applied = commit(drains_.overlay(catalog), source);
+  auto applied = commit(health_.overlay(drains_.overlay(catalog)), source);
   if (applied) source_catalog_ = catalog;
   return applied;
 }
@@ -118,12 +121,34 @@ Result<Applied> Engine::set_drained(std::string_view service, std::string_view b
   if (!next.set(service, backend, drained)) return Applied{false, revision_, "no change", 0, "no change"};
   // Saved first: a crash between the two then drains at the next start rather than forgetting.
   if (auto s = next.save(store_); !s) return s.error();
-  auto applied = commit(next.overlay(*source_catalog_), source);
+  auto applied = commit(health_.overlay(next.overlay(*source_catalog_)), source);
   if (!applied) {
     if (auto s = drains_.save(store_); !s) log_.error("could not restore the drained backends: " + s.error().message);
     return applied;
   }
   drains_ = std::move(next);
+  return applied;
+}
+
+Result<Applied> Engine::set_health(std::string_view service, std::string_view backend, bool up,
+                                   std::string_view reason) {
+  if (!source_catalog_) return Error{"no catalog has been applied yet"};
+  HealthOverlay next = health_;
+  if (!next.set_down(service, backend, !up)) return Applied{false, revision_, "no change", 0, "no change"};
+  const std::string source = "health";
+  auto applied = commit(next.overlay(drains_.overlay(*source_catalog_)), source);
+  if (!applied) return applied;
+  health_ = std::move(next);
+  // A backend the ring does not hold (absent, in maintenance, a service without probes) moves nothing.
+  double moved = 0;
+  const ServiceState* state = find(services_, service);
+  if (applied->changed && state) moved = state->last_disruption;
+  char share[32];
+  std::snprintf(share, sizeof share, "%.1f%%", moved * 100);
+  const std::string message = std::string(up ? "up: " : "down: ") + std::string(reason) + "; " + share +
+                              " of ring slots moved";
+  if (auto e = store_.record_event("health", std::string(service) + "/" + std::string(backend), message); !e)
+    log_.warning("could not record a health event: " + e.error().message);
   return applied;
 }
 

@@ -12,6 +12,7 @@
 #include "base/result.h"
 #include "datapath/state.h"
 #include "engine/drains.h"
+#include "engine/health_overlay.h"
 #include "maglev/maglev.h"
 #include "model/model.h"
 #include "store/store.h"
@@ -67,6 +68,14 @@ class Engine {
                               std::string_view source);
   const Drains& drains() const { return drains_; }
 
+  // Health (health overlay, see health_overlay.h): marks a backend of a service down (its probes
+  // fail) or up again, applies the last source catalog with that as one plan, and records an
+  // event (kind "health", subject "service/backend") with the reason and the share of ring slots
+  // that moved. Nothing happens (changed = false, no event) when the backend already was so.
+  // Needs a catalog applied before, like set_drained().
+  Result<Applied> set_health(std::string_view service, std::string_view backend, bool up, std::string_view reason);
+  const HealthOverlay& health() const { return health_; }
+
   const model::Catalog& catalog() const { return catalog_; }
   const std::vector<ServiceState>& services() const { return services_; }
   int64_t revision() const { return revision_; }
@@ -90,6 +99,7 @@ class Engine {
   int64_t revision_ = 0;
   datapath::State map_state_;
   Drains drains_;
+  HealthOverlay health_;  // runtime only: a restart probes again
   std::optional<model::Catalog> source_catalog_;  // as the source last handed it, before drains
 };
 

@@ -28,7 +28,9 @@ json to_json(const Service& s) {
               {"health",
                {{"type", to_string(s.health.type)},
                 {"interval_ms", s.health.interval.count()},
-                {"timeout_ms", s.health.timeout.count()}}}};
+                {"timeout_ms", s.health.timeout.count()},
+                {"rise", s.health.rise},
+                {"fall", s.health.fall}}}};
   if (s.maglev_table_size) out["maglev_table_size"] = *s.maglev_table_size;
   if (s.affinity.client_ip) out["affinity"] = {{"type", "client-ip"}, {"timeout_s", s.affinity.timeout.count()}};
   return out;
@@ -71,6 +73,9 @@ Service service_from_json(const json& j) {
   s.health.type = enum_field(h, "type", parse_health_check_type);
   s.health.interval = std::chrono::milliseconds(h.at("interval_ms").get<int64_t>());
   s.health.timeout = std::chrono::milliseconds(h.at("timeout_ms").get<int64_t>());
+  // Revisions recorded before rise and fall existed hold neither: they had the defaults.
+  s.health.rise = h.value("rise", HealthCheck{}.rise);
+  s.health.fall = h.value("fall", HealthCheck{}.fall);
   if (j.contains("maglev_table_size")) s.maglev_table_size = j["maglev_table_size"].get<uint32_t>();
   if (j.contains("affinity")) {
     s.affinity.client_ip = true;

@@ -85,6 +85,8 @@ struct HealthCheck {
   HealthCheckType type = HealthCheckType::none;
   std::chrono::milliseconds interval{2000};
   std::chrono::milliseconds timeout{1000};
+  uint32_t rise = 2;  // probes in a row that must pass before a backend counts as up
+  uint32_t fall = 3;  // probes in a row that must fail before it counts as down
   bool operator==(const HealthCheck&) const = default;
 };
 

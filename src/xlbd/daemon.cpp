@@ -8,6 +8,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "xlbd/kernel.h"
@@ -108,7 +109,45 @@ Status Daemon::apply(const config::Config& config, std::string_view why) {
     log_.info(std::string(why) + ": config unchanged, revision " + std::to_string(applied->revision) +
               " stays in force (" + counts + ")");
   if (applied->map_writes > 0) log_.info(std::string(why) + ": datapath: " + applied->plan);
+  update_health(config.catalog);
   return {};
+}
+
+void Daemon::update_health(const model::Catalog& catalog) {
+  auto targets = health::targets_of(catalog);
+  if (!health_) {
+    if (targets.empty()) return;
+    auto checker = health::Checker::start([this](const health::Transition& t) { on_health(t); });
+    if (!checker) {
+      log_.error(checker.error().message + "; backends are not probed (every one counts as up)");
+      return;
+    }
+    health_ = std::move(*checker);
+    log_.info("health: probing " + std::to_string(targets.size()) +
+              " backends (health state is runtime only: after a restart every backend is probed again)");
+  }
+  health_->set_targets(std::move(targets));
+}
+
+void Daemon::on_health(const health::Transition& t) {
+  std::lock_guard state(state_mutex_);
+  const std::string what = "health: " + t.service + "/" + t.backend + (t.up ? " up: " : " down: ") + t.reason;
+  auto applied = engine_->set_health(t.service, t.backend, t.up, t.reason);
+  if (!applied) {
+    log_.error(what + "; not applied: " + applied.error().message);
+    return;
+  }
+  if (!applied->changed) {
+    log_.info(what);
+    return;
+  }
+  double moved = 0;
+  for (const auto& s : engine_->services())
+    if (s.service.name == t.service) moved = s.last_disruption;
+  char share[32];
+  std::snprintf(share, sizeof share, "%.1f%%", moved * 100);
+  log_.info(what + "; applied revision " + std::to_string(applied->revision) + ", " + share +
+            " of ring slots moved" + (applied->map_writes > 0 ? "; datapath: " + applied->plan : ""));
 }
 
 Status Daemon::reload() {
@@ -161,9 +200,13 @@ int Daemon::run() {
     return 1;
   }
   start_api(started_with_);
-  log_.info("ready: revision " + std::to_string(engine_->revision()) + ", state " +
-            (options_.state_dir / "state.db").string());
-  notify("READY=1\nSTATUS=revision " + std::to_string(engine_->revision()));
+  // Under the lock: the health checker may already be changing the engine.
+  const int64_t revision = [this] {
+    std::lock_guard state(state_mutex_);
+    return engine_->revision();
+  }();
+  log_.info("ready: revision " + std::to_string(revision) + ", state " + (options_.state_dir / "state.db").string());
+  notify("READY=1\nSTATUS=revision " + std::to_string(revision));
 
   for (;;) {
     pollfd pfd{signals->get(), POLLIN, 0};

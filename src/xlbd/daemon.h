@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "datapath/datapath.h"
 #include "engine/engine.h"
+#include "health/health.h"
 #include "store/store.h"
 #include "xlbd/api_provider.h"
 
@@ -43,6 +44,11 @@ class Daemon {
   // address is taken, say) xlbd still balances, and says so.
   void start_api(const config::Config& config);
   void notify(const std::string& state) const;
+  // Health probes: started at the first catalog with probed services, then given each applied
+  // catalog's backends. Called from apply(), so under state_mutex_ once the API runs.
+  void update_health(const model::Catalog& catalog);
+  // On the checker's thread: takes state_mutex_, applies the transition, logs it.
+  void on_health(const health::Transition& transition);
 
   Options options_;
   const Logger& log_;
@@ -56,6 +62,8 @@ class Daemon {
   // Last, so they go first: the server's threads call the provider, which reads the engine.
   std::unique_ptr<ApiProvider> api_provider_;
   std::unique_ptr<api::Server> api_server_;
+  // Last of all, so it stops (joins its thread) first: its callback uses the engine and the store.
+  std::unique_ptr<health::Checker> health_;
 };
 
 }  // namespace xlb::xlbd

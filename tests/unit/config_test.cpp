@@ -69,6 +69,8 @@ maglev_table_size = 1021
   type = "http"
   interval = "500ms"
   timeout = "250ms"
+  rise = 4
+  fall = 5
 )",
                  "t.toml");
   ASSERT_TRUE(r.ok()) << r.error().message;
@@ -92,6 +94,8 @@ maglev_table_size = 1021
   EXPECT_EQ(s.health.type, model::HealthCheckType::http);
   EXPECT_EQ(s.health.interval, std::chrono::milliseconds(500));
   EXPECT_EQ(s.health.timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(s.health.rise, 4u);
+  EXPECT_EQ(s.health.fall, 5u);
 }
 
 TEST(Config, AffinityAndSnat) {
@@ -206,6 +210,13 @@ TEST(ConfigErrors, EveryProblemIsReportedInOnePass) {
             "xlb.toml:6:11: service \"a\" frontend 1: key \"address\": \"x\" is not an IPv4 or IPv6 address\n"
             "xlb.toml:9:12: service \"a\" health: key \"interval\": \"soon\" is not a duration like \"500ms\", \"2s\" "
             "or \"1m\"");
+}
+
+TEST(ConfigErrors, RiseAndFallNeedAtLeastOneProbe) {
+  const std::string text =
+      "[[service]]\nname = \"a\"\n[[service.frontend]]\naddress = \"198.18.0.1\"\nport = 80\n[service.health]\n"
+      "type = \"tcp\"\nrise = 0\n";
+  EXPECT_EQ(errors_of(text), "xlb.toml:8:8: service \"a\" health: key \"rise\": 0 is out of range 1..100");
 }
 
 TEST(ConfigErrors, RingSizesMustBeFromTheList) {
