@@ -105,7 +105,26 @@ Result<std::pair<size_t, std::string>> Engine::sync_maps(const std::vector<Servi
   if (auto s = execute(plan, *maps_); !s)
     return Error{"writing the datapath's maps (" + plan.summary() + " planned): " + s.error().message};
   map_state_ = std::move(*desired);
+  end_sockets_of_removed(plan, *actual);
   return std::pair{plan.steps.size(), plan.summary()};
+}
+
+// A backend gone from the maps takes no new connection, but a UDP client that socket-LB connected
+// to it would stay there (a DNS client, typically): its socket is ended so that it asks again.
+void Engine::end_sockets_of_removed(const Plan& plan, const datapath::State& before) const {
+  if (!end_sockets_) return;
+  for (const auto& step : plan.steps) {
+    const auto* removed = std::get_if<RemoveBackend>(&step);
+    if (!removed) continue;
+    const auto it = before.backends.find(removed->id);
+    if (it == before.backends.end()) continue;
+    const std::string backend = it->second.address.to_string() + ":" + std::to_string(it->second.port);
+    auto ended = end_sockets_(it->second.address, it->second.port);
+    if (!ended)
+      log_.warning("backend " + backend + " left, but its sockets could not be ended: " + ended.error().message);
+    else if (*ended > 0)
+      log_.info("backend " + backend + " left: ended " + std::to_string(*ended) + " sockets connected to it");
+  }
 }
 
 Result<Applied> Engine::apply(const model::Catalog& catalog, std::string_view source) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,8 @@
 #include "store/store.h"
 
 namespace xlb::engine {
+
+struct Plan;  // engine/plan.h
 
 struct MaglevSettings {
   std::string seed = "xlb-default-seed";
@@ -47,8 +50,12 @@ struct Applied {
 class Engine {
  public:
   // `maps` may be null: the engine then only keeps the catalog and its history (tests, --dry-run).
-  Engine(store::Store& store, const Logger& log, MaglevSettings maglev = {}, datapath::MapWriter* maps = nullptr)
-      : store_(store), log_(log), maglev_(std::move(maglev)), maps_(maps) {}
+  // Ends the sockets that socket-LB connected to a backend that left the maps; returns how many.
+  using SocketEnder = std::function<Result<uint32_t>(const model::IpAddress&, uint16_t port)>;
+
+  Engine(store::Store& store, const Logger& log, MaglevSettings maglev = {}, datapath::MapWriter* maps = nullptr,
+         SocketEnder end_sockets = {})
+      : store_(store), log_(log), maglev_(std::move(maglev)), maps_(maps), end_sockets_(std::move(end_sockets)) {}
 
   // Takes up the last applied catalog from the store, so the first apply after a restart
   // records only what really changed while xlbd was down.
@@ -85,6 +92,7 @@ class Engine {
  private:
   Result<std::vector<ServiceState>> build_states(const model::Catalog& catalog) const;
   Result<Ring> build_ring(const model::Service& service, model::IpAddress::Family family) const;
+  void end_sockets_of_removed(const Plan& plan, const datapath::State& before) const;
   // Writes what the maps lack; returns the plan that did it.
   Result<std::pair<size_t, std::string>> sync_maps(const std::vector<ServiceState>& states);
   // apply() without the drains: `catalog` is already what should be in force.
@@ -94,6 +102,7 @@ class Engine {
   const Logger& log_;
   MaglevSettings maglev_;
   datapath::MapWriter* maps_;
+  SocketEnder end_sockets_;
   model::Catalog catalog_;
   std::vector<ServiceState> services_;
   int64_t revision_ = 0;

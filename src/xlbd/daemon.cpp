@@ -82,8 +82,13 @@ Status Daemon::start() {
     log_.info("shadow mode: nothing is loaded into the kernel; the catalog and rings are built and shown only");
   }
   const auto& maglev = config->maglev;
+  engine::Engine::SocketEnder end_sockets;
+  if (datapath_)
+    end_sockets = [this](const model::IpAddress& address, uint16_t port) {
+      return datapath_->destroy_sockets_to(address, port);
+    };
   engine_.emplace(*store_, log_, engine::MaglevSettings{maglev.seed, {maglev.min_table_size, maglev.max_table_size}},
-                  datapath_ ? &datapath_->maps() : nullptr);
+                  datapath_ ? &datapath_->maps() : nullptr, std::move(end_sockets));
   if (auto s = engine_->restore(); !s) return s;
   // Maps first, attach after: a program attached for the first time finds every service.
   if (auto s = apply(*config, "start"); !s) return s;

@@ -91,7 +91,7 @@ Result<std::vector<api::Attachment>> attach_datapath(datapath::Datapath& datapat
   auto cgroup = node.cgroup == "auto" ? datapath::find_cgroup2_mount() : Result<std::filesystem::path>(node.cgroup);
   if (!cgroup) return cgroup.error();
   if (auto s = datapath.attach_cgroup(*cgroup); !s) return s.error();
-  attached.push_back({cgroup->string(), "xlb_connect4", "cgroup"});
+  attached.push_back({cgroup->string(), "xlb_sock", "cgroup: connect, sendmsg, recvmsg, getpeername (v4, v6)"});
   log.info("datapath: socket-LB attached to cgroup " + cgroup->string());
   return attached;
 }

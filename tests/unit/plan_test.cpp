@@ -272,6 +272,23 @@ TEST_F(PlanTest, EngineSyncsTheMapsAndResyncsAfterLoss) {
   EXPECT_EQ(store_->revisions(10)->size(), 1u);
 }
 
+TEST_F(PlanTest, EngineEndsTheSocketsOfABackendThatLeft) {
+  FakeMaps maps;
+  std::vector<std::string> ended;
+  Engine engine(*store_, log_, {}, &maps, [&](const model::IpAddress& address, uint16_t port) -> Result<uint32_t> {
+    ended.push_back(address.to_string() + ":" + std::to_string(port));
+    return 1u;
+  });
+  ASSERT_TRUE(engine.apply(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3"})}}, "test").ok());
+  EXPECT_TRUE(ended.empty());
+  auto drained = service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3"});
+  drained.backends[1].weight = 0;  // draining keeps its established flows: nothing ended
+  ASSERT_TRUE(engine.apply(model::Catalog{{drained}}, "test").ok());
+  EXPECT_TRUE(ended.empty());
+  ASSERT_TRUE(engine.apply(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.2"})}}, "test").ok());
+  EXPECT_EQ(ended, std::vector<std::string>{"10.0.0.3:8080"});
+}
+
 TEST_F(PlanTest, EngineRecordsNoRevisionWhenTheMapsRefuse) {
   FakeMaps maps;
   maps.fail_at = 1;
