@@ -112,19 +112,24 @@ Result<std::pair<size_t, std::string>> Engine::sync_maps(const std::vector<Servi
 // A backend gone from the maps takes no new connection, but a UDP client that socket-LB connected
 // to it would stay there (a DNS client, typically): its socket is ended so that it asks again.
 void Engine::end_sockets_of_removed(const Plan& plan, const datapath::State& before) const {
-  if (!end_sockets_) return;
   for (const auto& step : plan.steps) {
     const auto* removed = std::get_if<RemoveBackend>(&step);
     if (!removed) continue;
-    const auto it = before.backends.find(removed->id);
-    if (it == before.backends.end()) continue;
-    const std::string backend = it->second.address.to_string() + ":" + std::to_string(it->second.port);
-    auto ended = end_sockets_(it->second.address, it->second.port);
-    if (!ended)
-      log_.warning("backend " + backend + " left, but its sockets could not be ended: " + ended.error().message);
-    else if (*ended > 0)
-      log_.info("backend " + backend + " left: ended " + std::to_string(*ended) + " sockets connected to it");
+    if (const auto it = before.backends.find(removed->id); it != before.backends.end())
+      end_sockets_to(it->second.address, it->second.port, "left");
   }
+}
+
+void Engine::end_sockets_to(const model::IpAddress& address, uint16_t port, std::string_view why) const {
+  if (!end_sockets_) return;
+  const std::string backend = model::Backend{address, port, 1, {}, "", ""}.key();
+  auto ended = end_sockets_(address, port);
+  if (!ended)
+    log_.warning("backend " + backend + " " + std::string(why) + ", but its sockets could not be ended: " +
+                 ended.error().message);
+  else if (*ended > 0)
+    log_.info("backend " + backend + " " + std::string(why) + ": ended " + std::to_string(*ended) +
+              " sockets connected to it");
 }
 
 Result<Applied> Engine::apply(const model::Catalog& catalog, std::string_view source) {
@@ -168,6 +173,10 @@ Result<Applied> Engine::set_health(std::string_view service, std::string_view ba
                               " of ring slots moved";
   if (auto e = store_.record_event("health", std::string(service) + "/" + std::string(backend), message); !e)
     log_.warning("could not record a health event: " + e.error().message);
+  // A dead backend keeps no client: unlike a drained one, its established sockets have nowhere to go.
+  if (!up && state)
+    for (const auto& b : state->service.backends)
+      if (b.key() == backend) end_sockets_to(b.address, b.port, "is down");
   return applied;
 }
 

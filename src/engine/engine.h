@@ -93,6 +93,7 @@ class Engine {
   Result<std::vector<ServiceState>> build_states(const model::Catalog& catalog) const;
   Result<Ring> build_ring(const model::Service& service, model::IpAddress::Family family) const;
   void end_sockets_of_removed(const Plan& plan, const datapath::State& before) const;
+  void end_sockets_to(const model::IpAddress& address, uint16_t port, std::string_view why) const;
   // Writes what the maps lack; returns the plan that did it.
   Result<std::pair<size_t, std::string>> sync_maps(const std::vector<ServiceState>& states);
   // apply() without the drains: `catalog` is already what should be in force.

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "engine/engine.h"
+#include "support/temp_dir.h"
 
 namespace xlb::engine {
 namespace {
@@ -28,13 +29,10 @@ model::Catalog catalog(model::HealthCheckType type = model::HealthCheckType::tcp
 class EngineHealthTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("xlb-engine-health-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
     auto s = store::Store::open(dir_ / "state.db");
     ASSERT_TRUE(s.ok()) << s.error().message;
     store_.emplace(std::move(*s));
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   std::vector<store::Event> health_events() {
     auto all = store_->events(100);
@@ -46,10 +44,25 @@ class EngineHealthTest : public ::testing::Test {
     return health;
   }
 
-  fs::path dir_;
+  test::TempDir dir_{"xlb-engine-health"};
   std::optional<store::Store> store_;
   Logger log_{LogLevel::error};
 };
+
+TEST_F(EngineHealthTest, ADownBackendsSocketsAreEndedAndADrainedOnesAreNot) {
+  std::vector<std::string> ended;
+  Engine engine(*store_, log_, {}, nullptr, [&](const model::IpAddress& address, uint16_t port) -> Result<uint32_t> {
+    ended.push_back(address.to_string() + ":" + std::to_string(port));
+    return 2u;
+  });
+  ASSERT_TRUE(engine.apply(catalog(), "test").ok());
+  ASSERT_TRUE(engine.set_drained("web", "10.0.0.2:8080", true, "test").ok());
+  EXPECT_TRUE(ended.empty()) << "a drained backend keeps its established clients";
+  ASSERT_TRUE(engine.set_health("web", "10.0.0.3:8080", false, "connection refused").ok());
+  EXPECT_EQ(ended, std::vector<std::string>{"10.0.0.3:8080"});
+  ASSERT_TRUE(engine.set_health("web", "10.0.0.3:8080", true, "connected").ok());
+  EXPECT_EQ(ended.size(), 1u);
+}
 
 TEST_F(EngineHealthTest, DownBackendLeavesTheRingAndComesBack) {
   Engine engine(*store_, log_);
