@@ -26,7 +26,10 @@ netns_setup() {
   workdir=$(mktemp -d "/tmp/xlb-test-$suffix.XXXX")
   pin_dir="/sys/fs/bpf/xlb-test-$suffix/v1"
   mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+  # Also on SIGINT/SIGTERM (a timeout, Ctrl-C): bash runs no EXIT trap when a signal kills it.
   trap netns_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
 }
 
 netns_cleanup() {
