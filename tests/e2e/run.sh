@@ -69,9 +69,6 @@ name = "web"
   address = "10.200.3.2"
   port = 8080
   weight = 2
-  [service.health]
-  type = "tcp"
-  interval = "2s"
 
 [[service]]
 name = "dns"
