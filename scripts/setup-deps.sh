@@ -16,6 +16,8 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # the hosts tests build and the tools they drive
   iproute2 ethtool procps util-linux iptables conntrack
+  # the Kubernetes API server of the tests (tests/support/fake_apiserver.py) and its certificates
+  python3 openssl
   # browser tests of the web UI (tests/e2e): Chromium; npm brings playwright-core, no browser
   chromium
 )

@@ -1,0 +1,66 @@
+// The Kubernetes source: watches Services and EndpointSlices on the API server and hands the
+// engine a whole catalog after each burst of changes. While the API server cannot be reached
+// nothing is handed over, so the datapath keeps the last known good state; status() says it
+// is stale.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "base/result.h"
+#include "k8s/kubeconfig.h"
+#include "k8s/reflector.h"
+#include "k8s/translate.h"
+
+namespace xlb::k8s {
+
+struct SourceSettings {
+  TranslateOptions translate;
+  ReflectorSettings reflector;
+  // A burst of changes becomes one catalog: publish once nothing new came for `quiet`, or
+  // `max_delay` after the first change, whichever is first.
+  std::chrono::milliseconds quiet{20};
+  std::chrono::milliseconds max_delay{250};
+};
+
+struct Publication {
+  Translation translation;
+  std::chrono::steady_clock::time_point first_change;  // when the oldest change in it arrived
+};
+
+struct SourceStatus {
+  bool synced = false;   // both kinds listed at least once: the catalog is complete
+  bool healthy = false;  // the API server answers now
+  bool stale() const { return !synced || !healthy; }
+  std::string error;     // the last failure, while unhealthy
+  std::chrono::system_clock::time_point last_publish{};
+  std::string server;
+  size_t services = 0;
+  size_t endpoint_slices = 0;
+  std::vector<Skipped> skipped;  // of the last publication, plus objects that did not parse
+  uint64_t publications = 0;
+};
+
+class Source {
+ public:
+  using Publish = std::function<void(Publication)>;
+
+  // Starts watching at once; `publish` is called from the source's own thread.
+  Source(Credentials credentials, SourceSettings settings, Publish publish, const Logger& log);
+  ~Source();  // stops the watches and joins the threads
+  Source(const Source&) = delete;
+  Source& operator=(const Source&) = delete;
+
+  SourceStatus status() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace xlb::k8s
