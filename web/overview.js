@@ -41,6 +41,9 @@
     const node = await api("/api/v1/node");
     facts(node);
     totals(node);
+    rows(byId("sources"), node.sources, "No source", (src) =>
+      el("tr", {}, el("td", {}, src.name), el("td", {}, xlb.badge(src.state)), el("td", { class: "num" }, count(src.services)),
+         el("td", {}, src.detail, ...src.problems.map((p) => el("div", { class: "problem-line" }, p)))));
     rows(byId("attachments"), node.attachments, "No program attached", (a) =>
       el("tr", {}, el("td", {}, a.interface), el("td", {}, a.program), el("td", {}, a.mode)));
     rows(byId("preflight"), node.preflight, "No checks reported", (c) =>

@@ -71,8 +71,18 @@ struct NodeView {
   std::vector<PreflightCheck> preflight;
 };
 
+// Where services come from, and whether what it gave is current.
+struct SourceView {
+  std::string name;    // "toml", "kubernetes"
+  std::string state;   // "ok", "stale" (keeps the last known good state), "syncing"
+  std::string detail;  // where from, and the last error while stale
+  size_t services = 0;
+  std::vector<std::string> problems;  // objects skipped and frontends claimed twice, with reasons
+};
+
 struct Snapshot {
   NodeView node;
+  std::vector<SourceView> sources;
   int64_t revision = 0;  // the revision in force
   int64_t sampled_at_ms = 0;  // Unix time of the counters, for rates
   std::vector<ServiceView> services;

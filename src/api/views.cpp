@@ -76,12 +76,17 @@ json node_json(const Snapshot& s) {
     attachments.push_back({{"interface", a.interface}, {"program", a.program}, {"mode", a.mode}});
   json preflight = json::array();
   for (const auto& c : s.node.preflight) preflight.push_back({{"name", c.name}, {"ok", c.ok}, {"detail", c.detail}});
+  json sources = json::array();
+  for (const auto& src : s.sources)
+    sources.push_back({{"name", src.name}, {"state", src.state}, {"detail", src.detail}, {"services", src.services},
+                       {"problems", src.problems}});
   return {{"hostname", s.node.hostname},
           {"kernel", s.node.kernel},
           {"version", s.node.version},
           {"datapath_mode", s.node.datapath_mode},
           {"attachments", std::move(attachments)},
           {"preflight", std::move(preflight)},
+          {"sources", std::move(sources)},
           {"revision", s.revision},
           {"sampled_at_ms", s.sampled_at_ms},
           {"totals", totals(s)},

@@ -24,6 +24,8 @@ std::string_view to_string(XdpMode m) {
   return "?";
 }
 
+std::string Prefix::to_string() const { return address.to_string() + "/" + std::to_string(length); }
+
 namespace {
 
 constexpr size_t kMaxConfigBytes = 16 << 20;
@@ -104,6 +106,14 @@ class TableReader {
     if (!n) return std::nullopt;
     if (auto v = n->value<std::string>()) return *v;
     wrong_type(*n, key, "a string");
+    return std::nullopt;
+  }
+
+  std::optional<bool> boolean(std::string_view key, bool required) {
+    const toml::node* n = get(key, required);
+    if (!n) return std::nullopt;
+    if (auto v = n->value<bool>()) return *v;
+    wrong_type(*n, key, "a boolean");
     return std::nullopt;
   }
 
@@ -230,8 +240,10 @@ class ConfigReader {
     if (auto t = top.table("node")) read_node(*t);
     if (auto t = top.table("api")) read_api(*t);
     if (auto t = top.table("maglev")) read_maglev(*t);
+    if (auto t = top.table("defaults")) read_defaults(*t);
+    if (auto t = top.table("kubernetes")) read_kubernetes(*t);
     if (auto services = top.array("service", false)) read_services(*services);
-    top.finish({"node", "api", "maglev", "service"});
+    top.finish({"node", "api", "maglev", "defaults", "kubernetes", "service"});
     return config_;
   }
 
@@ -259,7 +271,53 @@ class ConfigReader {
         config_.node.cgroup = *c;
     }
     read_snat(r, t);
-    r.finish({"mode", "interfaces", "xdp_mode", "cgroup", "snat_ipv4", "snat_ipv6", "snat_port_min", "snat_port_max"});
+    read_dsr(r, t);
+    r.finish({"mode", "interfaces", "xdp_mode", "cgroup", "snat_ipv4", "snat_ipv6", "snat_port_min", "snat_port_max",
+              "dsr_source_ipv4", "dsr_source_ipv6", "decap"});
+  }
+
+  void read_dsr(TableReader& r, const toml::table& t) {
+    for (auto [key, field, v4] : {std::tuple{"dsr_source_ipv4", &config_.node.dsr_source_ipv4, true},
+                                  std::tuple{"dsr_source_ipv6", &config_.node.dsr_source_ipv6, false}}) {
+      auto text = r.string(key, false);
+      if (!text) continue;
+      auto prefix = parse_prefix(*text, v4);
+      if (!prefix)
+        r.error_at(*t.get(key), key, prefix.error().message);
+      else
+        *field = *prefix;
+    }
+    if (auto b = r.boolean("decap", false)) config_.node.decap = *b;
+  }
+
+  // "ADDRESS/LENGTH" of the family; the host bits must be 0, so that what is written is what
+  // is meant.
+  static Result<Prefix> parse_prefix(std::string_view text, bool v4) {
+    const std::string family = v4 ? "IPv4" : "IPv6";
+    const unsigned max = v4 ? 32 : 128;
+    const std::string usage = "must be an " + family + " prefix such as " + (v4 ? "\"10.99.0.0/16\"" : "\"fd00:99::/64\"");
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos) return Error{usage};
+    auto address = model::IpAddress::parse(text.substr(0, slash));
+    if (!address || address->is_v4() != v4) return Error{usage};
+    const auto digits = text.substr(slash + 1);
+    if (digits.empty() || digits.size() > 3 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return Error{usage};
+    const unsigned length = static_cast<unsigned>(std::stoul(std::string(digits)));
+    if (length < 1 || length > max) return Error{"prefix length " + std::to_string(length) + " is out of range 1.." + std::to_string(max)};
+    const auto& bytes = address->bytes();
+    for (unsigned bit = length; bit < max; ++bit)
+      if (bytes[bit / 8] & (0x80 >> (bit % 8)))
+        return Error{"has host bits set after /" + std::to_string(length) + "; did you mean " +
+                     Prefix{*address, static_cast<uint8_t>(length)}.to_string() + "?"};
+    return Prefix{*address, static_cast<uint8_t>(length)};
+  }
+
+  void read_defaults(const toml::table& t) {
+    TableReader r(t, "defaults", diagnostics_);
+    if (auto m = r.choice<model::ForwardingMode>("mode", model::parse_forwarding_mode, "nat, snat, dsr"))
+      config_.defaults.mode = *m;
+    r.finish({"mode"});
   }
 
   void read_snat(TableReader& r, const toml::table& t) {
@@ -317,6 +375,31 @@ class ConfigReader {
     return p >= 1 && p <= 65535 && model::IpAddress::parse(host).ok();
   }
 
+  void read_kubernetes(const toml::table& t) {
+    TableReader r(t, "kubernetes", diagnostics_);
+    KubernetesConfig& k = config_.kubernetes;
+    if (auto b = r.boolean("enabled", false)) k.enabled = *b;
+    if (auto v = r.string("kubeconfig", false)) k.kubeconfig = *v;
+    if (auto v = r.string("node_name", false)) k.node_name = *v;
+    if (auto v = r.string("zone", false)) k.zone = *v;
+    if (auto v = r.string("service_proxy_name", false)) k.service_proxy_name = *v;
+    if (auto list = r.array("node_addresses", false)) {
+      for (const auto& item : *list) {
+        auto text = item.value<std::string>();
+        auto address = text ? model::IpAddress::parse(*text) : Result<model::IpAddress>(Error{"must be a string"});
+        if (!address)
+          r.error_at(item, "node_addresses", address.error().message);
+        else
+          k.node_addresses.push_back(*address);
+      }
+    }
+    if (auto m = r.choice<model::ForwardingMode>("forwarding_mode", model::parse_forwarding_mode, "nat, snat, dsr"))
+      k.forwarding_mode = *m;
+    if (auto v = r.integer_in("watch_silence_timeout", false, 5, 3600)) k.silence_timeout_s = static_cast<uint32_t>(*v);
+    r.finish({"enabled", "kubeconfig", "node_name", "node_addresses", "zone", "service_proxy_name", "forwarding_mode",
+              "watch_silence_timeout"});
+  }
+
   void read_maglev(const toml::table& t) {
     TableReader r(t, "maglev", diagnostics_);
     if (auto seed = r.string("seed", false)) {
@@ -366,6 +449,7 @@ class ConfigReader {
     const std::string context = name ? "service \"" + *name + "\"" : "service " + std::to_string(index + 1);
     TableReader r(t, context, diagnostics_);
     if (auto n = r.string("name", true)) s.name = *n;
+    s.mode = config_.defaults.mode;
     if (auto m = r.choice<model::ForwardingMode>("mode", model::parse_forwarding_mode, "nat, snat, dsr"))
       s.mode = *m;
     if (auto size = table_size(r, t, "maglev_table_size")) s.maglev_table_size = *size;
@@ -513,6 +597,26 @@ void check_snat_addresses(const Config& config, const std::vector<ServiceOrigin>
   }
 }
 
+// A node that balances dsr services encapsulates from a configured prefix of each family it
+// serves. A node that only decapsulates (decap on, no XDP) sends nothing and needs none.
+void check_dsr_sources(const Config& config, const std::vector<ServiceOrigin>& origins, Diagnostics& diagnostics) {
+  if (config.node.decap && config.node.xdp_mode == XdpMode::off) return;
+  for (size_t i = 0; i < config.catalog.services.size(); ++i) {
+    const auto& s = config.catalog.services[i];
+    if (s.mode != model::ForwardingMode::dsr) continue;
+    for (size_t f = 0; f < s.frontends.size(); ++f) {
+      const bool v4 = s.frontends[f].address.is_v4();
+      if ((v4 ? config.node.dsr_source_ipv4 : config.node.dsr_source_ipv6).has_value()) continue;
+      const model::Location at{i, model::Location::Part::frontend, f, ""};
+      diagnostics.add(position_of(at, origins),
+                      at.describe(config.catalog) + ": mode dsr needs [node] " +
+                          (v4 ? "dsr_source_ipv4" : "dsr_source_ipv6") +
+                          ", the prefix of the outer source addresses toward the backends (a node that only "
+                          "decapsulates sets decap = true and xdp_mode = \"off\")");
+    }
+  }
+}
+
 }  // namespace
 
 Result<Config> parse(std::string_view text, std::string_view file_name) {
@@ -539,6 +643,7 @@ Result<Config> parse(std::string_view text, std::string_view file_name) {
     diagnostics.add(position_of(problem.location, reader.origins()), message + problem.message);
   }
   check_snat_addresses(config, reader.origins(), diagnostics);
+  check_dsr_sources(config, reader.origins(), diagnostics);
   if (!diagnostics.empty()) return diagnostics.to_error();
   return config;
 }

@@ -16,6 +16,14 @@
 namespace xlb::config {
 
 enum class XdpMode : uint8_t { native, generic, off };
+
+// An address prefix, "10.99.0.0/16".
+struct Prefix {
+  model::IpAddress address;
+  uint8_t length = 0;
+  std::string to_string() const;
+  bool operator==(const Prefix&) const = default;
+};
 std::string_view to_string(XdpMode);
 
 // serve: the datapath is loaded, attached and written. shadow: xlb builds its catalog and rings
@@ -35,6 +43,18 @@ struct NodeConfig {
   // node's own connections or a NodePort.
   uint16_t snat_port_min = 10000;
   uint16_t snat_port_max = 29999;
+  // dsr: the outer source addresses of encapsulated packets come from these prefixes (a hash of
+  // each flow picks one), per family; unset: that family cannot use dsr on this node.
+  std::optional<Prefix> dsr_source_ipv4;
+  std::optional<Prefix> dsr_source_ipv6;
+  // This node is a backend of the dsr services: tc on `interfaces` decapsulates what load
+  // balancers send it, and the dsr frontends' addresses are made local (on lo).
+  bool decap = false;
+};
+
+// Values a [[service]] takes when it does not set the key itself.
+struct ServiceDefaults {
+  model::ForwardingMode mode = model::ForwardingMode::nat;
 };
 
 struct ApiConfig {
@@ -48,10 +68,25 @@ struct MaglevConfig {
   uint32_t max_table_size = 131071;
 };
 
+// The Kubernetes source (src/k8s): off unless enabled. Its services join the ones of this file.
+struct KubernetesConfig {
+  bool enabled = false;
+  std::string kubeconfig;  // empty: $KUBECONFIG, /etc/kubernetes/kubelet.conf, admin.conf, in-cluster
+  std::string node_name;   // for traffic policy Local; empty: this host's name
+  std::vector<model::IpAddress> node_addresses;  // where NodePorts listen; none: no NodePort frontends
+  std::string zone;        // for topology hints; empty: hints are ignored
+  std::string service_proxy_name;  // serve services with this service-proxy-name label ("": without)
+  model::ForwardingMode forwarding_mode = model::ForwardingMode::nat;  // unless a service's annotation says
+  uint32_t silence_timeout_s = 120;  // a watch quiet this long is dropped and resumed
+  bool operator==(const KubernetesConfig&) const = default;
+};
+
 struct Config {
   NodeConfig node;
   ApiConfig api;
   MaglevConfig maglev;
+  ServiceDefaults defaults;
+  KubernetesConfig kubernetes;
   model::Catalog catalog;
 };
 

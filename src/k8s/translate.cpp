@@ -88,6 +88,7 @@ class Translator {
 
     model::Service base;
     base.name = s.key() + ":" + port_label(port);
+    base.source = "kubernetes";
     base.mode = mode;
     base.affinity.client_ip = s.session_affinity_client_ip;
     base.affinity.timeout = std::chrono::seconds(s.session_affinity_timeout);

@@ -32,6 +32,7 @@ json to_json(const Service& s) {
                 {"rise", s.health.rise},
                 {"fall", s.health.fall}}}};
   if (s.maglev_table_size) out["maglev_table_size"] = *s.maglev_table_size;
+  if (!s.source.empty()) out["source"] = s.source;
   if (s.affinity.client_ip) out["affinity"] = {{"type", "client-ip"}, {"timeout_s", s.affinity.timeout.count()}};
   return out;
 }
@@ -60,6 +61,7 @@ IpAddress address_field(const json& j) {
 Service service_from_json(const json& j) {
   Service s;
   s.name = j.at("name").get<std::string>();
+  s.source = j.value("source", "");
   s.mode = enum_field(j, "mode", parse_forwarding_mode);
   for (const auto& f : j.at("frontends"))
     s.frontends.push_back({address_field(f), f.at("port").get<uint16_t>(),

@@ -100,6 +100,7 @@ struct Affinity {
 
 struct Service {
   std::string name;
+  std::string source;  // who declared it: "" for the config file, "kubernetes"
   ForwardingMode mode = ForwardingMode::nat;
   Affinity affinity;
   std::vector<Frontend> frontends;

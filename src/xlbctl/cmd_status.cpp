@@ -28,6 +28,17 @@ std::string drops_text(const json& node) {
   return total == 0 ? "none" : std::to_string(total) + out;
 }
 
+// One line per source: "kubernetes stale (12 services) https://...: HTTP 401", then its problems.
+std::string sources_text(const json& node) {
+  std::string out;
+  for (const auto& src : array_at(node, "sources")) {
+    out += "\n  " + text(src, "name") + " " + text(src, "state") + " (" + number(src, "services") + " services) " +
+           text(src, "detail");
+    for (const auto& p : array_at(src, "problems")) out += "\n    " + (p.is_string() ? p.get<std::string>() : p.dump());
+  }
+  return out.empty() ? "none" : out;
+}
+
 // Preflight checks that failed, one per line; empty when all passed.
 std::string failed_checks(const json& node) {
   std::string out;
@@ -47,7 +58,8 @@ void print_status(std::ostream& out, const json& node) {
       << number(totals, "backends") << " backends)\n"
       << "Traffic:      " << number(totals, "packets") << " packets, " << number(totals, "bytes") << " bytes, "
       << number(totals, "new_flows") << " new flows\n"
-      << "Drops:        " << drops_text(node) << "\n";
+      << "Drops:        " << drops_text(node) << "\n"
+      << "Sources:      " << sources_text(node) << "\n";
   if (const auto failed = failed_checks(node); !failed.empty()) out << "Preflight:    failed" << failed << "\n";
 }
 

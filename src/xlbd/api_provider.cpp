@@ -17,7 +17,7 @@ using Code = api::Outcome::Code;
 api::ServiceView view_of(const engine::ServiceState& state) {
   api::ServiceView view;
   view.service = state.service;
-  view.source = "toml";  // the only source until Kubernetes lands
+  view.source = state.service.source.empty() ? "toml" : state.service.source;
   view.last_disruption = state.last_disruption;
   for (const auto& ring : state.rings) {
     api::RingView r{ring.family, ring.table.size(), {}};
@@ -67,6 +67,7 @@ api::Snapshot ApiProvider::snapshot() {
   snapshot.revision = engine_.revision();
   snapshot.sampled_at_ms = unix_ms_now();
   for (const auto& state : engine_.services()) snapshot.services.push_back(view_of(state));
+  if (sources_) snapshot.sources = sources_();
   add_counters(snapshot);
   return snapshot;
 }

@@ -26,10 +26,12 @@ class ApiProvider final : public api::Provider {
  public:
   // `reload` re-reads the config like SIGHUP; it is called with `state` held. `datapath` is
   // where the counters come from; null in shadow mode (they stay zero).
+  // `sources` describes the service sources; it is called with `state` held.
   ApiProvider(std::mutex& state, engine::Engine& engine, store::Store& store, const datapath::Datapath* datapath,
-              api::NodeView node, std::function<Status()> reload, const Logger& log)
+              api::NodeView node, std::function<Status()> reload, std::function<std::vector<api::SourceView>()> sources,
+              const Logger& log)
       : state_(state), engine_(engine), store_(store), datapath_(datapath), node_(std::move(node)),
-        reload_(std::move(reload)), log_(log) {}
+        reload_(std::move(reload)), sources_(std::move(sources)), log_(log) {}
 
   api::Snapshot snapshot() override;
   Result<std::vector<api::RevisionView>> revisions(size_t limit) override;
@@ -50,6 +52,7 @@ class ApiProvider final : public api::Provider {
   const datapath::Datapath* datapath_;
   const api::NodeView node_;
   const std::function<Status()> reload_;
+  const std::function<std::vector<api::SourceView>()> sources_;
   const Logger& log_;
 };
 

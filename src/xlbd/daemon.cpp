@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <unistd.h>
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "engine/merge.h"
 #include "xlbd/kernel.h"
 
 
@@ -44,7 +46,8 @@ Result<UniqueFd> signal_fd() {
 }
 
 // [node] decides what is attached where, and [maglev] moves every ring at once: both are read at
-// start only, so that a reload never re-wires the node behind the operator's back.
+// start only, so that a reload never re-wires the node behind the operator's back. [kubernetes]
+// too: a new API server or node identity is a restart's business.
 bool restart_needed(const config::Config& running, const config::Config& loaded) {
   const auto& a = running.node;
   const auto& b = loaded.node;
@@ -53,7 +56,7 @@ bool restart_needed(const config::Config& running, const config::Config& loaded)
   return a.mode != b.mode || a.interfaces != b.interfaces || a.xdp_mode != b.xdp_mode || a.cgroup != b.cgroup ||
          a.snat_ipv4 != b.snat_ipv4 || a.snat_ipv6 != b.snat_ipv6 || a.snat_port_min != b.snat_port_min ||
          a.snat_port_max != b.snat_port_max || m.seed != n.seed || m.min_table_size != n.min_table_size ||
-         m.max_table_size != n.max_table_size;
+         m.max_table_size != n.max_table_size || running.kubernetes != loaded.kubernetes;
 }
 
 }  // namespace
@@ -90,6 +93,9 @@ Status Daemon::start() {
   engine_.emplace(*store_, log_, engine::MaglevSettings{maglev.seed, {maglev.min_table_size, maglev.max_table_size}},
                   datapath_ ? &datapath_->maps() : nullptr, std::move(end_sockets));
   if (auto s = engine_->restore(); !s) return s;
+  if (config->kubernetes.enabled)
+    for (const auto& service : engine_->catalog().services)
+      if (service.source == "kubernetes") kubernetes_catalog_.services.push_back(service);
   // Maps first, attach after: a program attached for the first time finds every service.
   if (auto s = apply(*config, "start"); !s) return s;
   if (datapath_) {
@@ -97,13 +103,65 @@ Status Daemon::start() {
     if (!attached) return attached.error();
     attachments_ = std::move(*attached);
   }
+  return start_kubernetes(config->kubernetes);
+}
+
+Status Daemon::start_kubernetes(const config::KubernetesConfig& config) {
+  if (!config.enabled) return {};
+  auto credentials = k8s::discover_credentials(config.kubeconfig);
+  if (!credentials) return Error{"[kubernetes] is enabled but: " + credentials.error().message};
+  k8s::SourceSettings settings;
+  settings.translate.node_name = config.node_name;
+  if (settings.translate.node_name.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0) settings.translate.node_name = host;
+  }
+  settings.translate.zone = config.zone;
+  settings.translate.node_addresses = config.node_addresses;
+  settings.translate.service_proxy_name = config.service_proxy_name;
+  settings.translate.default_mode = config.forwarding_mode;
+  settings.reflector.silence_timeout = std::chrono::seconds(config.silence_timeout_s);
+  if (!kubernetes_catalog_.services.empty())
+    log_.info("kubernetes: the " + std::to_string(kubernetes_catalog_.services.size()) +
+              " services it gave before stay in force until it has listed everything again");
+  kubernetes_ = std::make_unique<k8s::Source>(
+      *credentials, settings, [this](k8s::Publication p) { on_kubernetes(std::move(p)); }, log_);
   return {};
 }
 
+void Daemon::on_kubernetes(k8s::Publication publication) {
+  std::lock_guard state(state_mutex_);
+  const size_t skipped = publication.translation.skipped.size();
+  kubernetes_catalog_ = std::move(publication.translation.catalog);
+  if (auto s = apply_sources("kubernetes", "kubernetes"); !s) {
+    log_.error("kubernetes: not applied: " + s.error().message);
+    return;
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                          publication.first_change);
+  log_.debug("kubernetes: change to maps in " + std::to_string(took.count()) + " us");
+  if (skipped > 0)
+    log_.info("kubernetes: " + std::to_string(skipped) + " objects or ports skipped (see the dashboard or xlbctl status)");
+}
+
 Status Daemon::apply(const config::Config& config, std::string_view why) {
-  auto applied = engine_->apply(config.catalog, "toml:" + options_.config.string());
+  config_catalog_ = config.catalog;
+  return apply_sources(why, "toml:" + options_.config.string());
+}
+
+Status Daemon::apply_sources(std::string_view why, const std::string& source) {
+  engine::Merged merged = engine::merge_sources(config_catalog_, kubernetes_catalog_);
+  if (merged.conflicts != conflicts_) {
+    for (const auto& c : merged.conflicts) {
+      log_.warning("conflict: " + c);
+      if (auto e = store_->record_event("conflict", source, c); !e)
+        log_.warning("could not record the conflict: " + e.error().message);
+    }
+    conflicts_ = merged.conflicts;
+  }
+  auto applied = engine_->apply(merged.catalog, source);
   if (!applied) return applied.error();
-  const auto& c = config.catalog;
+  const auto& c = merged.catalog;
   const std::string counts = std::to_string(c.services.size()) + " services, " +
                              std::to_string(c.frontend_count()) + " frontends, " +
                              std::to_string(c.backend_count()) + " backends";
@@ -114,8 +172,24 @@ Status Daemon::apply(const config::Config& config, std::string_view why) {
     log_.info(std::string(why) + ": config unchanged, revision " + std::to_string(applied->revision) +
               " stays in force (" + counts + ")");
   if (applied->map_writes > 0) log_.info(std::string(why) + ": datapath: " + applied->plan);
-  update_health(config.catalog);
+  update_health(c);
   return {};
+}
+
+std::vector<api::SourceView> Daemon::source_views() const {
+  std::vector<api::SourceView> views;
+  views.push_back({"toml", "ok", options_.config.string(), config_catalog_.services.size(), {}});
+  if (!kubernetes_) return views;
+  const k8s::SourceStatus status = kubernetes_->status();
+  api::SourceView k{"kubernetes", "ok", status.server, kubernetes_catalog_.services.size(), conflicts_};
+  if (!status.synced)
+    k.state = "syncing";
+  else if (!status.healthy)
+    k.state = "stale";
+  if (!status.error.empty()) k.detail += ": " + status.error;
+  for (const auto& s : status.skipped) k.problems.push_back(s.object + ": " + s.reason);
+  views.push_back(std::move(k));
+  return views;
 }
 
 void Daemon::update_health(const model::Catalog& catalog) {
@@ -180,7 +254,7 @@ void Daemon::start_api(const config::Config& config) {
   }
   api_provider_ = std::make_unique<ApiProvider>(state_mutex_, *engine_, *store_, datapath_ ? &*datapath_ : nullptr,
                                                 node_view(config, attachments_),
-                                                [this] { return reload(); }, log_);
+                                                [this] { return reload(); }, [this] { return source_views(); }, log_);
   api::ServerConfig api;
   api.listen = config.api.listen;
   auto server = api::Server::start(api, *api_provider_, options_.state_dir, log_);

@@ -15,6 +15,7 @@
 #include "datapath/datapath.h"
 #include "engine/engine.h"
 #include "health/health.h"
+#include "k8s/k8s.h"
 #include "store/store.h"
 #include "xlbd/api_provider.h"
 
@@ -37,6 +38,13 @@ class Daemon {
   Status start();
   Result<config::Config> load_config() const;
   Status apply(const config::Config& config, std::string_view why);
+  // Applies the config file's services and the Kubernetes source's as one catalog.
+  Status apply_sources(std::string_view why, const std::string& source);
+  // The Kubernetes source, when [kubernetes] enabled: until it has listed everything once, the
+  // services it gave before a restart stay in force.
+  Status start_kubernetes(const config::KubernetesConfig& config);
+  void on_kubernetes(k8s::Publication publication);
+  std::vector<api::SourceView> source_views() const;
   // A config that fails to load, validate or apply leaves the running one in force.
   // Called with state_mutex_ held: the API's threads read the engine and store under it.
   Status reload();
@@ -58,10 +66,15 @@ class Daemon {
   std::vector<api::Attachment> attachments_;
   std::optional<engine::Engine> engine_;
   config::Config started_with_;  // [node] and [maglev] as at start: changing them needs a restart
+  model::Catalog config_catalog_;      // the config file's services in force
+  model::Catalog kubernetes_catalog_;  // the Kubernetes source's, as last published (or restored)
+  std::vector<std::string> conflicts_; // of the last merge
   std::mutex state_mutex_;        // guards engine_ and store_ once the API runs
   // Last, so they go first: the server's threads call the provider, which reads the engine.
   std::unique_ptr<ApiProvider> api_provider_;
   std::unique_ptr<api::Server> api_server_;
+  // Its callback uses the engine and the store: stops before them.
+  std::unique_ptr<k8s::Source> kubernetes_;
   // Last of all, so it stops (joins its thread) first: its callback uses the engine and the store.
   std::unique_ptr<health::Checker> health_;
 };

@@ -23,6 +23,7 @@ netns_setup() {
   suffix=$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')
   namespaces=()
   pids=()
+  cgroups=()
   workdir=$(mktemp -d "/tmp/xlb-test-$suffix.XXXX")
   pin_dir="/sys/fs/bpf/xlb-test-$suffix/v1"
   mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
@@ -37,6 +38,7 @@ netns_cleanup() {
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   for ns in "${namespaces[@]}"; do ip netns delete "$ns" 2>/dev/null || true; done
+  for cg in "${cgroups[@]}"; do rmdir "$cg" 2>/dev/null || true; done
   rm -rf "/sys/fs/bpf/xlb-test-$suffix" "$workdir"
   exit $status
 }
@@ -66,6 +68,23 @@ veth() {
 # - GRO on: native XDP sends redirected frames to the peer as XDP frames; GRO lets it take them.
 native_xdp_ready() {
   ip netns exec "$1" ethtool -K "$2" tx off gro on >/dev/null
+}
+
+# cgroup_create: a cgroup v2 directory of the test's own; prints its path.
+cgroup_create() {
+  local root
+  root=$(findmnt -n -t cgroup2 -o TARGET | head -1)
+  [[ -n $root ]] || { echo "no cgroup2 mount" >&2; return 1; }
+  mkdir "$root/xlb-test-$suffix"
+  cgroups+=("$root/xlb-test-$suffix")
+  echo "$root/xlb-test-$suffix"
+}
+
+# in_cgroup CGROUP CMD...: runs CMD inside CGROUP (socket-LB acts on the sockets it makes).
+in_cgroup() {
+  local cg=$1
+  shift
+  bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg" "$@"
 }
 
 # bg NS LOGFILE CMD...: runs CMD in namespace NS in the background, records its PID in $last_pid.

@@ -265,5 +265,38 @@ TEST(ConfigFile, HugeFileIsRefusedWithoutParsing) {
   EXPECT_EQ(r.error().message, path + ": larger than 16 MiB; refusing to read it");
 }
 
+TEST(Config, KubernetesSection) {
+  auto r = parse(R"([kubernetes]
+enabled = true
+kubeconfig = "/etc/kubernetes/kubelet.conf"
+node_name = "node-a"
+node_addresses = ["192.0.2.11", "2001:db8::11"]
+zone = "zone-a"
+service_proxy_name = "xlb"
+forwarding_mode = "snat"
+watch_silence_timeout = 60
+)", "xlb.toml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const KubernetesConfig& k = r->kubernetes;
+  EXPECT_TRUE(k.enabled);
+  EXPECT_EQ(k.kubeconfig, "/etc/kubernetes/kubelet.conf");
+  EXPECT_EQ(k.node_name, "node-a");
+  ASSERT_EQ(k.node_addresses.size(), 2u);
+  EXPECT_EQ(k.node_addresses[1].to_string(), "2001:db8::11");
+  EXPECT_EQ(k.zone, "zone-a");
+  EXPECT_EQ(k.service_proxy_name, "xlb");
+  EXPECT_EQ(k.forwarding_mode, model::ForwardingMode::snat);
+  EXPECT_EQ(k.silence_timeout_s, 60u);
+  EXPECT_FALSE(parse("", "xlb.toml")->kubernetes.enabled);
+}
+
+TEST(ConfigErrors, KubernetesSection) {
+  auto text = errors_of("[kubernetes]\nenabled = \"yes\"\nnode_addresses = [\"node-a\"]\nforwarding_mode = \"fast\"\nkubconfig = \"x\"\n");
+  EXPECT_NE(text.find("xlb.toml:2:11: kubernetes: key \"enabled\": must be a boolean, not a string"), std::string::npos) << text;
+  EXPECT_NE(text.find("xlb.toml:3:19: kubernetes: key \"node_addresses\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\"fast\" is not one of nat, snat, dsr"), std::string::npos) << text;
+  EXPECT_NE(text.find("unknown key \"kubconfig\"; did you mean \"kubeconfig\"?"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace xlb::config
