@@ -11,6 +11,9 @@
  * hop's MAC, or, when the neighbour is not known yet (or the MTU is smaller), left to the
  * kernel's stack translated, which forwards it and resolves the neighbour.
  *
+ * On a backend node of dsr services it also decapsulates the IP-in-IP packets a load balancer
+ * sent this node (decap.h), before anything else looks at them.
+ *
  * Everything else (the vast majority of packets on the link) leaves untouched and uncounted:
  * the XDP program on the same link counted it already, and counting it here again would show
  * every packet twice.
@@ -27,6 +30,7 @@
 #include "xlb_abi.h"
 #include "conntrack.h"
 #include "counters.h"
+#include "decap.h"
 #include "events.h"
 #include "fib.h"
 #include "nat.h"
@@ -74,8 +78,14 @@ int xlb_tc(struct __sk_buff *skb)
 		data = (void *)(long)skb->data;
 		data_end = (void *)(long)skb->data_end;
 	}
-	if (xlb_parse(data, data_end, &pkt, &malformed) != XLB_PARSED_L4)
+	switch (xlb_parse(data, data_end, &pkt, &malformed)) {
+	case XLB_PARSED_L4:
+		break;
+	case XLB_PARSED_OTHER:
+		return xlb_decap(skb, &pkt);
+	default:
 		return TC_ACT_OK;
+	}
 	reverse = bpf_map_lookup_elem(&xlb_reverse_nat, &pkt.flow);
 	if (!reverse)
 		return TC_ACT_OK;

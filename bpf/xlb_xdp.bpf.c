@@ -8,7 +8,8 @@
  * conntrack. It is translated (nat: DNAT to the backend; snat: DNAT plus SNAT to the node's
  * address and an allocated port), the reply's way back is written to xlb_reverse_nat for the
  * tc program, and it is sent on to the next hop from the kernel's routing table (fib.h).
- * ICMP errors about balanced flows follow their flow to its backend (icmp.h).
+ * ICMP errors about balanced flows follow their flow to its backend (icmp.h). A dsr service's
+ * packets are not translated but encapsulated toward the backend instead (dsr.h, xlb_dsr).
  *
  * Most packets belong to established flows, and those take a short path (xlb_forward_cached):
  * two hash lookups (the frontend, the flow), then the backend's address and next hop from a
@@ -51,6 +52,7 @@
 #include "backend_cache.h"
 #include "conntrack.h"
 #include "counters.h"
+#include "dsr.h"
 #include "events.h"
 #include "fib.h"
 #include "hash.h"
@@ -404,6 +406,112 @@ static __always_inline int xlb_forward(struct xdp_md *ctx, const struct xlb_pack
 	return xlb_exit(ctx, pkt, action, reason, bytes);
 }
 
+/* A dsr flow's packet, encapsulated toward its next hop: sent on, or passed to the stack when
+ * the neighbour is not resolved yet (it forwards the encapsulated packet and resolves it). */
+static __always_inline int xlb_dsr_send(struct xdp_md *ctx, const struct xlb_packet *pkt, const __be32 *src,
+					const __be32 *dst, const __u8 *dmac, const __u8 *smac, __u32 ifindex,
+					__u32 reason, __u64 bytes)
+{
+	int action;
+
+	if (xlb_dsr_encap(ctx, pkt, src, dst, dmac, smac))
+		return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_TRUNCATED, bytes);
+	if (reason != XLB_REASON_FORWARDED)
+		action = XDP_PASS;
+	else
+		action = ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(ifindex, 0);
+	return xlb_exit(ctx, pkt, action, reason, bytes);
+}
+
+/* The packet would not fit the route toward the backend once encapsulated (dsr.h: MTU). */
+static __always_inline int xlb_dsr_too_big_exit(struct xdp_md *ctx, const struct xlb_packet *pkt, __u16 route_mtu,
+						__u64 bytes)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 overhead = pkt->flow.family == XLB_AF_INET ? XLB_DSR_OVERHEAD_V4 : XLB_DSR_OVERHEAD_V6;
+	__u16 mtu = route_mtu > overhead ? route_mtu - overhead : 0;
+
+	if (!xlb_dont_fragment(pkt, data_end))
+		return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_TOO_BIG, bytes);
+	if (xlb_dsr_too_big(ctx, pkt, mtu))
+		return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_TRUNCATED, bytes);
+	return xlb_exit(ctx, pkt, XDP_TX, XLB_TX_ICMP_TOO_BIG, bytes);
+}
+
+/*
+ * A TCP or UDP packet to a dsr frontend: the flow's backend as for nat (conntrack, else a pick
+ * recorded in conntrack), then encapsulation toward it (dsr.h). Established flows whose
+ * backend's next hop this CPU knows take the short way, as in xlb_forward_cached. The cached
+ * route was checked for the encapsulated length, which is what the cache compares.
+ */
+static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_packet *pkt,
+					   const struct xlb_service_value *service, struct xlb_scratch *s, __u64 now,
+					   __u64 bytes)
+{
+	const struct xlb_dsr_config *dsr = xlb_dsr_settings();
+	const struct xlb_backend *backend = NULL;
+	struct xlb_backend_cache_entry *cached;
+	struct xlb_ct_entry *ct;
+	__u32 overhead = pkt->flow.family == XLB_AF_INET ? XLB_DSR_OVERHEAD_V4 : XLB_DSR_OVERHEAD_V6;
+	__u16 encap_len = pkt->ip_len + overhead;
+	__u32 backend_id = 0, reason;
+	int next_hop, new_flow = 0;
+
+	if (!dsr)
+		return XDP_ABORTED; /* cannot happen: an array always has entry 0 */
+	if (!xlb_dsr_source(dsr, &pkt->flow, s->to.src))
+		return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_DSR_SOURCE, bytes);
+
+	ct = xlb_ct_lookup(&pkt->flow);
+	if (ct && !ct->snat_port) {
+		/* The flow keeps its backend while that backend exists, draining or not. */
+		if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS)
+			ct->last_seen_ns = now;
+		backend_id = ct->backend_id;
+		cached = xlb_backend_cache_entry(backend_id);
+		if (xlb_backend_cache_hit(cached, backend_id, ctx->ingress_ifindex, encap_len, now) &&
+		    cached->backend.family == pkt->flow.family) {
+			xlb_count_flow(service->service_id, backend_id, bytes, 0);
+			return xlb_dsr_send(ctx, pkt, s->to.src, cached->backend.address, cached->dmac, cached->smac,
+					    cached->ifindex, XLB_REASON_FORWARDED, bytes);
+		}
+		backend = lb_lookup_backend(backend_id);
+		if (backend && backend->family != pkt->flow.family)
+			backend = NULL;
+	}
+	if (!backend) {
+		backend = xlb_pick_backend(service, &pkt->flow, now, s, &backend_id);
+		if (!backend)
+			return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_BACKEND, bytes);
+		xlb_ct_create(&pkt->flow, backend_id, service->service_id, 0, now);
+		new_flow = 1;
+	}
+	s->backend = *backend;
+	xlb_addr_copy(s->to.dst, backend->address);
+
+	xlb_dsr_fib_params(&s->fib, pkt, s->to.src, s->to.dst, encap_len, ctx->ingress_ifindex);
+	next_hop = xlb_fib_next_hop(ctx, &s->fib, &reason);
+	if (reason == XLB_PASS_FRAG_NEEDED)
+		return xlb_dsr_too_big_exit(ctx, pkt, s->fib.mtu_result, bytes);
+	if (next_hop == XLB_NEXT_HOP_DROP)
+		return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
+	if (next_hop == XLB_NEXT_HOP_SEND)
+		xlb_backend_cache_store(xlb_backend_cache_entry(backend_id), backend_id, &s->backend, &s->fib,
+					ctx->ingress_ifindex, encap_len, now);
+	xlb_count_flow(service->service_id, backend_id, bytes, new_flow);
+	if (next_hop == XLB_NEXT_HOP_STACK) {
+		/* The stack forwards it and writes the MACs; until then they stay as they arrived
+		 * (ours as destination, so that the stack takes the frame). */
+		struct ethhdr *eth = (void *)(long)ctx->data;
+
+		if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+			return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_TRUNCATED, bytes);
+		__builtin_memcpy(s->fib.dmac, eth->h_dest, ETH_ALEN);
+		__builtin_memcpy(s->fib.smac, eth->h_source, ETH_ALEN);
+	}
+	return xlb_dsr_send(ctx, pkt, s->to.src, s->to.dst, s->fib.dmac, s->fib.smac, s->fib.ifindex, reason, bytes);
+}
+
 /* A TCP or UDP packet (rule 4). */
 static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_packet *pkt, __u64 bytes)
 {
@@ -425,6 +533,8 @@ static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_pack
 	if (!s)
 		return XDP_ABORTED; /* cannot happen: a one-entry array always has its entry */
 	now = xlb_now(s);
+	if (service->flags & XLB_SERVICE_F_DSR)
+		return xlb_dsr_balance(ctx, pkt, service, s, now, bytes);
 	ct = xlb_ct_lookup(&pkt->flow);
 	if (ct && !(service->flags & XLB_SERVICE_F_SNAT) == !ct->snat_port) {
 		cached = xlb_backend_cache_entry(ct->backend_id);

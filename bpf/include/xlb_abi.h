@@ -71,6 +71,12 @@ struct xlb_frontend_addr_key {
 /* xlb_service_value.flags */
 #define XLB_SERVICE_F_SNAT (1U << 0)     /* DNAT plus SNAT to the node address (xlb_node) */
 #define XLB_SERVICE_F_AFFINITY (1U << 1) /* ClientIP affinity: one backend per client address */
+/* Direct server return: the packet goes to the backend unchanged inside an IP-in-IP header
+ * (IPv4 in IPv4, IPv6 in IPv6) from an address of xlb_dsr_config's prefix; the backend
+ * decapsulates it (xlb_tc with decap on) and answers the client itself. No reverse entry.
+ * Added without a new ABI version: an older program never sees the flag set by an older
+ * xlbd, and a newer xlbd replaces the programs before it writes the flag. */
+#define XLB_SERVICE_F_DSR (1U << 2)
 
 struct xlb_service_value {
 	__u32 service_id; /* key of the service's ring in xlb_rings, index of its counters */
@@ -160,6 +166,28 @@ struct xlb_node_config {
 	__u32 reserved;
 };
 
+/* xlb_dsr (ARRAY, one entry at key 0): this node's settings for direct server return. A map
+ * of its own rather than more fields in xlb_node_config, so that the maps pinned by an xlbd of
+ * this ABI version before dsr existed are adopted unchanged.
+ *
+ * The outer source of an encapsulated packet is the prefix with its host bits taken from a
+ * hash of the flow: every packet of a flow has the same outer source, different flows spread
+ * over the prefix, so the backend's receive-side scaling (which hashes the outer header of a
+ * tunnel it does not know) spreads them over its queues. A prefix length of 0 = no prefix:
+ * dsr flows of that family are dropped (XLB_DROP_NO_DSR_SOURCE). */
+struct xlb_dsr_config {
+	__be32 src_v4;        /* the prefix, host bits 0 */
+	__be32 src_v6[4];
+	__u8 src_v4_prefix_len; /* 1..32 */
+	__u8 src_v6_prefix_len; /* 1..128 */
+	__u8 decap;           /* xlb_tc decapsulates IP-in-IP to this node's dsr frontends */
+	__u8 pad;
+};
+
+/* Bytes that encapsulation adds: the outer IPv4 or IPv6 header. */
+#define XLB_DSR_OVERHEAD_V4 20
+#define XLB_DSR_OVERHEAD_V6 40
+
 /* ---- counters and events ----------------------------------------------------------------- */
 
 /* xlb_service_stats[service id], xlb_backend_stats[backend id] (PERCPU_ARRAY): user space sums
@@ -195,8 +223,20 @@ enum xlb_reason {
 	 * translated, because the route toward the backend (or client) has a smaller MTU than the
 	 * packet. The stack fragments it or answers with ICMP, as for any routed packet. */
 	XLB_PASS_FRAG_NEEDED,
+	/* Direct server return, added after the others for the same reason. */
+	XLB_TX_ICMP_TOO_BIG,      /* dsr: too big once encapsulated; answered with ICMP fragmentation
+				   * needed / packet too big carrying the MTU left for the inner packet */
+	XLB_DROP_TOO_BIG,         /* dsr: too big once encapsulated, IPv4 without DF (xlb does not
+				   * fragment): dropped */
+	XLB_DROP_NO_DSR_SOURCE,   /* dsr: no outer source prefix for the family in xlb_dsr */
+	XLB_DECAPSULATED,         /* tc on a backend node: an IP-in-IP packet to a dsr frontend,
+				   * decapsulated and passed to the stack */
 	XLB_REASON_MAX,
 };
+
+/* Entries of xlb_reason_stats: room for reasons still to come, so that a new reason does not
+ * change the size of a pinned map. */
+#define XLB_REASON_SLOTS 32
 
 /* xlb_events (RINGBUF): one record per dropped packet (and per trace, later), at most
  * xlb_node_config.events_per_second per CPU; the counters above count every packet. */
@@ -231,6 +271,8 @@ XLB_ABI_ASSERT(sizeof(struct xlb_reverse_nat) == 40, "xlb_reverse_nat layout cha
 XLB_ABI_ASSERT(sizeof(struct xlb_affinity_key) == 24, "xlb_affinity_key layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_affinity_entry) == 16, "xlb_affinity_entry layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_node_config) == 32, "xlb_node_config layout changed");
+XLB_ABI_ASSERT(XLB_REASON_MAX <= XLB_REASON_SLOTS, "more reasons than xlb_reason_stats has entries");
+XLB_ABI_ASSERT(sizeof(struct xlb_dsr_config) == 24, "xlb_dsr_config layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_stats) == 24, "xlb_stats layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_event) == 56, "xlb_event layout changed");
 

@@ -32,7 +32,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XLB_REASON_MAX);
+	__uint(max_entries, XLB_REASON_SLOTS);
 	__type(key, __u32); /* enum xlb_reason */
 	__type(value, struct xlb_stats);
 } xlb_reason_stats SEC(".maps");
