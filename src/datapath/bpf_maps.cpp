@@ -14,6 +14,7 @@
 #include <set>
 
 #include "datapath/errno_error.h"
+#include "datapath/local_addresses.h"
 #include "xlb_abi.h"
 
 namespace xlb::datapath {
@@ -200,7 +201,8 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
       if (Status s = count_frontend_address(f.key.address, +1); !s) return s;
     p.value.service_id = f.service_id;
     p.value.ring_size = static_cast<__u32>(f.ring.size());
-    p.value.flags = (f.snat ? XLB_SERVICE_F_SNAT : 0) | (f.affinity ? XLB_SERVICE_F_AFFINITY : 0);
+    p.value.flags = (f.snat ? XLB_SERVICE_F_SNAT : 0) | (f.dsr ? XLB_SERVICE_F_DSR : 0) |
+                    (f.affinity ? XLB_SERVICE_F_AFFINITY : 0);
     p.value.affinity_timeout_s = f.affinity_timeout_s;
     if (!f.ring.empty()) {
       auto ring = create_ring(f.ring);
@@ -235,7 +237,8 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
   if (Status s = install_rings(ring_ids, ring_fds); !s) return s;
   if (Status s = write_entries(false); !s) return s;
   std::erase_if(unused_rings, [&](ServiceId id) { return std::find(ring_ids.begin(), ring_ids.end(), id) != ring_ids.end(); });
-  return remove_rings(std::move(unused_rings));
+  if (Status s = remove_rings(std::move(unused_rings)); !s) return s;
+  return sync_local_addresses();
 }
 
 Status BpfMaps::remove_frontends(const std::vector<FrontendKey>& keys) {
@@ -252,7 +255,44 @@ Status BpfMaps::remove_frontends(const std::vector<FrontendKey>& keys) {
     if (Status s = count_frontend_address(k.address, -1); !s) return s;
     rings.push_back((*old)->service_id);
   }
-  return remove_rings(std::move(rings));
+  if (Status s = remove_rings(std::move(rings)); !s) return s;
+  return sync_local_addresses();
+}
+
+Status BpfMaps::set_local_dsr_frontends(bool on) {
+  local_dsr_frontends_ = on;
+  if (on) return sync_local_addresses();
+  return datapath::sync_local_addresses({});
+}
+
+Status BpfMaps::sync_local_addresses() const {
+  if (!local_dsr_frontends_) return {};
+  auto wanted = dsr_frontend_addresses();
+  if (!wanted) return wanted.error();
+  if (Status s = datapath::sync_local_addresses(*wanted); !s) return prefixed("make the dsr frontends local", s.error());
+  return {};
+}
+
+// The addresses with a frontend in dsr mode, as the maps hold them now.
+Result<std::set<model::IpAddress>> BpfMaps::dsr_frontend_addresses() const {
+  std::set<model::IpAddress> addresses;
+  auto collect = [&](int fd, const auto& keys, auto address_of_key, bool v6) -> Status {
+    for (const auto& k : keys) {
+      auto value = lookup<xlb_service_value>(fd, &k, "read a service entry");
+      if (!value) return value.error();
+      if (value->has_value() && ((*value)->flags & XLB_SERVICE_F_DSR)) addresses.insert(address_of(address_of_key(k), v6));
+    }
+    return {};
+  };
+  auto v4 = keys_of<xlb_service_key_v4>(services_v4_.get(), "xlb_services_v4");
+  if (!v4) return v4.error();
+  if (Status s = collect(services_v4_.get(), *v4, [](const auto& k) { return static_cast<const void*>(&k.address); }, false); !s)
+    return s.error();
+  auto v6 = keys_of<xlb_service_key_v6>(services_v6_.get(), "xlb_services_v6");
+  if (!v6) return v6.error();
+  if (Status s = collect(services_v6_.get(), *v6, [](const auto& k) { return static_cast<const void*>(k.address); }, true); !s)
+    return s.error();
+  return addresses;
 }
 
 Status BpfMaps::check_backends_exist(const std::vector<BackendId>& ring, std::set<BackendId>& known) const {
@@ -343,6 +383,7 @@ Status BpfMaps::read_frontends(bool v6, State& state) const {
     f.key = {address_of(address, v6), ntohs(raw_key.port), *protocol};
     f.service_id = (*value)->service_id;
     f.snat = (*value)->flags & XLB_SERVICE_F_SNAT;
+    f.dsr = (*value)->flags & XLB_SERVICE_F_DSR;
     f.affinity = (*value)->flags & XLB_SERVICE_F_AFFINITY;
     f.affinity_timeout_s = (*value)->affinity_timeout_s;
     auto ring = read_ring(f.service_id, (*value)->ring_size);

@@ -30,6 +30,11 @@ class BpfMaps final : public MapWriter {
   Status upsert_frontends(const std::vector<FrontendEntry>& frontends) override;
   Status remove_frontends(const std::vector<FrontendKey>& keys) override;
 
+  // On a backend node of dsr services (decap on): every change of the frontends also makes the
+  // dsr frontends' addresses local (local_addresses.h), and only those. Off: xlb has none.
+  // Syncs at once either way, so a restart finds lo as the maps say.
+  Status set_local_dsr_frontends(bool on);
+
  private:
   BpfMaps(UniqueFd v4, UniqueFd v6, UniqueFd rings, UniqueFd backends, UniqueFd frontend_addrs,
           UniqueFd backend_cache)
@@ -48,6 +53,8 @@ class BpfMaps final : public MapWriter {
   Status forget_cached_backend(BackendId id);
   Result<std::vector<BackendId>> read_ring(ServiceId id, uint32_t size) const;
   Status read_frontends(bool v6, State& state) const;
+  Result<std::set<model::IpAddress>> dsr_frontend_addresses() const;
+  Status sync_local_addresses() const;
 
   UniqueFd services_v4_;
   UniqueFd services_v6_;
@@ -55,6 +62,7 @@ class BpfMaps final : public MapWriter {
   UniqueFd backends_;
   UniqueFd frontend_addrs_;
   UniqueFd backend_cache_;
+  bool local_dsr_frontends_ = false;
 };
 
 }  // namespace xlb::datapath

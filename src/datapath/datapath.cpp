@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "datapath/errno_error.h"
+#include "datapath/local_addresses.h"
 #include "xlb_abi.h"
 #include "xlb_sock.skel.h"
 #include "xlb_tc.skel.h"
@@ -194,6 +195,10 @@ std::string_view reason_name(uint32_t reason) {
     case XLB_DROP_NO_BACKEND: return "no backend";
     case XLB_DROP_NO_ROUTE: return "no route";
     case XLB_DROP_SNAT_PORTS_EXHAUSTED: return "snat ports exhausted";
+    case XLB_TX_ICMP_TOO_BIG: return "answered: too big once encapsulated (ICMP)";
+    case XLB_DROP_TOO_BIG: return "too big once encapsulated, no DF";
+    case XLB_DROP_NO_DSR_SOURCE: return "no dsr source prefix";
+    case XLB_DECAPSULATED: return "decapsulated";
     default: return "unknown reason";
   }
 }
@@ -260,7 +265,19 @@ Status Datapath::write_node(const NodeSettings& s) {
   const __u32 key = 0;
   if (int err = bpf_map_update_elem(map_fd(objects_->maps, "xlb_node"), &key, &config, BPF_ANY); err != 0)
     return errno_error("write the node settings", -err);
-  return {};
+  xlb_dsr_config dsr{};
+  if (s.dsr_source_ipv4) {
+    std::memcpy(&dsr.src_v4, s.dsr_source_ipv4->address.bytes().data(), 4);
+    dsr.src_v4_prefix_len = s.dsr_source_ipv4->length;
+  }
+  if (s.dsr_source_ipv6) {
+    std::memcpy(dsr.src_v6, s.dsr_source_ipv6->address.bytes().data(), 16);
+    dsr.src_v6_prefix_len = s.dsr_source_ipv6->length;
+  }
+  dsr.decap = s.decap;
+  if (int err = bpf_map_update_elem(map_fd(objects_->maps, "xlb_dsr"), &key, &dsr, BPF_ANY); err != 0)
+    return errno_error("write the dsr settings", -err);
+  return objects_->writer->set_local_dsr_frontends(s.decap);
 }
 
 Result<XdpMode> Datapath::attach_xdp(const std::string& interface, XdpMode wanted) {
@@ -485,7 +502,8 @@ Status Datapath::cleanup(const fs::path& pin_dir, const std::vector<std::string>
   std::error_code ec;
   fs::remove_all(pin_dir, ec);
   if (ec) return Error{"remove " + pin_dir.string() + ": " + ec.message()};
-  return {};
+  // The dsr frontends a backend node made local (only xlb's own addresses go).
+  return sync_local_addresses({});
 }
 
 }  // namespace xlb::datapath

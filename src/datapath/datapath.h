@@ -38,6 +38,13 @@ struct LoadOptions {
   std::filesystem::path pin_dir;
 };
 
+// An address prefix, e.g. 10.99.0.0/16.
+struct Prefix {
+  model::IpAddress address;
+  uint8_t length = 0;
+  bool operator==(const Prefix&) const = default;
+};
+
 // This node's settings for the programs (bpf/include/xlb_abi.h: struct xlb_node_config).
 struct NodeSettings {
   std::optional<model::IpAddress> snat_ipv4;
@@ -45,6 +52,13 @@ struct NodeSettings {
   uint16_t snat_port_min = 10000;
   uint16_t snat_port_max = 29999;
   uint32_t events_per_second = 100;
+  // dsr: outer sources come from these prefixes (bpf/lib/dsr.h); without one, the dsr flows of
+  // that family are dropped. The address's host bits are ignored.
+  std::optional<Prefix> dsr_source_ipv4;
+  std::optional<Prefix> dsr_source_ipv6;
+  // This node is a backend of dsr services: tc decapsulates what load balancers send it, and
+  // the dsr frontends' addresses are made local (local_addresses.h).
+  bool decap = false;
 };
 
 struct Counter {
@@ -94,8 +108,8 @@ class Datapath {
 
   Result<Counters> read_counters() const;
 
-  // Detaches xlb's programs from these links, and removes the pin directory (which detaches the
-  // pinned cgroup link). What is not there is skipped; another program's attachment is left alone.
+  // Detaches xlb's programs from these links, removes the pin directory (which detaches the
+  // pinned cgroup link) and the dsr frontend addresses xlb made local. What is not there is skipped; another program's attachment is left alone.
   static Status cleanup(const std::filesystem::path& pin_dir, const std::vector<std::string>& interfaces);
 
  private:

@@ -42,6 +42,7 @@ struct FrontendEntry {
   ServiceId service_id = 0;
   std::vector<BackendId> ring;  // a backend id per Maglev slot; empty = no backend
   bool snat = false;
+  bool dsr = false;  // encapsulated to the backend, which answers the client itself
   bool affinity = false;
   uint32_t affinity_timeout_s = 0;
 

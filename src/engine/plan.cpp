@@ -49,8 +49,6 @@ class DesiredBuilder {
 
   Result<datapath::State> build(const std::vector<ServiceState>& services) {
     for (const auto& state : services) {
-      if (state.service.mode == model::ForwardingMode::dsr)
-        return Error{"service \"" + state.service.name + "\": mode dsr is not supported by this datapath yet"};
       for (const auto& frontend : state.service.frontends)
         if (auto s = add_frontend(state, frontend); !s) return s.error();
     }
@@ -102,6 +100,7 @@ class DesiredBuilder {
     datapath::FrontendEntry entry;
     entry.key = {frontend.address, frontend.port, frontend.protocol};
     entry.snat = service.mode == model::ForwardingMode::snat;
+    entry.dsr = service.mode == model::ForwardingMode::dsr;
     entry.affinity = service.affinity.client_ip;
     entry.affinity_timeout_s = entry.affinity ? static_cast<uint32_t>(service.affinity.timeout.count()) : 0;
 

@@ -55,8 +55,9 @@ bool restart_needed(const config::Config& running, const config::Config& loaded)
   const auto& n = loaded.maglev;
   return a.mode != b.mode || a.interfaces != b.interfaces || a.xdp_mode != b.xdp_mode || a.cgroup != b.cgroup ||
          a.snat_ipv4 != b.snat_ipv4 || a.snat_ipv6 != b.snat_ipv6 || a.snat_port_min != b.snat_port_min ||
-         a.snat_port_max != b.snat_port_max || m.seed != n.seed || m.min_table_size != n.min_table_size ||
-         m.max_table_size != n.max_table_size || running.kubernetes != loaded.kubernetes;
+         a.snat_port_max != b.snat_port_max || a.dsr_source_ipv4 != b.dsr_source_ipv4 ||
+         a.dsr_source_ipv6 != b.dsr_source_ipv6 || a.decap != b.decap || m.seed != n.seed ||
+         m.min_table_size != n.min_table_size || m.max_table_size != n.max_table_size || running.kubernetes != loaded.kubernetes;
 }
 
 }  // namespace

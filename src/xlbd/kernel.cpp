@@ -38,6 +38,10 @@ Result<datapath::Datapath> load_datapath(const config::NodeConfig& node, const s
   settings.snat_ipv6 = node.snat_ipv6;
   settings.snat_port_min = node.snat_port_min;
   settings.snat_port_max = node.snat_port_max;
+  for (auto [from, to] : {std::pair{&node.dsr_source_ipv4, &settings.dsr_source_ipv4},
+                          std::pair{&node.dsr_source_ipv6, &settings.dsr_source_ipv6}})
+    if (*from) *to = datapath::Prefix{(*from)->address, (*from)->length};
+  settings.decap = node.decap;
   if (auto s = datapath->write_node(settings); !s) return s.error();
   log.info(std::string("datapath: loaded, maps ") + (adopting ? "adopted from " : "pinned under ") + pin_dir.string() +
            (adopting ? " (flows in conntrack keep their backends)" : ""));

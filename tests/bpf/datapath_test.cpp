@@ -9,6 +9,9 @@
 
 #include "base/unique_fd.h"
 #include "datapath/datapath.h"
+#include "datapath/local_addresses.h"
+#include "support/command.h"
+#include "support/netns.h"
 #include "support/requirements.h"
 #include "support/status.h"
 #include "xlb_abi.h"
@@ -72,6 +75,7 @@ TEST_F(DatapathTest, WhatIsWrittenReadsBackAndOutlivesTheLoader) {
     auto web = frontend("198.18.0.10", 80, 1, {1, 2, 1, 2, 1});
     web.snat = true;
     auto api = frontend("198.18.0.10", 443, 2, {});
+    api.dsr = true;
     auto six = frontend("2001:db8::10", 443, 3, {4, 4, 4});
     six.affinity = true;
     six.affinity_timeout_s = 600;
@@ -124,6 +128,51 @@ TEST_F(DatapathTest, ManyRingsInOneBatch) {
   size_t empty = 0;
   for (const auto& [key, f] : read->frontends) empty += f.ring.empty();
   EXPECT_EQ(empty, 1000u);
+}
+
+// A backend node of dsr services (decap on) has their frontend addresses on lo, marked as xlb's,
+// for as long as the maps have them in dsr mode; an operator's own address is never touched.
+TEST_F(DatapathTest, DecapMakesTheDsrFrontendsLocal) {
+  XLB_ASSERT_OK(test::enter_private_netns());
+  XLB_ASSERT_OK(test::run_command({"/usr/sbin/ip", "address", "add", "198.18.0.12/32", "dev", "lo"}));
+  auto datapath = Datapath::load({pins_});
+  XLB_ASSERT_OK(datapath);
+  auto& maps = datapath->maps();
+  XLB_ASSERT_OK(maps.upsert_backend({1, ip("10.0.0.2"), 80, false}));
+  XLB_ASSERT_OK(maps.upsert_backend({2, ip("fd00::2"), 80, false}));
+  auto web = frontend("198.18.0.10", 80, 1, {1});
+  web.dsr = true;
+  auto six = frontend("2001:db8::10", 80, 2, {2});
+  six.dsr = true;
+  auto nat = frontend("198.18.0.11", 80, 3, {1});
+  auto operators = frontend("198.18.0.12", 80, 4, {1});
+  operators.dsr = true;
+  XLB_ASSERT_OK(maps.upsert_frontends({web, six, nat, operators}));
+  auto none = local_addresses();
+  XLB_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty()) << "decap is off: no address is xlb's";
+
+  NodeSettings node;
+  node.decap = true;
+  XLB_ASSERT_OK(datapath->write_node(node));
+  auto local = local_addresses();
+  XLB_ASSERT_OK(local);
+  EXPECT_EQ(*local, (std::set{ip("198.18.0.10"), ip("2001:db8::10")}));
+
+  XLB_ASSERT_OK(maps.remove_frontends({web.key, operators.key}));
+  local = local_addresses();
+  XLB_ASSERT_OK(local);
+  EXPECT_EQ(*local, (std::set{ip("2001:db8::10")}));
+  test::ChildProcess ip_tool({"/usr/sbin/ip", "-o", "address", "show", "dev", "lo"});
+  ASSERT_TRUE(ip_tool.read_to_end(std::chrono::seconds(10)));
+  const std::string output = ip_tool.seen();
+  EXPECT_NE(output.find("198.18.0.12/32"), std::string::npos) << "the operator's address stays:\n" << output;
+  EXPECT_EQ(output.find("198.18.0.10/32"), std::string::npos) << output;
+
+  XLB_ASSERT_OK(Datapath::cleanup(pins_, {}));
+  local = local_addresses();
+  XLB_ASSERT_OK(local);
+  EXPECT_TRUE(local->empty());
 }
 
 }  // namespace

@@ -84,7 +84,7 @@ class XlbctlTest : public ::testing::Test {
  protected:
   void SetUp() override {
     port_ = free_port();
-    std::ofstream(config()) << "[node]\nmode = \"shadow\"\n[api]\nlisten = \"127.0.0.1:" << port_ << "\"\n"
+    std::ofstream(config()) << "[node]\nmode = \"shadow\"\ndsr_source_ipv4 = \"10.99.0.0/16\"\n[api]\nlisten = \"127.0.0.1:" << port_ << "\"\n"
                             << kServices;
     xlbd_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{kXlbd, "--config", config().string(), "--state-dir", state().string()});

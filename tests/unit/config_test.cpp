@@ -40,6 +40,9 @@ TEST(Config, ReadsEveryKey) {
 interfaces = ["eth0", "eth1"]
 xdp_mode = "generic"
 cgroup = "/sys/fs/cgroup"
+dsr_source_ipv4 = "10.99.0.0/16"
+dsr_source_ipv6 = "fd00:99::/64"
+decap = true
 [api]
 listen = "[::1]:9200"
 [maglev]
@@ -78,6 +81,11 @@ maglev_table_size = 1021
   EXPECT_EQ(c.node.interfaces, (std::vector<std::string>{"eth0", "eth1"}));
   EXPECT_EQ(c.node.xdp_mode, XdpMode::generic);
   EXPECT_EQ(c.node.cgroup, "/sys/fs/cgroup");
+  ASSERT_TRUE(c.node.dsr_source_ipv4.has_value());
+  EXPECT_EQ(c.node.dsr_source_ipv4->to_string(), "10.99.0.0/16");
+  ASSERT_TRUE(c.node.dsr_source_ipv6.has_value());
+  EXPECT_EQ(c.node.dsr_source_ipv6->to_string(), "fd00:99::/64");
+  EXPECT_TRUE(c.node.decap);
   EXPECT_EQ(c.api.listen, "[::1]:9200");
   EXPECT_EQ(c.maglev.seed, "s1");
   EXPECT_EQ(c.maglev.min_table_size, 509u);
@@ -234,11 +242,52 @@ TEST(ConfigErrors, ModelRulesPointAtTheLine) {
 }
 
 TEST(ConfigErrors, DsrBackendMustUseTheFrontendPort) {
-  std::string text(kWeb);
+  std::string text = "[node]\ndsr_source_ipv4 = \"10.99.0.0/16\"\n" + std::string(kWeb);
   text.replace(text.find("name = \"web\""), 12, "name = \"web\"\nmode = \"dsr\"");
   EXPECT_EQ(errors_of(text),
-            "xlb.toml:12:10: service \"web\" backend 1: key \"port\": port 8080 differs from frontend port 80; in "
+            "xlb.toml:14:10: service \"web\" backend 1: key \"port\": port 8080 differs from frontend port 80; in "
             "dsr mode the packet reaches the backend unchanged, so it must listen on the frontend's port");
+}
+
+// The kWeb service in dsr mode, its backend on the frontend's port, after `node`.
+std::string dsr_web(const std::string& node) {
+  std::string text = node + std::string(kWeb);
+  text.replace(text.find("name = \"web\""), 12, "name = \"web\"\nmode = \"dsr\"");
+  text.replace(text.find("port = 8080"), 11, "port = 80");
+  return text;
+}
+
+TEST(ConfigErrors, DsrNeedsASourcePrefixUnlessTheNodeOnlyDecapsulates) {
+  EXPECT_EQ(errors_of(dsr_web("")),
+            "xlb.toml:6:3: service \"web\" frontend 1: mode dsr needs [node] dsr_source_ipv4, the prefix of the outer "
+            "source addresses toward the backends (a node that only decapsulates sets decap = true and xdp_mode = "
+            "\"off\")");
+  EXPECT_TRUE(parse(dsr_web("[node]\ndecap = true\nxdp_mode = \"off\"\n"), "xlb.toml").ok());
+  EXPECT_TRUE(parse(dsr_web("[node]\ndsr_source_ipv4 = \"10.99.0.0/16\"\n"), "xlb.toml").ok());
+}
+
+TEST(ConfigErrors, DsrSourceMustBeAPrefixOfItsFamily) {
+  EXPECT_EQ(errors_of("[node]\ndsr_source_ipv4 = \"10.99.0.0\"\n"),
+            "xlb.toml:2:19: node: key \"dsr_source_ipv4\": must be an IPv4 prefix such as \"10.99.0.0/16\"");
+  EXPECT_EQ(errors_of("[node]\ndsr_source_ipv6 = \"10.99.0.0/16\"\n"),
+            "xlb.toml:2:19: node: key \"dsr_source_ipv6\": must be an IPv6 prefix such as \"fd00:99::/64\"");
+  EXPECT_EQ(errors_of("[node]\ndsr_source_ipv4 = \"10.99.0.0/33\"\n"),
+            "xlb.toml:2:19: node: key \"dsr_source_ipv4\": prefix length 33 is out of range 1..32");
+  EXPECT_EQ(errors_of("[node]\ndsr_source_ipv4 = \"10.99.1.0/16\"\n"),
+            "xlb.toml:2:19: node: key \"dsr_source_ipv4\": has host bits set after /16; did you mean 10.99.1.0/16?");
+  EXPECT_EQ(errors_of("[node]\ndecap = \"yes\"\n"), "xlb.toml:2:9: node: key \"decap\": must be a boolean, not a string");
+}
+
+TEST(Config, DefaultModeAppliesToServicesThatSetNone) {
+  std::string text = "[node]\ndsr_source_ipv4 = \"10.99.0.0/16\"\n[defaults]\nmode = \"dsr\"\n" + std::string(kWeb);
+  text.replace(text.find("port = 8080"), 11, "port = 80");
+  text += "[[service]]\nname = \"api\"\nmode = \"nat\"\n[[service.frontend]]\naddress = \"198.18.0.11\"\nport = 80\n";
+  auto r = parse(text, "xlb.toml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->catalog.services.at(0).mode, model::ForwardingMode::dsr);
+  EXPECT_EQ(r->catalog.services.at(1).mode, model::ForwardingMode::nat);
+  EXPECT_NE(errors_of("[defaults]\nmode = \"fast\"\n").find("defaults: key \"mode\""), std::string::npos)
+      << errors_of("[defaults]\nmode = \"fast\"\n");
 }
 
 TEST(ConfigErrors, ApiListenMustBeAddressAndPort) {

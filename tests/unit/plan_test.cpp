@@ -228,13 +228,16 @@ TEST_F(PlanTest, FlagsAndAffinityReachTheEntry) {
   EXPECT_EQ(entry.affinity_timeout_s, 600u);
 }
 
-TEST_F(PlanTest, DsrIsRefusedUntilTheDatapathHasIt) {
+TEST_F(PlanTest, DsrReachesTheEntryAndNotTheOthers) {
   auto s = service("web", "198.18.0.10", {"10.0.0.2"});
   s.mode = model::ForwardingMode::dsr;
   s.backends[0].port = 80;
-  auto d = desired_state(states(model::Catalog{{s}}), {});
-  ASSERT_FALSE(d.ok());
-  EXPECT_EQ(d.error().message, "service \"web\": mode dsr is not supported by this datapath yet");
+  const State want = desired(model::Catalog{{s, service("api", "198.18.0.11", {"10.0.0.3"})}}, {});
+  ASSERT_EQ(want.frontends.size(), 2u);
+  for (const auto& [key, entry] : want.frontends) {
+    EXPECT_EQ(entry.dsr, key.address.to_string() == "198.18.0.10") << key.to_string();
+    EXPECT_FALSE(entry.snat) << key.to_string();
+  }
 }
 
 TEST_F(PlanTest, FreedIdsAreNotReusedAtOnce) {
