@@ -20,6 +20,9 @@ packages=(
   python3 openssl
   # browser tests of the web UI (tests/e2e): Chromium; npm brings playwright-core, no browser
   chromium
+  # packages (packaging/, tests/packaging): .deb and .rpm tools, lintian, and a Debian 12 root
+  # booted with systemd-nspawn
+  dpkg-dev rpm lintian debootstrap systemd-container
 )
 # Node.js and npm for the browser tests: the machine's own when it has them (a newer Node.js may
 # come from elsewhere, and Debian's npm would conflict with it), else Debian's.
