@@ -3,7 +3,8 @@
 //
 //   lbtool serve NAME PORT                  TCP and UDP on PORT: a TCP client gets "NAME PEER\n" (PEER: the
 //                                           client address the server sees) and then an echo of what it
-//                                           sends; a UDP datagram gets "NAME PEER" back
+//                                           sends; a UDP datagram gets "NAME PEER" back, from the address
+//                                           it was sent to
 //   lbtool tcp HOST PORT COUNT              COUNT connections, one after another: prints "NAME N" per
 //                                           answering server and "failed N"
 //   lbtool udp HOST PORT COUNT              the same with one datagram per fresh unconnected socket;
@@ -20,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -107,6 +109,54 @@ std::string peer_text(const sockaddr_in6& peer) {
   return text;
 }
 
+// Answers a datagram from the address it was sent to, as a UDP server behind a load balancer
+// must: with dsr that is the VIP (local on the backend), not the address routing would pick.
+void answer_datagram(int fd, const std::string& name) {
+  char buf[512];
+  sockaddr_in6 from{};
+  iovec in{buf, sizeof buf};
+  alignas(cmsghdr) char control[256];
+  msghdr msg{};
+  msg.msg_name = &from;
+  msg.msg_namelen = sizeof from;
+  msg.msg_iov = &in;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  if (::recvmsg(fd, &msg, 0) < 0) return;
+  std::string answer = name + " " + peer_text(from);
+  iovec out{answer.data(), answer.size()};
+  alignas(cmsghdr) char reply_control[256] = {};
+  msghdr reply{};
+  reply.msg_name = &from;
+  reply.msg_namelen = msg.msg_namelen;
+  reply.msg_iov = &out;
+  reply.msg_iovlen = 1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    cmsghdr* r = reinterpret_cast<cmsghdr*>(reply_control);
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      in_pktinfo info{};
+      info.ipi_spec_dst = reinterpret_cast<const in_pktinfo*>(CMSG_DATA(c))->ipi_addr;
+      r->cmsg_level = IPPROTO_IP;
+      r->cmsg_type = IP_PKTINFO;
+      r->cmsg_len = CMSG_LEN(sizeof info);
+      std::memcpy(CMSG_DATA(r), &info, sizeof info);
+      reply.msg_control = reply_control;
+      reply.msg_controllen = CMSG_SPACE(sizeof info);
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+      in6_pktinfo info{};
+      info.ipi6_addr = reinterpret_cast<const in6_pktinfo*>(CMSG_DATA(c))->ipi6_addr;
+      r->cmsg_level = IPPROTO_IPV6;
+      r->cmsg_type = IPV6_PKTINFO;
+      r->cmsg_len = CMSG_LEN(sizeof info);
+      std::memcpy(CMSG_DATA(r), &info, sizeof info);
+      reply.msg_control = reply_control;
+      reply.msg_controllen = CMSG_SPACE(sizeof info);
+    }
+  }
+  ::sendmsg(fd, &reply, 0);
+}
+
 int serve(const std::string& name, int port) {
   Fd tcp(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
   Fd udp(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
@@ -115,6 +165,9 @@ int serve(const std::string& name, int port) {
     ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);  // one socket for both families
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   }
+  // Where each datagram was sent to, for IPv4 (mapped) and IPv6 senders: answer_datagram.
+  ::setsockopt(udp.fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
+  ::setsockopt(udp.fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
   sockaddr_in6 any{};
   any.sin6_family = AF_INET6;
   any.sin6_port = htons(static_cast<uint16_t>(port));
@@ -137,15 +190,7 @@ int serve(const std::string& name, int port) {
       if (c >= 0 && ::write(c, hello.data(), hello.size()) > 0) fds.push_back({c, POLLIN, 0});
       else if (c >= 0) ::close(c);
     }
-    if (fds[1].revents & POLLIN) {
-      char buf[512];
-      sockaddr_in6 from{};
-      socklen_t length = sizeof from;
-      if (::recvfrom(udp.fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &length) >= 0) {
-        const std::string answer = name + " " + peer_text(from);
-        ::sendto(udp.fd, answer.data(), answer.size(), 0, reinterpret_cast<sockaddr*>(&from), length);
-      }
-    }
+    if (fds[1].revents & POLLIN) answer_datagram(udp.fd, name);
     for (size_t i = 2; i < fds.size();) {
       if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
         char buf[512];
