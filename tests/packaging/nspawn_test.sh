@@ -52,8 +52,10 @@ include="systemd,systemd-sysv,dbus,curl,ca-certificates,man-db,iproute2,${deps%,
 key=$(echo "bookworm $include" | sha256sum | cut -c1-12)
 root=$cache/debian12-$key
 mkdir -p "$cache"
+# Exclusive while a root is made or old ones removed; shared while one is in use, so that a run
+# with other dependencies never removes the root under a running container.
 exec 9>"$cache/lock"
-flock -w 900 9 || { echo "FAIL: $cache/lock is held by another run for 15 minutes" >&2; exit 1; }
+flock -x -w 900 9 || { echo "FAIL: $cache/lock is held by another run for 15 minutes" >&2; exit 1; }
 if [[ ! -f $root/.complete ]]; then
   echo "== debootstrap a Debian 12 root into $root (once per machine; needs $mirror)"
   for old in "$cache"/debian12-*; do [[ -e $old ]] && rm -rf --one-file-system "$old"; done
@@ -62,13 +64,13 @@ if [[ ! -f $root/.complete ]]; then
     >"$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log" >&2; rm -rf "$root.tmp"; echo "FAIL: debootstrap" >&2; exit 1; }
   # No network in the container: apt must not try to fetch anything.
   rm -f "$root.tmp"/var/cache/apt/archives/*.deb
+  touch "$root.tmp/.complete"
   mv "$root.tmp" "$root"
-  touch "$root/.complete"
   echo "== debootstrap took $((SECONDS - start)) s"
 else
   echo "== cached Debian 12 root: $root"
 fi
-flock -u 9
+flock -s 9
 
 # The test unit: after the system is up, run inside.sh; its exit status ends the container.
 cat >"$work/xlb-pkgtest.service" <<UNIT
