@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Direct server return with real traffic between namespaces, all on one L2 segment (a bridge):
 #
-#   client 10.210.0.2 ──┐
-#   lb     10.210.0.1 ──┼── br0 (namespace sw)      lb: xlbd, XDP on eth0, dsr from 10.99.0.0/16
-#   bK     10.210.0.1K ─┘   (K = 1..4)              bK: xlbd with decap = true, tc on eth0, no XDP
+#   client 10.210.0.2,  fd00:210::2  ──┐
+#   lb     10.210.0.1,  fd00:210::1  ──┼── br0 (namespace sw)   lb: xlbd, XDP on eth0, dsr from
+#   bK     10.210.0.1K, fd00:210::1K ─┘   (K = 1..4)           10.99.0.0/16 and fd00:99::/64
+#                                                               bK: xlbd with decap = true, tc on
+#                                                               eth0, no XDP
 #
-# The client routes the VIP range through lb, and nothing else off the segment. lb encapsulates
-# each packet to the VIP in IPv4-in-IPv4 toward the flow's backend, which decapsulates it with
+# The client routes the VIP ranges through lb, and nothing else off the segment. lb encapsulates
+# each packet to a VIP (IPv4 in IPv4, IPv6 in IPv6) toward the flow's backend, which decapsulates it with
 # xlb's tc program (this kernel has no ipip module) and answers from the VIP, which its xlbd put
 # on lo, straight to the client: replies never cross lb.
 set -euo pipefail
@@ -19,6 +21,7 @@ netns_setup
 xlbd=$build/src/xlbd/xlbd
 lbtool=$build/tests/integration/lbtool
 vip=198.18.0.10
+vip6=2001:db8:18::10
 port=80
 command -v bpftool >/dev/null || PATH=$PATH:/usr/sbin
 
@@ -29,6 +32,7 @@ ip -n "$sw" link set br0 up
 on_segment() {
   ip link add eth0 netns "$1" type veth peer name "p$2" netns "$sw"
   ip -n "$1" addr add "10.210.0.$2/24" dev eth0
+  ip -n "$1" addr add "fd00:210::$2/64" dev eth0 nodad
   ip -n "$1" link set eth0 up
   ip -n "$sw" link set "p$2" master br0 up
 }
@@ -36,11 +40,12 @@ on_segment() {
 ns_create c && client="c-$suffix"
 on_segment "$client" 2
 ip -n "$client" route add 198.18.0.0/24 via 10.210.0.1
+ip -n "$client" route add 2001:db8:18::/64 via fd00:210::1
 native_xdp_ready "$client" eth0  # full checksums: XDP on lb forwards the client's frames as they are
 
 ns_create lb && lb="lb-$suffix"
 on_segment "$lb" 1
-ip netns exec "$lb" sysctl -qw net.ipv4.ip_forward=1
+ip netns exec "$lb" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 # The bridge port that receives lb's XDP_TX frames: native XDP hands them over as XDP frames,
 # which a veth that is a bridge port takes only with an XDP program of its own (GRO alone, as in
 # native_xdp_ready, is not enough there on this kernel). Without the benchmarks' pass program
@@ -67,7 +72,12 @@ services() {  # services BACKEND_COUNT: the dsr service, TCP and UDP, with backe
   printf '[[service]]\nname = "web"\nmode = "dsr"\n'
   printf '[[service.frontend]]\naddress = "%s"\nport = %s\n' "$vip" "$port"
   printf '[[service.frontend]]\naddress = "%s"\nport = %s\nprotocol = "udp"\n' "$vip" "$port"
-  for k in $(seq "$1"); do printf '[[service.backend]]\naddress = "10.210.0.1%s"\nport = %s\n' "$k" "$port"; done
+  printf '[[service.frontend]]\naddress = "%s"\nport = %s\n' "$vip6" "$port"
+  printf '[[service.frontend]]\naddress = "%s"\nport = %s\nprotocol = "udp"\n' "$vip6" "$port"
+  for k in $(seq "$1"); do
+    printf '[[service.backend]]\naddress = "10.210.0.1%s"\nport = %s\n' "$k" "$port"
+    printf '[[service.backend]]\naddress = "fd00:210::1%s"\nport = %s\n' "$k" "$port"
+  done
 }
 write_lb_config() {  # write_lb_config BACKEND_COUNT
   cat >"$workdir/lb.toml" <<TOML
@@ -76,6 +86,7 @@ interfaces = ["eth0"]
 xdp_mode = "$xdp_mode"
 cgroup = "off"
 dsr_source_ipv4 = "10.99.0.0/16"
+dsr_source_ipv6 = "fd00:99::/64"
 [api]
 listen = "off"
 [maglev]
@@ -149,6 +160,7 @@ lb_pid=$last_xlbd
 
 echo "== backends: the VIP made local by xlbd, decapsulation on"
 check "b1 has the VIP on lo" bash -c "ip -n 'b1-$suffix' address show dev lo | grep -q '$vip/32'"
+check "b1 has the IPv6 VIP on lo" bash -c "ip -n 'b1-$suffix' address show dev lo | grep -q '$vip6/128'"
 check "lb does not" bash -c "! ip -n '$lb' address show dev lo | grep -q '$vip'"
 
 echo "== dsr: 3000 TCP connections over 3 backends"
@@ -180,6 +192,14 @@ run_client "$workdir/udp1" udp "$vip" $port 300
 check "no UDP answer lost or from elsewhere" test "$(count failed "$workdir/udp1")" -eq 0
 check "UDP reaches all 3 backends" test "$(grep -c '^b[123] ' "$workdir/udp1")" -eq 3
 
+echo "== dsr over IPv6: 300 TCP connections and 100 UDP datagrams"
+run_client "$workdir/tcp6" tcp "$vip6" $port 300
+check "no failed IPv6 TCP connection" test "$(count failed "$workdir/tcp6")" -eq 0
+check "IPv6 TCP reaches all 3 backends" test "$(grep -c '^b[123] ' "$workdir/tcp6")" -eq 3
+check "backends see the client's own IPv6 address" grep -q "^b1 fd00:210::2 " "$workdir/tcp6"
+run_client "$workdir/udp6" udp "$vip6" $port 100
+check "no IPv6 UDP answer lost or from elsewhere" test "$(count failed "$workdir/udp6")" -eq 0
+
 echo "== a 4th backend: held connections keep theirs, new ones reach it"
 ip netns exec "$client" "$lbtool" hold "$vip" $port 30 4 >"$workdir/hold" &
 hold_pid=$!
@@ -196,7 +216,7 @@ check "new connections reach b4 (about a quarter)" within 10 "$(count b1 "$workd
 echo "== cleanup: a backend's xlbd removes the VIP it added"
 kill -TERM "$lb_pid" && wait "$lb_pid"
 nsenter --net="/run/netns/b1-$suffix" "$xlbd" --config "$workdir/backend.toml" --pin-dir "$pin_dir/b1" --cleanup
-check "b1's VIP is gone from lo" bash -c "! ip -n 'b1-$suffix' address show dev lo | grep -q '$vip'"
+check "b1's VIPs are gone from lo" bash -c "! ip -n 'b1-$suffix' address show dev lo | grep -q '$vip\\|$vip6'"
 
 if ((failures)); then
   echo "xlbd logs:" >&2
