@@ -192,6 +192,30 @@ run_client "$workdir/udp1" udp "$vip" $port 300
 check "no UDP answer lost or from elsewhere" test "$(count failed "$workdir/udp1")" -eq 0
 check "UDP reaches all 3 backends" test "$(grep -c '^b[123] ' "$workdir/udp1")" -eq 3
 
+echo "== MTU: full-size segments no longer fit once encapsulated; ICMP makes the client shrink them"
+# The client sends 64 KiB over one connection in segments of its link's MTU (1500); wrapped,
+# they would be 1520 on lb's link. lb answers with "fragmentation needed" (MTU 1480), the
+# client's path MTU discovery takes it, and the echo comes back whole.
+before_icmp=$(reason_packets lb 14)  # XLB_TX_ICMP_TOO_BIG (bpf/include/xlb_abi.h)
+check "64 KiB echoed over a connection with full-size segments" ip netns exec "$client" python3 -c '
+import socket, sys
+c = socket.create_connection((sys.argv[1], 80), timeout=10)
+c.settimeout(10)
+greeting = b""
+while not greeting.endswith(b"\n"):
+    greeting += c.recv(1)
+data = bytes(range(256)) * 256
+c.sendall(data)
+echoed = b""
+while len(echoed) < len(data):
+    chunk = c.recv(65536)
+    if not chunk:
+        break
+    echoed += chunk
+sys.exit(0 if echoed == data else 1)' "$vip"
+check "lb answered with ICMP fragmentation needed" test "$(reason_packets lb 14)" -gt "$before_icmp"
+check "the client learned the MTU left inside the tunnel" bash -c "ip -n '$client' route get '$vip' | grep -q 'mtu 1480'"
+
 echo "== dsr over IPv6: 300 TCP connections and 100 UDP datagrams"
 run_client "$workdir/tcp6" tcp "$vip6" $port 300
 check "no failed IPv6 TCP connection" test "$(count failed "$workdir/tcp6")" -eq 0
