@@ -14,6 +14,7 @@
 #include <functional>
 #include <type_traits>
 
+#include "base/unique_fd.h"
 #include "datapath/errno_error.h"
 #include "datapath/local_addresses.h"
 #include "xlb_abi.h"
@@ -98,6 +99,32 @@ Result<Object> open_object(std::string name, Skeleton* (*open)(const bpf_object_
   return o;
 }
 
+// Maps that only count: when a new xlb changes one's layout (a new drop reason makes
+// xlb_reason_stats longer), the pinned one is dropped and made anew, and the counts start from
+// zero, rather than the load failing. Maps that hold state (conntrack, rings, ...) never are:
+// a layout change there needs a new ABI version.
+bool is_counter_map(std::string_view name) {
+  return name == "xlb_reason_stats" || name == "xlb_service_stats" || name == "xlb_backend_stats";
+}
+
+// Removes the pin of a counter map whose layout is not the one this build wants.
+Status drop_incompatible_counters(bpf_map* map, const fs::path& pin) {
+  const std::string name = bpf_map__name(map);
+  std::error_code ec;
+  if (!is_counter_map(name) || !fs::exists(pin, ec)) return {};
+  UniqueFd pinned(bpf_obj_get(pin.c_str()));
+  if (!pinned) return errno_error("open the pinned map " + pin.string(), errno);
+  bpf_map_info info{};
+  __u32 length = sizeof info;
+  if (int err = bpf_obj_get_info_by_fd(pinned.get(), &info, &length); err != 0)
+    return errno_error("read the pinned map " + pin.string(), -err);
+  if (info.type == bpf_map__type(map) && info.key_size == bpf_map__key_size(map) &&
+      info.value_size == bpf_map__value_size(map) && info.max_entries == bpf_map__max_entries(map))
+    return {};
+  if (!fs::remove(pin, ec) && ec) return Error{"remove " + pin.string() + ": " + ec.message()};
+  return {};
+}
+
 // Every map of every object is one shared instance per name: the first object to load creates it
 // (or adopts it from the pin directory), later ones re-use its fd.
 Status share_maps(Object& o, const std::map<std::string, int>& loaded, const fs::path& pin_dir) {
@@ -109,6 +136,7 @@ Status share_maps(Object& o, const std::map<std::string, int>& loaded, const fs:
       if (int err = bpf_map__reuse_fd(map, it->second); err != 0)
         return errno_error("share map " + name + " with " + o.name, -err);
     } else if (!pin_dir.empty()) {
+      if (Status s = drop_incompatible_counters(map, pin_dir / name); !s) return s;
       if (int err = bpf_map__set_pin_path(map, (pin_dir / name).c_str()); err != 0)
         return errno_error("pin map " + name, -err);
     }

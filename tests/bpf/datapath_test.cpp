@@ -130,6 +130,33 @@ TEST_F(DatapathTest, ManyRingsInOneBatch) {
   EXPECT_EQ(empty, 1000u);
 }
 
+// An xlbd of this ABI version from before a new drop reason pinned a shorter xlb_reason_stats:
+// the next one drops and recreates that counter map, and adopts every map that holds state.
+TEST_F(DatapathTest, ACounterMapOfAnOlderLayoutIsMadeAnewAndStateIsKept) {
+  {
+    auto datapath = Datapath::load({pins_});
+    XLB_ASSERT_OK(datapath);
+    XLB_ASSERT_OK(datapath->maps().upsert_backend({1, ip("10.0.0.2"), 8080, false}));
+  }
+  const auto pin = pins_ / "xlb_reason_stats";
+  ASSERT_TRUE(fs::remove(pin));
+  const UniqueFd old(bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "xlb_reason_stats", 4, sizeof(xlb_stats), 14, nullptr));
+  ASSERT_TRUE(old);
+  ASSERT_EQ(bpf_obj_pin(old.get(), pin.c_str()), 0);
+
+  auto datapath = Datapath::load({pins_});
+  XLB_ASSERT_OK(datapath);
+  const UniqueFd now(bpf_obj_get(pin.c_str()));
+  ASSERT_TRUE(now);
+  bpf_map_info info{};
+  __u32 length = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(now.get(), &info, &length), 0);
+  EXPECT_EQ(info.max_entries, static_cast<__u32>(XLB_REASON_SLOTS));
+  auto state = datapath->maps().read();
+  XLB_ASSERT_OK(state);
+  EXPECT_EQ(state->backends.size(), 1u) << "the backends map was adopted";
+}
+
 // A backend node of dsr services (decap on) has their frontend addresses on lo, marked as xlb's,
 // for as long as the maps have them in dsr mode; an operator's own address is never touched.
 TEST_F(DatapathTest, DecapMakesTheDsrFrontendsLocal) {
