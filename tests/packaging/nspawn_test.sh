@@ -79,7 +79,8 @@ Description=xlb package test
 After=multi-user.target
 [Service]
 Type=oneshot
-ExecStart=/bin/bash /xlb-test/inside.sh $(basename "$deb1") $(basename "$deb2") $v2
+# Its output goes straight to a file of the host's: nothing is lost at the container's exit.
+ExecStart=/bin/bash -c '/bin/bash /xlb-test/inside.sh $(basename "$deb1") $(basename "$deb2") $v2 >/xlb-result/inside.log 2>&1'
 ExecStopPost=/bin/sh -c 'case "\$EXIT_STATUS" in ""|*[!0-9]*) code=99;; *) code=\$EXIT_STATUS;; esac; systemctl exit \$code'
 StandardOutput=journal+console
 StandardError=journal+console
@@ -87,7 +88,7 @@ TimeoutStartSec=500
 UNIT
 
 # A bpffs of its own: the container's pins never meet the host's or another test's.
-mkdir -p "$work/bpffs"
+mkdir -p "$work/bpffs" "$work/result"
 mount -t bpf bpf "$work/bpffs"
 
 echo "== boot the container ($machine)"
@@ -96,7 +97,7 @@ set +e
 timeout --kill-after=15 600 systemd-nspawn --quiet --boot --console=read-only --register=no --keep-unit \
   --machine="$machine" --private-users=no --private-network --volatile=overlay \
   --system-call-filter=bpf --capability=CAP_BPF,CAP_PERFMON,CAP_NET_ADMIN \
-  --bind="$work/bpffs:/sys/fs/bpf" --bind-ro="$work/share:/xlb-test" \
+  --bind="$work/bpffs:/sys/fs/bpf" --bind-ro="$work/share:/xlb-test" --bind="$work/result:/xlb-result" \
   --bind-ro="$work/xlb-pkgtest.service:/etc/systemd/system/xlb-pkgtest.service" \
   -D "$root" systemd.wants=xlb-pkgtest.service >"$work/console.log" 2>&1 &
 nspawn_pid=$!
@@ -104,12 +105,11 @@ wait "$nspawn_pid"
 rc=$?
 nspawn_pid=
 set -e
-# The test's own lines, then the verdict; the whole console only when it failed.
-# (journald forwards them to the console as "bash[PID]: inside| ...").
-tr -d '\r' <"$work/console.log" | sed -n 's/^\([a-z]*\[[0-9]*\]: \)\?\(inside| \)/\2/p' >"$work/inside.txt"
-cat "$work/inside.txt"
+# The test's own lines, then the verdict; the console's end only when it failed.
+touch "$work/result/inside.log"
+sed 's/^/inside| /' "$work/result/inside.log"
 echo "== container exited with $rc after $((SECONDS - start)) s"
-if [[ $rc -ne 0 ]] || ! grep -aqx 'inside| PASS' "$work/inside.txt"; then
+if [[ $rc -ne 0 ]] || [[ $(tail -n 1 "$work/result/inside.log") != PASS ]]; then
   echo "---- console" >&2
   tail -n 150 "$work/console.log" >&2
   echo "FAIL: the package test in the container failed (exit $rc)" >&2
