@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
 
 #include "engine/plan.h"
 #include "model/diff.h"
@@ -61,7 +64,16 @@ Result<Ring> Engine::build_ring(const model::Service& service, model::IpAddress:
 Result<std::vector<ServiceState>> Engine::build_states(const model::Catalog& catalog) const {
   std::vector<ServiceState> states;
   states.reserve(catalog.services.size());
+  std::unordered_map<std::string_view, const ServiceState*> current;
+  for (const auto& s : services_) current.emplace(s.service.name, &s);
   for (const auto& service : catalog.services) {
+    auto found = current.find(service.name);
+    const ServiceState* before = found == current.end() ? nullptr : found->second;
+    // An unchanged service keeps its rings: the same members and seed build the same table.
+    if (before && before->service == service) {
+      states.push_back(*before);
+      continue;
+    }
     ServiceState state{service, {}, 0};
     for (auto family : {model::IpAddress::Family::v4, model::IpAddress::Family::v6}) {
       const bool used = std::any_of(service.frontends.begin(), service.frontends.end(),
@@ -71,8 +83,7 @@ Result<std::vector<ServiceState>> Engine::build_states(const model::Catalog& cat
       if (!ring) return ring.error();
       state.rings.push_back(std::move(*ring));
     }
-    const ServiceState* before = find(services_, service.name);
-    state.last_disruption = before && before->service == service ? before->last_disruption : disruption(before, state);
+    state.last_disruption = disruption(before, state);
     states.push_back(std::move(state));
   }
   return states;
@@ -97,15 +108,24 @@ Status Engine::restore() {
 
 Result<std::pair<size_t, std::string>> Engine::sync_maps(const std::vector<ServiceState>& states) {
   if (!maps_) return std::pair<size_t, std::string>{0, "no datapath"};
-  auto actual = maps_->read();
-  if (!actual) return Error{"reading the datapath's maps: " + actual.error().message};
+  // The maps are read back once (after a start, or a failed write); after that the engine, their
+  // only writer, knows what they hold, and a change costs what changed, not the catalog's size.
+  if (!maps_known_) {
+    auto read = maps_->read();
+    if (!read) return Error{"reading the datapath's maps: " + read.error().message};
+    map_state_ = std::move(*read);
+    maps_known_ = true;
+  }
+  const datapath::State* actual = &map_state_;
   auto desired = desired_state(states, *actual);
   if (!desired) return desired.error();
   const Plan plan = make_plan(*desired, *actual);
-  if (auto s = execute(plan, *maps_); !s)
+  if (auto s = execute(plan, *maps_); !s) {
+    maps_known_ = false;  // some steps may have been written: read the maps again next time
     return Error{"writing the datapath's maps (" + plan.summary() + " planned): " + s.error().message};
-  map_state_ = std::move(*desired);
-  end_sockets_of_removed(plan, *actual);
+  }
+  const datapath::State before = std::exchange(map_state_, std::move(*desired));
+  end_sockets_of_removed(plan, before);
   return std::pair{plan.steps.size(), plan.summary()};
 }
 
@@ -190,6 +210,7 @@ Result<Applied> Engine::commit(const model::Catalog& catalog, std::string_view s
     states = std::move(*built);
   } else {
     states = services_;
+    maps_known_ = false;  // nothing to change: read the maps back, and repair what differs
   }
   auto synced = sync_maps(states);
   if (!synced) return Error{"the catalog was not applied: " + synced.error().message};

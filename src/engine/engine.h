@@ -108,6 +108,7 @@ class Engine {
   std::vector<ServiceState> services_;
   int64_t revision_ = 0;
   datapath::State map_state_;
+  bool maps_known_ = false;  // map_state_ is what the maps hold (read back, or written since)
   Drains drains_;
   HealthOverlay health_;  // runtime only: a restart probes again
   std::optional<model::Catalog> source_catalog_;  // as the source last handed it, before drains

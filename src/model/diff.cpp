@@ -1,5 +1,8 @@
 #include "model/diff.h"
 
+#include <string_view>
+#include <unordered_map>
+
 #include <map>
 
 namespace xlb::model {
@@ -56,8 +59,13 @@ std::vector<std::string> diff_service(const Service& a, const Service& b) {
 
 CatalogDiff diff(const Catalog& before, const Catalog& after) {
   CatalogDiff d;
+  // Indexed by name: catalogs of tens of thousands of services are diffed at every change.
+  std::unordered_map<std::string_view, const Service*> old_by_name, new_by_name;
+  for (const auto& s : before.services) old_by_name.emplace(s.name, &s);
+  for (const auto& s : after.services) new_by_name.emplace(s.name, &s);
   for (const auto& s : after.services) {
-    const Service* old = before.find(s.name);
+    auto found = old_by_name.find(s.name);
+    const Service* old = found == old_by_name.end() ? nullptr : found->second;
     if (!old) {
       d.changes.push_back({ServiceChange::Kind::added, s.name, {}});
     } else if (!(*old == s)) {
@@ -65,7 +73,7 @@ CatalogDiff diff(const Catalog& before, const Catalog& after) {
     }
   }
   for (const auto& s : before.services)
-    if (!after.find(s.name)) d.changes.push_back({ServiceChange::Kind::removed, s.name, {}});
+    if (!new_by_name.count(s.name)) d.changes.push_back({ServiceChange::Kind::removed, s.name, {}});
   return d;
 }
 

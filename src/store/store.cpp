@@ -32,6 +32,21 @@ constexpr std::array<std::string_view, Store::kSchemaVersion> kMigrations{
       value       TEXT NOT NULL
     );
     )sql",
+    // 2: a revision may keep only its summary. With Kubernetes, revisions come at every endpoint
+    // change, and a whole catalog each (megabytes for thousands of services) would fill the disk.
+    R"sql(
+    CREATE TABLE revisions_v2 (
+      id          INTEGER PRIMARY KEY AUTOINCREMENT,
+      created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+      source      TEXT NOT NULL,
+      summary     TEXT NOT NULL,
+      catalog     TEXT
+    );
+    INSERT INTO revisions_v2 (id, created_at, source, summary, catalog)
+      SELECT id, created_at, source, summary, catalog FROM revisions;
+    DROP TABLE revisions;
+    ALTER TABLE revisions_v2 RENAME TO revisions;
+    )sql",
 };
 
 class Statement {
@@ -55,6 +70,7 @@ class Statement {
   int step() { return sqlite3_step(stmt_.get()); }
 
   int64_t integer(int column) const { return sqlite3_column_int64(stmt_.get(), column); }
+  bool is_null(int column) const { return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL; }
   std::string text(int column) const {
     const auto* p = sqlite3_column_text(stmt_.get(), column);
     return p ? reinterpret_cast<const char*>(p) : "";
@@ -145,7 +161,20 @@ Result<int64_t> Store::record_revision(std::string_view source, std::string_view
   if (!s.prepared()) return s.error("recording a revision");
   s.bind(1, source).bind(2, summary).bind(3, model::to_json(catalog).dump());
   if (s.step() != SQLITE_DONE) return s.error("recording a revision");
-  return sqlite3_last_insert_rowid(db_.get());
+  const int64_t id = sqlite3_last_insert_rowid(db_.get());
+  if (auto pruned = prune_revisions(id); !pruned) return pruned.error();
+  return id;
+}
+
+Status Store::prune_revisions(int64_t newest) {
+  Statement forget(db_.get(), "UPDATE revisions SET catalog = NULL WHERE id <= ? AND catalog IS NOT NULL");
+  Statement remove(db_.get(), "DELETE FROM revisions WHERE id <= ?");
+  if (!forget.prepared() || !remove.prepared()) return Error{"pruning revisions: " + std::string(sqlite3_errmsg(db_.get()))};
+  forget.bind(1, newest - static_cast<int64_t>(kCatalogsKept));
+  remove.bind(1, newest - static_cast<int64_t>(kRevisionsKept));
+  if (forget.step() != SQLITE_DONE) return forget.error("pruning revisions");
+  if (remove.step() != SQLITE_DONE) return remove.error("pruning revisions");
+  return {};
 }
 
 Result<std::vector<Revision>> Store::revisions(size_t limit) {
@@ -156,7 +185,11 @@ Result<std::vector<Revision>> Store::revisions(size_t limit) {
   std::vector<Revision> out;
   int rc;
   while ((rc = s.step()) == SQLITE_ROW) {
-    Revision r{s.integer(0), s.text(1), s.text(2), s.text(3), {}};
+    Revision r{s.integer(0), s.text(1), s.text(2), s.text(3), {}, !s.is_null(4)};
+    if (!r.has_catalog) {
+      out.push_back(std::move(r));
+      continue;
+    }
     auto json = nlohmann::json::parse(s.text(4), nullptr, /*allow_exceptions=*/false);
     if (json.is_discarded())
       return Error{"revision " + std::to_string(r.id) + ": the stored catalog is not valid JSON (damaged database?)"};

@@ -23,7 +23,8 @@ struct Revision {
   std::string created_at;  // UTC, ISO 8601 with milliseconds
   std::string source;      // "toml:/etc/xlb/xlb.toml", "kubernetes", ...
   std::string summary;     // what changed, one line
-  model::Catalog catalog;  // the whole catalog as applied
+  model::Catalog catalog;  // the whole catalog as applied, while has_catalog
+  bool has_catalog = true;  // older revisions keep their summary only (Store::kCatalogsKept)
 };
 
 struct Event {
@@ -37,7 +38,11 @@ struct Event {
 class Store {
  public:
   // The newest schema this build knows; migrations bring older databases up to it.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
+  // The newest revisions keep their whole catalog (restart memory, history diffs); older ones
+  // their summary only, and the oldest go: the database stays small under endpoint churn.
+  static constexpr size_t kCatalogsKept = 50;
+  static constexpr size_t kRevisionsKept = 10000;
 
   // Opens (creating if needed) and migrates. Fails without writing anything if the file is
   // not an SQLite database or was written by a newer schema.
@@ -63,6 +68,8 @@ class Store {
     void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
   };
   using Handle = std::unique_ptr<sqlite3, Closer>;
+
+  Status prune_revisions(int64_t newest);
 
   Store(Handle db, std::filesystem::path path) : db_(std::move(db)), path_(std::move(path)) {}
 

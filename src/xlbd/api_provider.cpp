@@ -113,8 +113,12 @@ Result<std::vector<api::RevisionView>> ApiProvider::revisions(size_t limit) {
   std::vector<api::RevisionView> out;
   for (size_t i = 0; i < stored->size() && i < limit; ++i) {
     const auto& r = (*stored)[i];
+    const bool first = i + 1 == stored->size() && stored->size() <= limit;
+    const bool both_kept = r.has_catalog && (first || (i + 1 < stored->size() && (*stored)[i + 1].has_catalog));
     const model::Catalog before = i + 1 < stored->size() ? (*stored)[i + 1].catalog : model::Catalog{};
-    out.push_back({r.id, r.created_at, r.source, r.summary, model::diff(before, r.catalog).changes});
+    // A revision whose catalog (or its predecessor's) was pruned keeps its one-line summary.
+    out.push_back({r.id, r.created_at, r.source, r.summary,
+                   both_kept ? model::diff(before, r.catalog).changes : std::vector<model::ServiceChange>{}});
   }
   return out;
 }

@@ -166,5 +166,47 @@ TEST_F(StoreTest, EventsAndSettings) {
   EXPECT_EQ(s->setting("token")->value(), "b");
 }
 
+TEST_F(StoreTest, OldRevisionsKeepTheirSummaryOnlyAndTheOldestGo) {
+  auto s = Store::open(db());
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  const size_t total = Store::kCatalogsKept + 5;
+  for (size_t i = 1; i <= total; ++i)
+    ASSERT_TRUE(s->record_revision("kubernetes", "change " + std::to_string(i), catalog("svc" + std::to_string(i))).ok());
+  auto all = s->revisions(total);
+  ASSERT_TRUE(all.ok()) << all.error().message;
+  ASSERT_EQ(all->size(), total);
+  EXPECT_TRUE(all->front().has_catalog);
+  EXPECT_EQ(all->front().catalog.services.at(0).name, "svc" + std::to_string(total));
+  EXPECT_TRUE((*all)[Store::kCatalogsKept - 1].has_catalog);
+  EXPECT_FALSE((*all)[Store::kCatalogsKept].has_catalog);
+  EXPECT_EQ(all->back().summary, "change 1");  // the summary stays
+  EXPECT_TRUE(all->back().catalog.services.empty());
+  auto latest = s->latest_revision();
+  ASSERT_TRUE(latest.ok() && *latest);
+  EXPECT_EQ((*latest)->catalog.services.at(0).name, "svc" + std::to_string(total));
+}
+
+TEST_F(StoreTest, SchemaOneDatabaseIsMigratedWithItsRevisions) {
+  raw_exec(R"sql(
+    CREATE TABLE revisions (id INTEGER PRIMARY KEY AUTOINCREMENT,
+      created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+      source TEXT NOT NULL, summary TEXT NOT NULL, catalog TEXT NOT NULL);
+    CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT,
+      created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+      kind TEXT NOT NULL, subject TEXT NOT NULL, message TEXT NOT NULL);
+    CREATE INDEX events_by_kind ON events(kind, id);
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO revisions (source, summary, catalog) VALUES ('toml:/etc/xlb/xlb.toml', '+web', '{"services": []}');
+    PRAGMA user_version = 1;)sql");
+  auto s = Store::open(db());
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s->schema_version(), 2);
+  auto latest = s->latest_revision();
+  ASSERT_TRUE(latest.ok() && *latest);
+  EXPECT_EQ((*latest)->summary, "+web");
+  EXPECT_TRUE((*latest)->has_catalog);
+  EXPECT_EQ(s->record_revision("toml:x", "next", catalog("web")).value(), 2);
+}
+
 }  // namespace
 }  // namespace xlb::store
