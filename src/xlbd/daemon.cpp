@@ -141,6 +141,7 @@ void Daemon::on_kubernetes(k8s::Publication publication) {
   const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
                                                                           publication.first_change);
   log_.debug("kubernetes: change to maps in " + std::to_string(took.count()) + " us");
+  notify("STATUS=" + status_line());
   if (skipped > 0)
     log_.info("kubernetes: " + std::to_string(skipped) + " objects or ports skipped (see the dashboard or xlbctl status)");
 }
@@ -175,6 +176,20 @@ Status Daemon::apply_sources(std::string_view why, const std::string& source) {
   if (applied->map_writes > 0) log_.info(std::string(why) + ": datapath: " + applied->plan);
   update_health(c);
   return {};
+}
+
+// systemctl status shows it: "revision 12: 40 services, 42 frontends, 118 backends; kubernetes stale".
+std::string Daemon::status_line() const {
+  const auto& c = engine_->catalog();
+  std::string line = "revision " + std::to_string(engine_->revision()) + ": " + std::to_string(c.services.size()) +
+                     " services, " + std::to_string(c.frontend_count()) + " frontends, " +
+                     std::to_string(c.backend_count()) + " backends";
+  if (!datapath_) line += "; shadow mode";
+  if (kubernetes_) {
+    const auto status = kubernetes_->status();
+    line += status.stale() ? (status.synced ? "; kubernetes stale" : "; kubernetes syncing") : "; kubernetes ok";
+  }
+  return line;
 }
 
 std::vector<api::SourceView> Daemon::source_views() const {
@@ -244,7 +259,7 @@ Status Daemon::reload() {
         !e)
       log_.warning("could not record the rejected reload: " + e.error().message);
   }
-  notify("READY=1\nSTATUS=revision " + std::to_string(engine_->revision()));
+  notify("READY=1\nSTATUS=" + status_line());
   return status;
 }
 
@@ -286,7 +301,10 @@ int Daemon::run() {
     return engine_->revision();
   }();
   log_.info("ready: revision " + std::to_string(revision) + ", state " + (options_.state_dir / "state.db").string());
-  notify("READY=1\nSTATUS=revision " + std::to_string(revision));
+  notify("READY=1\nSTATUS=" + [this] {
+    std::lock_guard state(state_mutex_);
+    return status_line();
+  }());
 
   for (;;) {
     pollfd pfd{signals->get(), POLLIN, 0};

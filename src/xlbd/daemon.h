@@ -45,6 +45,7 @@ class Daemon {
   Status start_kubernetes(const config::KubernetesConfig& config);
   void on_kubernetes(k8s::Publication publication);
   std::vector<api::SourceView> source_views() const;
+  std::string status_line() const;  // for systemd's STATUS=; with state_mutex_ held
   // A config that fails to load, validate or apply leaves the running one in force.
   // Called with state_mutex_ held: the API's threads read the engine and store under it.
   Status reload();
