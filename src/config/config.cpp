@@ -288,6 +288,9 @@ class ConfigReader {
         *field = *prefix;
     }
     if (auto b = r.boolean("decap", false)) config_.node.decap = *b;
+    // Decapsulation happens in tc on the configured links: without one it would silently not.
+    if (config_.node.decap && config_.node.interfaces.empty())
+      r.error_at(*t.get("decap"), "decap", "needs [node] interfaces: the links where the load balancers' packets arrive");
   }
 
   // "ADDRESS/LENGTH" of the family; the host bits must be 0, so that what is written is what

@@ -262,7 +262,7 @@ TEST(ConfigErrors, DsrNeedsASourcePrefixUnlessTheNodeOnlyDecapsulates) {
             "xlb.toml:6:3: service \"web\" frontend 1: mode dsr needs [node] dsr_source_ipv4, the prefix of the outer "
             "source addresses toward the backends (a node that only decapsulates sets decap = true and xdp_mode = "
             "\"off\")");
-  EXPECT_TRUE(parse(dsr_web("[node]\ndecap = true\nxdp_mode = \"off\"\n"), "xlb.toml").ok());
+  EXPECT_TRUE(parse(dsr_web("[node]\ninterfaces = [\"eth0\"]\ndecap = true\nxdp_mode = \"off\"\n"), "xlb.toml").ok());
   EXPECT_TRUE(parse(dsr_web("[node]\ndsr_source_ipv4 = \"10.99.0.0/16\"\n"), "xlb.toml").ok());
 }
 
@@ -276,6 +276,9 @@ TEST(ConfigErrors, DsrSourceMustBeAPrefixOfItsFamily) {
   EXPECT_EQ(errors_of("[node]\ndsr_source_ipv4 = \"10.99.1.0/16\"\n"),
             "xlb.toml:2:19: node: key \"dsr_source_ipv4\": has host bits set after /16; did you mean 10.99.1.0/16?");
   EXPECT_EQ(errors_of("[node]\ndecap = \"yes\"\n"), "xlb.toml:2:9: node: key \"decap\": must be a boolean, not a string");
+  EXPECT_EQ(errors_of("[node]\ndecap = true\n"),
+            "xlb.toml:2:9: node: key \"decap\": needs [node] interfaces: the links where the load balancers' packets "
+            "arrive");
 }
 
 TEST(Config, DefaultModeAppliesToServicesThatSetNone) {
