@@ -47,7 +47,7 @@ three demo backends, from the services in $root/config/xlb.toml.
   state:         sqlite3 $demo/state/state.db 'select id, created_at, summary from revisions'
   maps:          bpftool map dump pinned $pin_dir/xlb_conntrack
   try it:        ip netns exec xlbdemo-client $lbtool tcp $vip 80 30
-  reload:        edit $demo/xlb.toml, then kill -HUP $(<"$demo/xlbd.pid")
+  reload:        edit $demo/xlb.toml: saved changes apply at once (or kill -HUP $(<"$demo/xlbd.pid"))
   stop:          scripts/demo.sh stop
 MSG
 }

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "engine/merge.h"
+#include "xlbd/config_watch.h"
 #include "xlbd/kernel.h"
 
 
@@ -306,13 +307,36 @@ int Daemon::run() {
     return status_line();
   }());
 
+  std::optional<ConfigWatch> watch;
+  if (options_.watch_config) {
+    auto w = ConfigWatch::start(options_.config);
+    if (w)
+      watch.emplace(std::move(*w));
+    else
+      log_.warning(w.error().message + "; reload with SIGHUP (systemctl reload xlb)");
+  }
+  // An edit often arrives as several writes and renames: reload once it has settled.
+  constexpr auto kSettle = std::chrono::milliseconds(200);
+  std::optional<std::chrono::steady_clock::time_point> reload_at;
   for (;;) {
-    pollfd pfd{signals->get(), POLLIN, 0};
-    if (::poll(&pfd, 1, -1) < 0) {
+    pollfd fds[2] = {{signals->get(), POLLIN, 0}, {watch ? watch->fd() : -1, POLLIN, 0}};
+    int timeout = -1;
+    if (reload_at)
+      timeout = static_cast<int>(std::max<int64_t>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(*reload_at - std::chrono::steady_clock::now()).count()));
+    if (::poll(fds, 2, timeout) < 0) {
       if (errno == EINTR) continue;
       log_.error(std::string("poll: ") + std::strerror(errno));
       return 1;
     }
+    if (fds[1].revents & POLLIN && watch->changed()) reload_at = std::chrono::steady_clock::now() + kSettle;
+    if (reload_at && std::chrono::steady_clock::now() >= *reload_at) {
+      reload_at.reset();
+      log_.info(options_.config.string() + " changed: reloading");
+      std::lock_guard state(state_mutex_);
+      (void)reload();
+    }
+    if (!(fds[0].revents & POLLIN)) continue;
     signalfd_siginfo info{};
     if (::read(signals->get(), &info, sizeof info) != sizeof info) continue;
     if (info.ssi_signo == SIGHUP) {

@@ -25,6 +25,7 @@ struct Options {
   std::filesystem::path config = "/etc/xlb/xlb.toml";
   std::filesystem::path state_dir = "/var/lib/xlb";
   std::filesystem::path pin_dir = datapath::default_pin_dir();
+  bool watch_config = true;  // an edit of the config file reloads it, as SIGHUP does
 };
 
 class Daemon {

@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
        "directory of the state database and lock")
       ("pin-dir", po::value(&options.pin_dir)->default_value(options.pin_dir),
        "bpffs directory of the pinned maps and links (the ABI version is part of it)")
+      ("no-watch", "do not reload when the config file changes (SIGHUP still reloads)")
       ("dry-run", "validate the config and print what would be served, then exit; writes nothing")
       ("cleanup", "detach xlb from the configured interfaces, remove its pinned maps, then exit")
       ("log-level", po::value(&log_level)->default_value(log_level), "debug, info, warning or error");
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (vm.count("dry-run")) return dry_run(options.config);
+  options.watch_config = vm.count("no-watch") == 0;
   xlb::Logger log(*level);
   xlb::datapath::set_libbpf_verbose(*level == xlb::LogLevel::debug);
   if (vm.count("cleanup")) return cleanup(options, log);

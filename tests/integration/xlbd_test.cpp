@@ -46,8 +46,11 @@ class XlbdTest : public ::testing::Test {
     return list.ok() ? *list : std::vector<store::Revision>{};
   }
 
-  std::vector<std::string> xlbd_args() const {
-    return {kXlbd, "--config", config().string(), "--state-dir", state().string()};
+  // Without the file watch: these tests rewrite the config and signal when they choose.
+  std::vector<std::string> xlbd_args(bool watch = false) const {
+    std::vector<std::string> args{kXlbd, "--config", config().string(), "--state-dir", state().string()};
+    if (!watch) args.push_back("--no-watch");
+    return args;
   }
 
   test::TempDir dir_{"xlbd"};
@@ -101,6 +104,27 @@ TEST_F(XlbdTest, SighupWithABadConfigKeepsTheOldOneAndAGoodOneApplies) {
   ASSERT_EQ(events->size(), 1u);
   EXPECT_EQ((*events)[0].kind, "config");
   EXPECT_NE((*events)[0].message.find("reload rejected"), std::string::npos);
+}
+
+TEST_F(XlbdTest, AnEditOfTheConfigFileReloadsItABrokenOneIsRefused) {
+  write_config(service("web", "198.18.0.10", 2));
+  ChildProcess xlbd(xlbd_args(/*watch=*/true));
+  ASSERT_TRUE(xlbd.wait_for_line("ready: revision 1")) << xlbd.seen();
+
+  write_config(service("web", "198.18.0.10", 3));  // written in place
+  ASSERT_TRUE(xlbd.wait_for_line("changed: reloading")) << xlbd.seen();
+  ASSERT_TRUE(xlbd.wait_for_line("reload: applied revision 2")) << xlbd.seen();
+
+  // As editors and configuration tools do: a new file renamed over the old one.
+  const fs::path next = dir_ / "xlb.toml.new";
+  std::ofstream(next) << "[node]\nmode = \"shadow\"\n[api]\nlisten = \"off\"\n[[service]]\nname = \"web\"\nport = 80\n";
+  fs::rename(next, config());
+  ASSERT_TRUE(xlbd.wait_for_line("reload: the running config (revision 2) stays in force")) << xlbd.seen();
+  EXPECT_TRUE(xlbd.running());
+
+  xlbd.signal(SIGTERM);
+  EXPECT_EQ(xlbd.wait(), 0);
+  EXPECT_EQ(revisions().size(), 2u);
 }
 
 TEST_F(XlbdTest, RestartWithTheSameConfigRecordsNoNewRevision) {
