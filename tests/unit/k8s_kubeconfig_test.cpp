@@ -105,6 +105,16 @@ current-context: ctx
   EXPECT_NE(e.error().message.find("without a key"), std::string::npos);
 }
 
+// Bytes above 0x7f in a *-data field once crashed yaml-cpp's base64 decoder (tests/fuzz found it).
+TEST_F(KubeconfigTest, NonAsciiBase64IsAnError) {
+  auto p = write("e.conf", "clusters: [{name: c, cluster: {server: \"https://192.0.2.1:6443\", "
+                           "certificate-authority-data: \"Q0Et\xd0\xd0\xd0\xd0\"}}]\n"
+                           "contexts: [{name: ctx, context: {cluster: c}}]\ncurrent-context: ctx\n");
+  auto e = load_kubeconfig(p);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().message, "kubeconfig " + p.string() + ": certificate-authority-data is not valid base64");
+}
+
 TEST_F(KubeconfigTest, InClusterFallback) {
   write("token", "sa-token");
   ::setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
