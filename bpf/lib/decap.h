@@ -96,7 +96,9 @@ static __always_inline int xlb_decap(struct __sk_buff *skb, struct xlb_packet *o
 	if (!service || !(service->flags & XLB_SERVICE_F_DSR))
 		return TC_ACT_OK;
 
-	if (bpf_skb_adjust_room(skb, -(__s32)overhead, BPF_ADJ_ROOM_MAC, 0)) {
+	/* FIXED_GSO: a GRO'd train of segments keeps its segment size, which the outer header
+	 * never counted in (without it the kernel would grow each segment by the header). */
+	if (bpf_skb_adjust_room(skb, -(__s32)overhead, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO)) {
 		xlb_count_reason(XLB_DROP_TRUNCATED, len);
 		return TC_ACT_SHOT;
 	}

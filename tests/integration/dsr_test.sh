@@ -65,6 +65,8 @@ for k in 1 2 3 4; do
   on_segment "b$k-$suffix" "1$k"
   # The VIP is on lo there: do not answer ARP for it on the segment.
   ip netns exec "b$k-$suffix" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+  # GRO on, as on a real NIC: decapsulation also sees trains of IP-in-IP segments merged into one.
+  ip netns exec "b$k-$suffix" ethtool -K eth0 gro on >/dev/null
   bg "b$k-$suffix" "$workdir/b$k.log" "$lbtool" serve "b$k" $port
 done
 
