@@ -12,8 +12,8 @@ packages=(
   libnl-3-dev libnl-route-3-dev libnl-genl-3-dev libboost-program-options-dev libtomlplusplus-dev
   libcivetweb-dev libsqlite3-dev sqlite3 libxxhash-dev nlohmann-json3-dev
   libyaml-cpp-dev libcurl4-openssl-dev libsystemd-dev
-  # tests and benchmarks
-  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # tests and benchmarks; the fuzz targets (tests/fuzz) need clang's libFuzzer and sanitizer runtimes
+  googletest libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
   # the hosts tests build and the tools they drive
   iproute2 ethtool procps util-linux iptables conntrack
   # the Kubernetes API server of the tests (tests/support/fake_apiserver.py) and its certificates
