@@ -50,6 +50,10 @@ struct NodeConfig {
   // This node is a backend of the dsr services: tc on `interfaces` decapsulates what load
   // balancers send it, and the dsr frontends' addresses are made local (on lo).
   bool decap = false;
+
+  // Whether balanced packets are routed here, which needs forwarding on: on every node but one
+  // that only decapsulates (decap on, no XDP), which routes nothing.
+  bool routes_packets() const { return !(decap && xdp_mode == XdpMode::off); }
 };
 
 // Values a [[service]] takes when it does not set the key itself.

@@ -159,6 +159,7 @@ PreflightCheck check_link(const std::string& interface) {
 
 PreflightCheck check_forwarding(const PreflightOptions& o) {
   if (o.interfaces.empty()) return pass("forwarding", "no interface configured: nothing to route");
+  if (!o.routes) return pass("forwarding", "this node only decapsulates dsr packets: nothing to route");
   const std::string v4 = read_file("/proc/sys/net/ipv4/ip_forward");
   if (!v4.empty() && v4[0] == '1') return pass("forwarding", "net.ipv4.ip_forward = 1");
   return warn("forwarding", "net.ipv4.ip_forward = 0: balanced IPv4 packets are dropped as \"no route\"",

@@ -19,6 +19,7 @@ Answer<datapath::PreflightOptions> options_from(const Context& ctx) {
   if (!config) return Failure{kExitFailed, "preflight reads the config's links: " + config.error().message};
   options.interfaces = config->node.interfaces;
   options.socket_lb = config->node.cgroup != "off";
+  options.routes = config->node.routes_packets();
   return options;
 }
 

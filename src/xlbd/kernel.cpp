@@ -13,6 +13,7 @@ Status preflight(const config::NodeConfig& node, const std::filesystem::path& pi
   datapath::PreflightOptions options;
   options.interfaces = node.interfaces;
   options.socket_lb = node.cgroup != "off";
+  options.routes = node.routes_packets();
   options.pin_dir = pin_dir;
   std::string failed;
   for (const auto& check : datapath::run_preflight(options)) {
@@ -52,7 +53,7 @@ namespace {
 
 // Balanced packets are routed: without forwarding, the route lookup of every one fails.
 void warn_without_forwarding(const config::Config& config, const Logger& log) {
-  if (config.node.interfaces.empty()) return;
+  if (config.node.interfaces.empty() || !config.node.routes_packets()) return;
   for (auto [v4, path, sysctl] :
        {std::tuple{true, "/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"},
         std::tuple{false, "/proc/sys/net/ipv6/conf/all/forwarding", "net.ipv6.conf.all.forwarding"}}) {

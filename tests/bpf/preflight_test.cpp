@@ -86,6 +86,19 @@ TEST_F(PreflightTest, AskTheDriverOfEachLink) {
   EXPECT_EQ(find(checks, "xdp absent0").detail, "no link absent0 in this network namespace");
 }
 
+// A fresh network namespace has forwarding off: a warning on a node that balances, none on one
+// that only decapsulates dsr packets ([node] decap = true, xdp_mode = "off").
+TEST_F(PreflightTest, ForwardingMattersOnlyToANodeThatRoutes) {
+  XLB_ASSERT_OK(test::enter_private_netns());
+  PreflightOptions options;
+  options.interfaces = {"lo"};
+  EXPECT_EQ(find(run_preflight(options), "forwarding").outcome, Outcome::warn);
+  options.routes = false;
+  const auto checks = run_preflight(options);
+  EXPECT_EQ(find(checks, "forwarding").outcome, Outcome::pass);
+  EXPECT_EQ(find(checks, "forwarding").detail, "this node only decapsulates dsr packets: nothing to route");
+}
+
 TEST_F(PreflightTest, XlbdRefusesToStartWhenACheckFails) {
   std::ofstream(dir_ / "xlb.toml") << "[node]\ncgroup = \"off\"\n[api]\nlisten = \"off\"\n";
   test::ChildProcess xlbd({std::string(XLB_BUILD_DIR) + "/src/xlbd/xlbd", "--config", (dir_ / "xlb.toml").string(),
