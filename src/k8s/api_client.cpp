@@ -5,6 +5,8 @@
 
 #include <curl/curl.h>
 
+#include "k8s/watch.h"
+
 namespace xlb::k8s {
 namespace {
 
@@ -61,14 +63,10 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
   const size_t n = size * count;
   t->body.append(data, n);
   if (!t->on_line || status_of(*t) != 200) return n;
-  size_t start = 0;
-  for (size_t nl; (nl = t->body.find('\n', start)) != std::string::npos; start = nl + 1) {
-    if (!(*t->on_line)(std::string_view(t->body).substr(start, nl - start))) {
-      t->handler_ended = true;
-      return 0;  // makes curl end the transfer
-    }
+  if (!take_lines(t->body, *t->on_line)) {
+    t->handler_ended = true;
+    return 0;  // makes curl end the transfer
   }
-  t->body.erase(0, start);
   return n;
 }
 

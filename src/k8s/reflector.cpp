@@ -3,6 +3,8 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "k8s/watch.h"
+
 namespace xlb::k8s {
 namespace {
 
@@ -17,13 +19,6 @@ std::string status_message(long status, const std::string& body) {
   } catch (const json::exception&) {
   }
   return message;
-}
-
-std::string resource_version_of(const json& object) {
-  if (!object.is_object() || !object.contains("metadata")) return {};
-  const json& meta = object["metadata"];
-  if (!meta.is_object() || !meta.contains("resourceVersion") || !meta["resourceVersion"].is_string()) return {};
-  return meta["resourceVersion"].get<std::string>();
 }
 
 }  // namespace
@@ -143,44 +138,29 @@ Reflector::Next Reflector::watch() {
 }
 
 Reflector::Next Reflector::handle_watch_line(std::string_view line) {
-  json event;
-  try {
-    event = json::parse(line);
-  } catch (const json::exception& e) {
-    ++malformed_;
-    log_.warning("watch " + resource_ + ": skipping a line that is not JSON: " + e.what());
-    return Next::watch;
-  }
-  const std::string type = event.is_object() && event.contains("type") && event["type"].is_string()
-                               ? event["type"].get<std::string>()
-                               : "";
-  const json object = event.is_object() && event.contains("object") ? event["object"] : json();
-  if (type == "ERROR") {
-    const long code = object.is_object() && object.contains("code") && object["code"].is_number_integer()
-                          ? object["code"].get<long>()
-                          : 0;
-    if (code == 410) {
+  const WatchEvent event = parse_watch_line(line);
+  switch (event.kind) {
+    case WatchEvent::Kind::malformed:
+      ++malformed_;
+      log_.warning("watch " + resource_ + ": skipping " + event.problem);
+      return Next::watch;
+    case WatchEvent::Kind::gone:
       log_.info("watch " + resource_ + ": resourceVersion " + resource_version_ + " is too old (410 Gone); listing again");
       relist_ = true;
       return Next::relist;
-    }
-    failed("watch " + resource_ + ": " + status_message(code, object.dump()));
-    return Next::back_off;
+    case WatchEvent::Kind::error:
+      failed("watch " + resource_ + ": " + status_message(event.code, event.object.dump()));
+      return Next::back_off;
+    case WatchEvent::Kind::bookmark:
+      ++bookmarks_;
+      if (!event.resource_version.empty()) resource_version_ = event.resource_version;
+      return Next::watch;
+    case WatchEvent::Kind::object:
+      ++events_;
+      if (!event.resource_version.empty()) resource_version_ = event.resource_version;
+      handler_.on_event(event.type, event.object);
+      return Next::watch;
   }
-  const std::string version = resource_version_of(object);
-  if (type == "BOOKMARK") {
-    ++bookmarks_;
-    if (!version.empty()) resource_version_ = version;
-    return Next::watch;
-  }
-  if (type != "ADDED" && type != "MODIFIED" && type != "DELETED") {
-    ++malformed_;
-    log_.warning("watch " + resource_ + ": skipping an event of unknown type \"" + type + "\"");
-    return Next::watch;
-  }
-  ++events_;
-  if (!version.empty()) resource_version_ = version;
-  handler_.on_event(type, object);
   return Next::watch;
 }
 
