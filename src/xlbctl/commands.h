@@ -18,6 +18,7 @@ int backend(const Context& ctx, const Args& args, const CommandOptions& options)
 int maglev(const Context& ctx, const Args& args);   // show SERVICE
 int history(const Context& ctx, const Args& args, const CommandOptions& options);
 int events(const Context& ctx, const Args& args, const CommandOptions& options);
+int diff(const Context& ctx, const Args& args, const CommandOptions& options);  // kube-proxy
 
 // Prints "xlbctl COMMAND: WHAT" and returns the usage exit code.
 int usage_error(const Context& ctx, const std::string& command, const std::string& what);

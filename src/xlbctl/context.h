@@ -36,6 +36,7 @@ struct CommandOptions {
   std::optional<long> count;  // events: stop after this many
   long limit = 20;            // history, events: how many to list
   std::string reason;         // drain, undrain: recorded with the event
+  std::string rules;          // diff, takeover: kube-proxy's rules from this file, not from the node
 };
 
 // Why a command could not do its work: what to tell the person, and the exit code.

@@ -24,6 +24,9 @@ const char* const kUsage =
     "  events                                recent events; --follow waits for new ones\n"
     "  validate FILE                         check an xlb TOML config with the same rules as xlbd\n"
     "  preflight                             probe this node for what the datapath needs (root)\n"
+    "  diff kube-proxy                       kube-proxy's rules on this node against xlb's services;\n"
+    "                                        exit 0 only when they agree (--rules FILE: a saved\n"
+    "                                        iptables-save -t nat or nft list table ip kube-proxy)\n"
     "\n"
     "Exit codes: 0 success, 1 the answer is no (not found, rejected, invalid config),\n"
     "2 bad usage, 3 xlbd unreachable.\n";
@@ -40,7 +43,8 @@ po::options_description visible_options() {
   command.add_options()("follow,f", "events: wait for new events until Ctrl-C")(
       "count", po::value<long>(), "events: stop after N new events (implies --follow)")(
       "limit", po::value<long>()->default_value(20), "history, events: how many to list")(
-      "reason", po::value<std::string>()->default_value(""), "drain, undrain: why, recorded with the event");
+      "reason", po::value<std::string>()->default_value(""), "drain, undrain: why, recorded with the event")(
+      "rules", po::value<std::string>()->default_value(""), "diff: kube-proxy's rules from FILE (- for stdin)");
   po::options_description visible;
   visible.add(global).add(command);
   return visible;
@@ -65,6 +69,7 @@ CommandOptions command_options(const po::variables_map& vm) {
   if (vm.count("count")) options.count = vm["count"].as<long>();
   options.limit = vm["limit"].as<long>();
   options.reason = vm["reason"].as<std::string>();
+  options.rules = vm["rules"].as<std::string>();
   return options;
 }
 
@@ -77,6 +82,7 @@ int dispatch(const Context& ctx, const std::string& command, const Args& args, c
   if (command == "maglev") return maglev(ctx, args);
   if (command == "history") return history(ctx, args, options);
   if (command == "events") return events(ctx, args, options);
+  if (command == "diff") return diff(ctx, args, options);
   std::cerr << "xlbctl: unknown command \"" << command << "\"\n" << kUsage;
   return kExitUsage;
 }

@@ -66,6 +66,8 @@ bool restart_needed(const config::Config& running, const config::Config& loaded)
 Result<config::Config> Daemon::load_config() const {
   auto config = config::load(options_.config);
   if (!config) return Error{"config " + options_.config.string() + " rejected:\n" + config.error().message};
+  // Every load, not only the first: a reload must not read as a change of mode.
+  if (options_.shadow) config->node.mode = config::NodeMode::shadow;
   return config;
 }
 
@@ -227,8 +229,12 @@ void Daemon::update_health(const model::Catalog& catalog) {
 
 void Daemon::on_health(const health::Transition& t) {
   std::lock_guard state(state_mutex_);
-  const std::string what = "health: " + t.service + "/" + t.backend + (t.up ? " up: " : " down: ") + t.reason;
-  auto applied = engine_->set_health(t.service, t.backend, t.up, t.reason);
+  const std::string what =
+      "health: " + t.service + "/" + t.backend + " " + std::string(health::to_string(t.change)) + ": " + t.reason;
+  using health::Change;
+  auto applied = t.change == Change::up || t.change == Change::down
+                     ? engine_->set_health(t.service, t.backend, t.change == Change::up, t.reason)
+                     : engine_->set_slow(t.service, t.backend, t.change == Change::slow, t.reason);
   if (!applied) {
     log_.error(what + "; not applied: " + applied.error().message);
     return;

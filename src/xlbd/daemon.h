@@ -26,6 +26,7 @@ struct Options {
   std::filesystem::path state_dir = "/var/lib/xlb";
   std::filesystem::path pin_dir = datapath::default_pin_dir();
   bool watch_config = true;  // an edit of the config file reloads it, as SIGHUP does
+  bool shadow = false;       // --shadow: [node] mode = "shadow" whatever the config file says
 };
 
 class Daemon {

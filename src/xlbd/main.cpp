@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
       ("no-watch", "do not reload when the config file changes (SIGHUP still reloads)")
       ("dry-run", "validate the config and print what would be served, then exit; writes nothing")
       ("cleanup", "detach xlb from the configured interfaces, remove its pinned maps, then exit")
+      ("shadow", "shadow mode whatever [node] mode says: build the catalog and rings, load and attach nothing")
       ("log-level", po::value(&log_level)->default_value(log_level), "debug, info, warning or error");
   po::variables_map vm;
   try {
@@ -82,6 +83,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (vm.count("dry-run")) return dry_run(options.config);
+  options.shadow = vm.count("shadow") > 0;
   options.watch_config = vm.count("no-watch") == 0;
   xlb::Logger log(*level);
   xlb::datapath::set_libbpf_verbose(*level == xlb::LogLevel::debug);

@@ -1,0 +1,20 @@
+// kube-proxy's rules on this node against xlbd's catalog: shared by `diff kube-proxy`, which
+// shows the differences, and `takeover`, which refuses while there are any.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kubeproxy/kubeproxy.h"
+#include "xlbctl/context.h"
+
+namespace xlb::ctl {
+
+// From `rules_file` ("-" for stdin) when given, else from `iptables-save -t nat` on this node,
+// falling back to `nft list table ip kube-proxy` when the nat table holds no kube-proxy chain.
+Answer<kubeproxy::Rules> read_kube_proxy_rules(const std::string& rules_file);
+
+// The differences with xlbd's catalog; with `print`, also the report (table or JSON).
+Answer<std::vector<kubeproxy::Finding>> diff_kube_proxy(const Context& ctx, const kubeproxy::Rules& rules, bool print);
+
+}  // namespace xlb::ctl
