@@ -564,7 +564,10 @@ class ConfigReader {
     }
     if (auto v = r.integer_in("rise", false, 1, 100)) h.rise = static_cast<uint32_t>(*v);
     if (auto v = r.integer_in("fall", false, 1, 100)) h.fall = static_cast<uint32_t>(*v);
-    r.finish({"type", "interval", "timeout", "rise", "fall"});
+    if (auto v = r.string("path", false)) h.http_path = *v;
+    if (auto v = r.integer_in("port", false, 1, 65535)) h.port = static_cast<uint16_t>(*v);
+    if (auto v = r.integer_in("slow_factor", false, 0, 100)) h.slow_factor = static_cast<uint32_t>(*v);
+    r.finish({"type", "interval", "timeout", "rise", "fall", "path", "port", "slow_factor"});
     return h;
   }
 

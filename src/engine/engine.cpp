@@ -179,8 +179,29 @@ Result<Applied> Engine::set_health(std::string_view service, std::string_view ba
   if (!source_catalog_) return Error{"no catalog has been applied yet"};
   HealthOverlay next = health_;
   if (!next.set_down(service, backend, !up)) return Applied{false, revision_, "no change", 0, "no change"};
-  const std::string source = "health";
-  auto applied = commit(next.overlay(drains_.overlay(*source_catalog_)), source);
+  auto applied = apply_health(std::move(next), service, backend, std::string(up ? "up: " : "down: ") + std::string(reason));
+  // A dead backend keeps no client: unlike a drained one, its established sockets have nowhere to go.
+  if (applied && !up)
+    if (const ServiceState* state = find(services_, service))
+      for (const auto& b : state->service.backends)
+        if (b.key() == backend) end_sockets_to(b.address, b.port, "is down");
+  return applied;
+}
+
+Result<Applied> Engine::set_slow(std::string_view service, std::string_view backend, bool slow,
+                                 std::string_view reason) {
+  if (!source_catalog_) return Error{"no catalog has been applied yet"};
+  HealthOverlay next = health_;
+  if (!next.set_slow(service, backend, slow)) return Applied{false, revision_, "no change", 0, "no change"};
+  const std::string share = slow ? "1/" + std::to_string(HealthOverlay::kSlowShare) + " of its share of new flows"
+                                 : "its full share of new flows again";
+  return apply_health(std::move(next), service, backend,
+                      std::string(slow ? "slow: " : "recovered: ") + std::string(reason) + "; " + share);
+}
+
+Result<Applied> Engine::apply_health(HealthOverlay next, std::string_view service, std::string_view backend,
+                                     std::string message) {
+  auto applied = commit(next.overlay(drains_.overlay(*source_catalog_)), "health");
   if (!applied) return applied;
   health_ = std::move(next);
   // A backend the ring does not hold (absent, in maintenance, a service without probes) moves nothing.
@@ -189,14 +210,9 @@ Result<Applied> Engine::set_health(std::string_view service, std::string_view ba
   if (applied->changed && state) moved = state->last_disruption;
   char share[32];
   std::snprintf(share, sizeof share, "%.1f%%", moved * 100);
-  const std::string message = std::string(up ? "up: " : "down: ") + std::string(reason) + "; " + share +
-                              " of ring slots moved";
+  message += std::string("; ") + share + " of ring slots moved";
   if (auto e = store_.record_event("health", std::string(service) + "/" + std::string(backend), message); !e)
     log_.warning("could not record a health event: " + e.error().message);
-  // A dead backend keeps no client: unlike a drained one, its established sockets have nowhere to go.
-  if (!up && state)
-    for (const auto& b : state->service.backends)
-      if (b.key() == backend) end_sockets_to(b.address, b.port, "is down");
   return applied;
 }
 

@@ -81,6 +81,9 @@ class Engine {
   // that moved. Nothing happens (changed = false, no event) when the backend already was so.
   // Needs a catalog applied before, like set_drained().
   Result<Applied> set_health(std::string_view service, std::string_view backend, bool up, std::string_view reason);
+  // Latency awareness (health_overlay.h): a slow backend gets a smaller share of new flows, or
+  // its full share again; recorded like set_health (event kind "health").
+  Result<Applied> set_slow(std::string_view service, std::string_view backend, bool slow, std::string_view reason);
   const HealthOverlay& health() const { return health_; }
 
   const model::Catalog& catalog() const { return catalog_; }
@@ -94,6 +97,10 @@ class Engine {
   Result<Ring> build_ring(const model::Service& service, model::IpAddress::Family family) const;
   void end_sockets_of_removed(const Plan& plan, const datapath::State& before) const;
   void end_sockets_to(const model::IpAddress& address, uint16_t port, std::string_view why) const;
+  // Applies the source catalog with `next` health overlay and records the event; the share
+  // of `service`'s ring slots that moved is appended to `message`.
+  Result<Applied> apply_health(HealthOverlay next, std::string_view service, std::string_view backend,
+                               std::string message);
   // Writes what the maps lack; returns the plan that did it.
   Result<std::pair<size_t, std::string>> sync_maps(const std::vector<ServiceState>& states);
   // apply() without the drains: `catalog` is already what should be in force.

@@ -20,13 +20,25 @@ class HealthOverlay {
   // Marks a backend down or up again; false when it already was so.
   bool set_down(std::string_view service, std::string_view backend, bool down);
 
+  bool is_slow(std::string_view service, std::string_view backend) const;
+  // Marks a backend slow (latency awareness) or not; false when it already was so.
+  bool set_slow(std::string_view service, std::string_view backend, bool slow);
+
+  // A slow backend keeps 1/kSlowShare of its weight relative to its peers: Maglev weights are
+  // relative, so the others' weights are multiplied instead (a weight of 1 cannot be divided).
+  static constexpr uint32_t kSlowShare = 4;
+
   // The catalog with every down backend that would take new flows (active or draining) marked
   // down. Only services with probes (health type tcp or http) are touched, so a service whose
   // probes were switched off by a reload cannot keep a stale "down".
+  // Slow backends of such services keep their weight while their peers' is multiplied by
+  // kSlowShare (at most the model's maximum weight).
   model::Catalog overlay(model::Catalog catalog) const;
 
  private:
-  std::set<std::pair<std::string, std::string>, std::less<>> down_;  // (service, backend key)
+  using Keys = std::set<std::pair<std::string, std::string>, std::less<>>;  // (service, backend key)
+  Keys down_;
+  Keys slow_;
 };
 
 }  // namespace xlb::engine

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -20,6 +21,16 @@
 
 namespace xlb::health {
 
+std::string_view to_string(Change c) {
+  switch (c) {
+    case Change::up: return "up";
+    case Change::down: return "down";
+    case Change::slow: return "slow";
+    case Change::recovered: return "recovered";
+  }
+  return "?";
+}
+
 std::vector<Target> targets_of(const model::Catalog& catalog) {
   std::vector<Target> targets;
   for (const auto& s : catalog.services) {
@@ -29,8 +40,10 @@ std::vector<Target> targets_of(const model::Catalog& catalog) {
       t.service = s.name;
       t.backend = b.key();
       t.address = b.address;
-      t.port = b.port;
+      t.port = s.health.port != 0 ? s.health.port : b.port;
       t.type = s.health.type;
+      t.http_path = s.health.http_path;
+      t.slow_factor = s.health.slow_factor;
       t.interval = s.health.interval;
       t.timeout = s.health.timeout;
       t.rise = static_cast<int>(s.health.rise);
@@ -71,6 +84,9 @@ struct Probe {
   std::string request;
   size_t sent = 0;
   std::string response;
+  double latency_ms = -1;  // EWMA of successful probes; -1: none yet
+  int latency_samples = 0;
+  bool slow = false;
 };
 
 struct Outcome {
@@ -91,6 +107,8 @@ struct Checker::Impl {
   void send_request(Probe& p);
   void read_response(Probe& p);
   void finish(Probe& p, Outcome outcome);
+  // Latency awareness: after a successful probe, is this backend (still) slow next to its peers?
+  std::optional<Transition> judge_latency(Probe& p, Clock::time_point now);
   bool watch(Probe& p, uint32_t events);
   void poke();
 
@@ -103,6 +121,7 @@ struct Checker::Impl {
   bool stopping = false;
 
   std::vector<std::unique_ptr<Probe>> probes;  // the loop's own; stable addresses for epoll
+  std::unordered_map<std::string, std::vector<Probe*>> by_service;  // peers, for latency
   std::thread thread;                          // last: started once the rest exists
 };
 
@@ -158,6 +177,8 @@ void Checker::Impl::adopt(std::vector<Target> targets) {
       probes.push_back(std::make_unique<Probe>(std::move(t)));
     }
   }
+  by_service.clear();
+  for (auto& p : probes) by_service[p->target.service].push_back(p.get());
   // Probes left in `old` are destroyed here: their sockets close and leave the epoll set. Safe,
   // because adopt() runs only between epoll_wait batches, never while one is being handled.
 }
@@ -274,17 +295,48 @@ void Checker::Impl::finish(Probe& p, Outcome outcome) {
     ++p.successes;
     if (p.known != Probe::Known::up && p.successes >= p.target.rise) {
       p.known = Probe::Known::up;
-      change = Transition{p.target.service, p.target.backend, true, std::move(outcome.reason)};
+      change = Transition{p.target.service, p.target.backend, Change::up, std::move(outcome.reason)};
+    } else if (p.known == Probe::Known::up) {
+      change = judge_latency(p, Clock::now());
     }
   } else {
     p.successes = 0;
     ++p.failures;
     if (p.known != Probe::Known::down && p.failures >= p.target.fall) {
       p.known = Probe::Known::down;
-      change = Transition{p.target.service, p.target.backend, false, std::move(outcome.reason)};
+      change = Transition{p.target.service, p.target.backend, Change::down, std::move(outcome.reason)};
     }
   }
   if (change && on_transition) on_transition(*change);
+}
+
+std::optional<Transition> Checker::Impl::judge_latency(Probe& p, Clock::time_point now) {
+  constexpr double kWeight = 0.3;  // of the newest probe in the average
+  constexpr int kSamples = 3;      // before a backend is judged, or counts as a peer
+  constexpr double kMinGapMs = 5;  // below this, a difference is noise, not overload
+  const double ms = std::chrono::duration<double, std::milli>(now - p.started).count();
+  p.latency_ms = p.latency_ms < 0 ? ms : kWeight * ms + (1 - kWeight) * p.latency_ms;
+  ++p.latency_samples;
+  if (p.target.slow_factor == 0 || p.latency_samples < kSamples) return std::nullopt;
+  std::vector<double> peers;
+  for (const Probe* other : by_service[p.target.service])
+    if (other != &p && other->known == Probe::Known::up && other->latency_samples >= kSamples)
+      peers.push_back(other->latency_ms);
+  if (peers.empty()) return std::nullopt;
+  std::nth_element(peers.begin(), peers.begin() + static_cast<long>(peers.size() / 2), peers.end());
+  const double median = peers[peers.size() / 2];
+  const double threshold = std::max(median * p.target.slow_factor, median + kMinGapMs);
+  char reason[96];
+  std::snprintf(reason, sizeof reason, "probes take %.1f ms, peers' median %.1f ms", p.latency_ms, median);
+  if (!p.slow && p.latency_ms > threshold) {
+    p.slow = true;
+    return Transition{p.target.service, p.target.backend, Change::slow, reason};
+  }
+  if (p.slow && p.latency_ms < threshold / 2) {
+    p.slow = false;
+    return Transition{p.target.service, p.target.backend, Change::recovered, reason};
+  }
+  return std::nullopt;
 }
 
 void Checker::Impl::run() {

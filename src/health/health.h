@@ -6,6 +6,10 @@
 // A backend starts "unknown": it is reported up after `rise` probes in a row succeed and down
 // after `fall` probes in a row fail, and again at every change after that. Nothing is persisted:
 // a restarted xlbd probes again from unknown.
+//
+// Latency (services with a slow_factor): each up backend's probe time is averaged (EWMA); one
+// whose average is above slow_factor x the median of its peers' (and at least 5 ms above it:
+// sub-millisecond noise is no overload) is reported slow, and recovered once under half that.
 #pragma once
 
 #include <chrono>
@@ -13,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
@@ -32,6 +37,7 @@ struct Target {
   int rise = 2;
   int fall = 3;
   std::string http_path = "/";
+  uint32_t slow_factor = 0;  // see model::HealthCheck; 0: latency is not judged
 
   bool operator==(const Target&) const = default;
 };
@@ -39,11 +45,17 @@ struct Target {
 // The probes of every backend of every service that asks for them (health type tcp or http).
 std::vector<Target> targets_of(const model::Catalog& catalog);
 
+// up/down: the backend answers or not. slow/recovered: it answers, but its probes take far
+// longer than its peers' (latency awareness), or no longer do.
+enum class Change : uint8_t { up, down, slow, recovered };
+std::string_view to_string(Change);
+
 struct Transition {
   std::string service;
   std::string backend;
-  bool up = false;
-  std::string reason;  // "connection refused", "timeout after 1000 ms", "HTTP 503", "HTTP 200", ...
+  Change change = Change::down;
+  std::string reason;  // "connection refused", "timeout after 1000 ms", "HTTP 503", "HTTP 200",
+                       // "probes take 103.2 ms, peers' median 0.4 ms", ...
 };
 
 // Called on the checker's thread, with no lock of the checker held: it may block (take the

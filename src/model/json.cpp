@@ -30,7 +30,10 @@ json to_json(const Service& s) {
                 {"interval_ms", s.health.interval.count()},
                 {"timeout_ms", s.health.timeout.count()},
                 {"rise", s.health.rise},
-                {"fall", s.health.fall}}}};
+                {"fall", s.health.fall},
+                {"http_path", s.health.http_path},
+                {"port", s.health.port},
+                {"slow_factor", s.health.slow_factor}}}};
   if (s.maglev_table_size) out["maglev_table_size"] = *s.maglev_table_size;
   if (!s.source.empty()) out["source"] = s.source;
   if (s.affinity.client_ip) out["affinity"] = {{"type", "client-ip"}, {"timeout_s", s.affinity.timeout.count()}};
@@ -78,6 +81,9 @@ Service service_from_json(const json& j) {
   // Revisions recorded before rise and fall existed hold neither: they had the defaults.
   s.health.rise = h.value("rise", HealthCheck{}.rise);
   s.health.fall = h.value("fall", HealthCheck{}.fall);
+  s.health.http_path = h.value("http_path", HealthCheck{}.http_path);
+  s.health.port = h.value("port", HealthCheck{}.port);
+  s.health.slow_factor = h.value("slow_factor", HealthCheck{}.slow_factor);
   if (j.contains("maglev_table_size")) s.maglev_table_size = j["maglev_table_size"].get<uint32_t>();
   if (j.contains("affinity")) {
     s.affinity.client_ip = true;

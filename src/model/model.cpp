@@ -254,6 +254,11 @@ class Validator {
 
   void check_health(size_t i, const HealthCheck& h) {
     if (h.type == HealthCheckType::none) return;
+    if (h.http_path.empty() || h.http_path.front() != '/' ||
+        std::any_of(h.http_path.begin(), h.http_path.end(), [](unsigned char c) { return c <= ' ' || c == 0x7f; }))
+      add(i, Location::Part::health, 0, "path", "path must start with / and hold no spaces or control characters");
+    if (h.slow_factor == 1 || h.slow_factor > 100)
+      add(i, Location::Part::health, 0, "slow_factor", "slow_factor must be 0 (off) or between 2 and 100");
     if (h.interval.count() <= 0)
       add(i, Location::Part::health, 0, "interval", "interval must be positive");
     if (h.timeout.count() <= 0)

@@ -87,6 +87,12 @@ struct HealthCheck {
   std::chrono::milliseconds timeout{1000};
   uint32_t rise = 2;  // probes in a row that must pass before a backend counts as up
   uint32_t fall = 3;  // probes in a row that must fail before it counts as down
+  std::string http_path = "/";
+  uint16_t port = 0;  // where probes go; 0: the backend's own port
+  // Latency awareness: a backend whose probes take more than slow_factor times its peers'
+  // median gets a quarter of its share of new flows (never none) until it is back under half
+  // of that. 0: off.
+  uint32_t slow_factor = 0;
   bool operator==(const HealthCheck&) const = default;
 };
 

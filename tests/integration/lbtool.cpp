@@ -206,6 +206,41 @@ int serve(const std::string& name, int port) {
   }
 }
 
+// An HTTP health endpoint that answers 200 after `delay_ms`: an overloaded backend's. One
+// request at a time is enough for probes.
+int http_health(int port, int delay_ms) {
+  Fd listener(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int off = 0, on = 1;
+  ::setsockopt(listener.fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  ::setsockopt(listener.fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  sockaddr_in6 any{};
+  any.sin6_family = AF_INET6;
+  any.sin6_port = htons(static_cast<uint16_t>(port));
+  any.sin6_addr = in6addr_any;
+  if (::bind(listener.fd, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0 || ::listen(listener.fd, 64) != 0) {
+    std::perror("lbtool http: bind/listen");
+    return 1;
+  }
+  std::printf("serving http on %d, %d ms per answer\n", port, delay_ms);
+  std::fflush(stdout);
+  for (;;) {
+    Fd c(::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC));
+    if (c.fd < 0) continue;
+    std::string request;
+    char buf[1024];
+    while (request.find("\r\n\r\n") == std::string::npos && request.size() < 8192) {
+      pollfd p{c.fd, POLLIN, 0};
+      if (::poll(&p, 1, 1000) <= 0) break;
+      const ssize_t n = ::read(c.fd, buf, sizeof buf);
+      if (n <= 0) break;
+      request.append(buf, static_cast<size_t>(n));
+    }
+    ::usleep(static_cast<useconds_t>(delay_ms) * 1000);
+    const std::string answer = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+    (void)!::write(c.fd, answer.data(), answer.size());
+  }
+}
+
 void print_tally(const std::map<std::string, int>& tally) {
   for (const auto& [name, count] : tally) std::printf("%s %d\n", name.c_str(), count);
 }
@@ -300,7 +335,7 @@ int loop(const char* host, int port, int seconds, int pause_ms) {
 int usage() {
   std::fprintf(stderr,
                "usage: lbtool serve NAME PORT | tcp HOST PORT COUNT | udp HOST PORT COUNT |\n"
-               "       hold HOST PORT COUNT SECONDS | loop HOST PORT SECONDS [PAUSE_MS]\n");
+               "       hold HOST PORT COUNT SECONDS | loop HOST PORT SECONDS [PAUSE_MS] | http PORT DELAY_MS\n");
   return 2;
 }
 
@@ -310,6 +345,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> a(argv + 1, argv + argc);
   auto n = [&](size_t i) { return std::atoi(a.at(i).c_str()); };
   if (a.size() == 3 && a[0] == "serve") return serve(a[1], n(2));
+  if (a.size() == 3 && a[0] == "http") return http_health(n(1), n(2));
   if (a.size() == 4 && a[0] == "tcp") return tcp_count(a[1].c_str(), n(2), n(3));
   if (a.size() == 4 && a[0] == "udp") return udp_count(a[1].c_str(), n(2), n(3));
   if (a.size() == 5 && a[0] == "hold") return hold(a[1].c_str(), n(2), n(3), n(4));

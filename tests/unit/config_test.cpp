@@ -350,5 +350,19 @@ TEST(ConfigErrors, KubernetesSection) {
   EXPECT_NE(text.find("unknown key \"kubconfig\"; did you mean \"kubeconfig\"?"), std::string::npos) << text;
 }
 
+TEST(Config, HealthProbePortPathAndLatencyAwareness) {
+  auto r = parse(std::string(kWeb) + "[service.health]\ntype = \"http\"\npath = \"/healthz\"\nport = 8081\nslow_factor = 3\n",
+                 "xlb.toml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const auto& h = r->catalog.services.at(0).health;
+  EXPECT_EQ(h.http_path, "/healthz");
+  EXPECT_EQ(h.port, 8081);
+  EXPECT_EQ(h.slow_factor, 3u);
+  const std::string text = errors_of(std::string(kWeb) +
+                                     "[service.health]\ntype = \"http\"\npath = \"healthz\"\nslow_factor = 1\n");
+  EXPECT_NE(text.find("path must start with /"), std::string::npos) << text;
+  EXPECT_NE(text.find("slow_factor must be 0 (off) or between 2 and 100"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace xlb::config

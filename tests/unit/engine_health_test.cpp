@@ -164,5 +164,41 @@ TEST_F(EngineHealthTest, NeedsACatalogFirst) {
   EXPECT_FALSE(engine.set_health("web", "10.0.0.2:8080", false, "connection refused").ok());
 }
 
+TEST_F(EngineHealthTest, ASlowBackendGetsAQuarterShareAndItsFullShareBack) {
+  model::Catalog c = catalog(model::HealthCheckType::http);
+  c.services[0].health.slow_factor = 3;
+  Engine engine(*store_, log_);
+  ASSERT_TRUE(engine.apply(c, "test").ok());
+  auto slots_of = [&](size_t member) { return engine.services().at(0).rings.at(0).table.slot_counts().at(member); };
+  const size_t even = slots_of(2);
+
+  auto slow = engine.set_slow("web", "10.0.0.4:8080", true, "probes take 61.0 ms, peers' median 0.4 ms");
+  ASSERT_TRUE(slow.ok()) << slow.error().message;
+  EXPECT_TRUE(slow->changed);
+  // 1 : 4 : 4 of 509 slots -> about 57 for the slow one, 226 for each peer.
+  EXPECT_LT(slots_of(2), even / 2);
+  EXPECT_GT(slots_of(2), 0u) << "never out of the ring: it still answers";
+  EXPECT_NEAR(static_cast<double>(slots_of(0)) / static_cast<double>(slots_of(2)), 4.0, 0.5);
+  EXPECT_FALSE(engine.set_slow("web", "10.0.0.4:8080", true, "again")->changed);
+
+  ASSERT_TRUE(engine.set_slow("web", "10.0.0.4:8080", false, "probes take 0.5 ms, peers' median 0.4 ms").ok());
+  EXPECT_EQ(slots_of(2), even);
+  const auto events = health_events();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].subject, "web/10.0.0.4:8080");
+  EXPECT_NE(events[0].message.find("slow: probes take 61.0 ms, peers' median 0.4 ms; 1/4 of its share of new flows; "),
+            std::string::npos)
+      << events[0].message;
+  EXPECT_NE(events[1].message.find("recovered: "), std::string::npos);
+}
+
+TEST_F(EngineHealthTest, SlownessIsIgnoredWhereTheServiceHasNoSlowFactor) {
+  Engine engine(*store_, log_);
+  ASSERT_TRUE(engine.apply(catalog(model::HealthCheckType::http), "test").ok());
+  const auto before = engine.services().at(0).rings.at(0).table;
+  ASSERT_TRUE(engine.set_slow("web", "10.0.0.4:8080", true, "slow").ok());
+  EXPECT_EQ(engine.services().at(0).rings.at(0).table.slot_counts(), before.slot_counts());
+}
+
 }  // namespace
 }  // namespace xlb::engine

@@ -57,6 +57,8 @@ class HttpServer {
   }
   uint16_t port() const { return port_of(listener_); }
   void set_status(int status) { status_ = status; }
+  // Each answer waits this long first: an overloaded backend.
+  void set_delay(std::chrono::milliseconds delay) { delay_ms_ = static_cast<int>(delay.count()); }
 
  private:
   void serve() {
@@ -74,12 +76,14 @@ class HttpServer {
         if (n <= 0) break;
         request.append(buf, static_cast<size_t>(n));
       }
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_.load()));
       const std::string answer = "HTTP/1.0 " + std::to_string(status_.load()) + " Whatever\r\nContent-Length: 0\r\n\r\n";
       (void)!::send(c.get(), answer.data(), answer.size(), MSG_NOSIGNAL);
     }
   }
 
   std::atomic<int> status_;
+  std::atomic<int> delay_ms_{0};
   std::atomic<bool> stop_{false};
   UniqueFd listener_;
   std::thread thread_;
@@ -144,7 +148,7 @@ TEST(HealthChecker, ListenerComesUpAfterRiseProbes) {
   const auto seen = r.seen();
   EXPECT_EQ(seen[0].service, "web");
   EXPECT_EQ(seen[0].backend, "127.0.0.1:" + std::to_string(port_of(listener)));
-  EXPECT_TRUE(seen[0].up);
+  EXPECT_EQ(seen[0].change, Change::up);
   EXPECT_EQ(seen[0].reason, "connected");
 }
 
@@ -161,7 +165,7 @@ TEST(HealthChecker, ClosedPortGoesDownAfterFallProbesWithConnectionRefused) {
   ASSERT_TRUE(r.wait_for(1));
   EXPECT_GE(Clock::now() - t0, 100ms);  // three probes: two intervals at least
   const auto seen = r.seen();
-  EXPECT_FALSE(seen[0].up);
+  EXPECT_EQ(seen[0].change, Change::down);
   EXPECT_EQ(seen[0].reason, "connection refused");
 }
 
@@ -179,10 +183,10 @@ TEST(HealthChecker, ServerThatDropsOutGoesDownAndComesBack) {
   ASSERT_TRUE(r.wait_for(3));
   const auto seen = r.seen();
   ASSERT_EQ(seen.size(), 3u);
-  EXPECT_TRUE(seen[0].up);
-  EXPECT_FALSE(seen[1].up);
+  EXPECT_EQ(seen[0].change, Change::up);
+  EXPECT_EQ(seen[1].change, Change::down);
   EXPECT_EQ(seen[1].reason, "connection refused");
-  EXPECT_TRUE(seen[2].up);
+  EXPECT_EQ(seen[2].change, Change::up);
 }
 
 TEST(HealthChecker, HttpServerThatNeverAnswersTimesOut) {
@@ -194,7 +198,7 @@ TEST(HealthChecker, HttpServerThatNeverAnswersTimesOut) {
   checker->set_targets({t});
   ASSERT_TRUE(r.wait_for(1));
   const auto seen = r.seen();
-  EXPECT_FALSE(seen[0].up);
+  EXPECT_EQ(seen[0].change, Change::down);
   EXPECT_EQ(seen[0].reason, "timeout after 100 ms");
 }
 
@@ -204,11 +208,11 @@ TEST(HealthChecker, Http503IsDownAndHttp200BringsItBack) {
   auto checker = start(r);
   checker->set_targets({target(server.port(), model::HealthCheckType::http)});
   ASSERT_TRUE(r.wait_for(1));
-  EXPECT_FALSE(r.seen()[0].up);
+  EXPECT_EQ(r.seen()[0].change, Change::down);
   EXPECT_EQ(r.seen()[0].reason, "HTTP 503");
   server.set_status(200);
   ASSERT_TRUE(r.wait_for(2));
-  EXPECT_TRUE(r.seen()[1].up);
+  EXPECT_EQ(r.seen()[1].change, Change::up);
   EXPECT_EQ(r.seen()[1].reason, "HTTP 200");
 }
 
@@ -218,7 +222,7 @@ TEST(HealthChecker, Http3xxIsHealthy) {
   auto checker = start(r);
   checker->set_targets({target(server.port(), model::HealthCheckType::http)});
   ASSERT_TRUE(r.wait_for(1));
-  EXPECT_TRUE(r.seen()[0].up);
+  EXPECT_EQ(r.seen()[0].change, Change::up);
   EXPECT_EQ(r.seen()[0].reason, "HTTP 302");
 }
 
@@ -260,6 +264,42 @@ TEST(HealthChecker, TargetsComeFromServicesThatAskForProbes) {
   EXPECT_EQ(targets[0].type, model::HealthCheckType::http);
   EXPECT_EQ(targets[0].interval, 200ms);
   EXPECT_EQ(targets[1].backend, "[2001:db8::2]:80");
+}
+
+TEST(HealthChecker, ABackendFarSlowerThanItsPeersIsReportedSlowThenRecovered) {
+  HttpServer fast1(200), fast2(200), slow(200);
+  slow.set_delay(60ms);
+  Recorder r;
+  auto checker = start(r);
+  std::vector<Target> targets;
+  for (const HttpServer* s : {&fast1, &fast2, &slow}) {
+    Target t = target(s->port(), model::HealthCheckType::http);
+    t.slow_factor = 3;
+    targets.push_back(t);
+  }
+  checker->set_targets(targets);
+  ASSERT_TRUE(r.wait_for(4)) << "3 up, then 1 slow";
+  auto seen = r.seen();
+  ASSERT_EQ(seen[3].change, Change::slow);
+  EXPECT_EQ(seen[3].backend, targets[2].backend);
+  EXPECT_NE(seen[3].reason.find("peers' median"), std::string::npos) << seen[3].reason;
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(seen[i].change, Change::up);
+
+  slow.set_delay(0ms);
+  ASSERT_TRUE(r.wait_for(5));
+  EXPECT_EQ(r.seen()[4].change, Change::recovered);
+  EXPECT_EQ(r.seen()[4].backend, targets[2].backend);
+}
+
+TEST(HealthChecker, LatencyIsNotJudgedWithoutASlowFactor) {
+  HttpServer fast(200), slow(200);
+  slow.set_delay(60ms);
+  Recorder r;
+  auto checker = start(r);
+  checker->set_targets({target(fast.port(), model::HealthCheckType::http), target(slow.port(), model::HealthCheckType::http)});
+  ASSERT_TRUE(r.wait_for(2));
+  std::this_thread::sleep_for(1s);  // ~10 probes each: had latency been judged, slow would be reported
+  EXPECT_EQ(r.seen().size(), 2u);
 }
 
 }  // namespace
