@@ -11,7 +11,7 @@ packages=(
   # libraries of the user-space parts
   libnl-3-dev libnl-route-3-dev libnl-genl-3-dev libboost-program-options-dev libtomlplusplus-dev
   libcivetweb-dev libsqlite3-dev sqlite3 libxxhash-dev nlohmann-json3-dev
-  libyaml-cpp-dev libcurl4-openssl-dev libsystemd-dev
+  libyaml-cpp-dev libcurl4-openssl-dev libssl-dev libsystemd-dev
   # tests and benchmarks; the fuzz targets (tests/fuzz) need clang's libFuzzer and sanitizer runtimes
   googletest libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
   # the hosts tests build and the tools they drive

@@ -552,7 +552,7 @@ class ConfigReader {
   model::HealthCheck read_health(const toml::table& t, std::string context) {
     TableReader r(t, std::move(context), diagnostics_);
     model::HealthCheck h;
-    if (auto type = r.choice<model::HealthCheckType>("type", model::parse_health_check_type, "tcp, http, none"))
+    if (auto type = r.choice<model::HealthCheckType>("type", model::parse_health_check_type, "tcp, http, https, none"))
       h.type = *type;
     for (auto [key, field] : {std::pair{"interval", &h.interval}, std::pair{"timeout", &h.timeout}}) {
       auto text = r.string(key, false);
@@ -566,8 +566,9 @@ class ConfigReader {
     if (auto v = r.integer_in("fall", false, 1, 100)) h.fall = static_cast<uint32_t>(*v);
     if (auto v = r.string("path", false)) h.http_path = *v;
     if (auto v = r.integer_in("port", false, 1, 65535)) h.port = static_cast<uint16_t>(*v);
+    if (auto v = r.integer_in("expect_status", false, 100, 599)) h.expect_status = static_cast<uint16_t>(*v);
     if (auto v = r.integer_in("slow_factor", false, 0, 100)) h.slow_factor = static_cast<uint32_t>(*v);
-    r.finish({"type", "interval", "timeout", "rise", "fall", "path", "port", "slow_factor"});
+    r.finish({"type", "interval", "timeout", "rise", "fall", "path", "port", "expect_status", "slow_factor"});
     return h;
   }
 

@@ -7,6 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cctype>
@@ -43,6 +46,7 @@ std::vector<Target> targets_of(const model::Catalog& catalog) {
       t.port = s.health.port != 0 ? s.health.port : b.port;
       t.type = s.health.type;
       t.http_path = s.health.http_path;
+      t.expect_status = s.health.expect_status;
       t.slow_factor = s.health.slow_factor;
       t.interval = s.health.interval;
       t.timeout = s.health.timeout;
@@ -66,8 +70,19 @@ std::string errno_reason(int err) {
 }
 
 // One target and the probe in flight for it, if any.
+struct SslFree {
+  void operator()(SSL* ssl) const { SSL_free(ssl); }
+};
+struct SslCtxFree {
+  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
+};
+
+bool speaks_http(const Target& t) {
+  return t.type == model::HealthCheckType::http || t.type == model::HealthCheckType::https;
+}
+
 struct Probe {
-  enum class Phase { idle, connecting, sending, reading };
+  enum class Phase { idle, connecting, handshaking, sending, reading };
   enum class Known { unknown, up, down };
 
   explicit Probe(Target t) : target(std::move(t)) {}
@@ -80,7 +95,9 @@ struct Probe {
   Clock::time_point started{};   // when the probe in flight started
   Clock::time_point deadline{};  // when it times out
   Phase phase = Phase::idle;
-  UniqueFd fd;  // open only while a probe is in flight; closing it also leaves the epoll set
+  // Only while a probe is in flight. `tls` (https) goes first: it refers to the socket.
+  UniqueFd fd;  // closing it also leaves the epoll set
+  std::unique_ptr<SSL, SslFree> tls;
   std::string request;
   size_t sent = 0;
   std::string response;
@@ -104,8 +121,11 @@ struct Checker::Impl {
   void adopt(std::vector<Target> targets);
   void begin(Probe& p, Clock::time_point now);
   void on_event(Probe& p);
+  void handshake(Probe& p);
   void send_request(Probe& p);
   void read_response(Probe& p);
+  // After an SSL call returned `result` <= 0: waits for what TLS wants, or ends the probe.
+  void tls_wait(Probe& p, int result, const char* what);
   void finish(Probe& p, Outcome outcome);
   // Latency awareness: after a successful probe, is this backend (still) slow next to its peers?
   std::optional<Transition> judge_latency(Probe& p, Clock::time_point now);
@@ -113,6 +133,7 @@ struct Checker::Impl {
   void poke();
 
   Callback on_transition;
+  std::unique_ptr<SSL_CTX, SslCtxFree> tls;  // for https probes
   UniqueFd epoll;
   UniqueFd wake;  // eventfd: set_targets() and the destructor wake the loop with it
 
@@ -136,6 +157,9 @@ Result<std::unique_ptr<Checker>> Checker::start(Callback on_transition) {
   if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, wake.get(), &ev) != 0)
     return Error{std::string("health checker: epoll_ctl: ") + std::strerror(errno)};
   auto impl = std::make_unique<Impl>(std::move(on_transition), std::move(ep), std::move(wake));
+  impl->tls.reset(SSL_CTX_new(TLS_client_method()));
+  if (!impl->tls) return Error{"health checker: SSL_CTX_new failed"};
+  SSL_CTX_set_verify(impl->tls.get(), SSL_VERIFY_NONE, nullptr);
   impl->thread = std::thread([raw = impl.get()] { raw->run(); });
   return std::unique_ptr<Checker>(new Checker(std::move(impl)));
 }
@@ -221,7 +245,7 @@ void Checker::Impl::begin(Probe& p, Clock::time_point now) {
   // Even a connect that completed at once (loopback) reports through the loop: one path.
   p.phase = Probe::Phase::connecting;
   if (!watch(p, EPOLLOUT)) return;
-  if (p.target.type == model::HealthCheckType::http)
+  if (speaks_http(p.target))
     p.request = "GET " + p.target.http_path + " HTTP/1.0\r\nHost: " + p.target.backend +
                 "\r\nUser-Agent: xlb-health\r\nConnection: close\r\n\r\n";
 }
@@ -235,10 +259,19 @@ void Checker::Impl::on_event(Probe& p) {
       socklen_t len = sizeof err;
       if (::getsockopt(p.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
       if (err != 0) return finish(p, {false, errno_reason(err)});
-      if (p.target.type != model::HealthCheckType::http) return finish(p, {true, "connected"});
+      if (!speaks_http(p.target)) return finish(p, {true, "connected"});
+      if (p.target.type == model::HealthCheckType::https) {
+        p.tls.reset(SSL_new(tls.get()));
+        if (!p.tls || SSL_set_fd(p.tls.get(), p.fd.get()) != 1) return finish(p, {false, "TLS setup failed"});
+        SSL_set_connect_state(p.tls.get());
+        p.phase = Probe::Phase::handshaking;
+        return handshake(p);
+      }
       p.phase = Probe::Phase::sending;
       return send_request(p);
     }
+    case Probe::Phase::handshaking:
+      return handshake(p);
     case Probe::Phase::sending:
       return send_request(p);
     case Probe::Phase::reading:
@@ -246,7 +279,40 @@ void Checker::Impl::on_event(Probe& p) {
   }
 }
 
+void Checker::Impl::handshake(Probe& p) {
+  const int r = SSL_do_handshake(p.tls.get());
+  if (r != 1) return tls_wait(p, r, "TLS handshake");
+  p.phase = Probe::Phase::sending;
+  send_request(p);
+}
+
+void Checker::Impl::tls_wait(Probe& p, int result, const char* what) {
+  switch (SSL_get_error(p.tls.get(), result)) {
+    case SSL_ERROR_WANT_READ:
+      watch(p, EPOLLIN);
+      return;
+    case SSL_ERROR_WANT_WRITE:
+      watch(p, EPOLLOUT);
+      return;
+    default: {
+      char detail[256] = "closed";
+      if (unsigned long e = ERR_get_error(); e != 0) ERR_error_string_n(e, detail, sizeof detail);
+      ERR_clear_error();
+      finish(p, {false, std::string(what) + " failed: " + detail});
+    }
+  }
+}
+
 void Checker::Impl::send_request(Probe& p) {
+  if (p.tls) {
+    const int r = SSL_write(p.tls.get(), p.request.data() + p.sent, static_cast<int>(p.request.size() - p.sent));
+    if (r <= 0) return tls_wait(p, r, "TLS write");
+    p.sent += static_cast<size_t>(r);
+    if (p.sent < p.request.size()) return;
+    p.phase = Probe::Phase::reading;
+    watch(p, EPOLLIN);
+    return read_response(p);  // the answer may already be in TLS's buffer
+  }
   const ssize_t n = ::send(p.fd.get(), p.request.data() + p.sent, p.request.size() - p.sent, MSG_NOSIGNAL);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // still EPOLLOUT: try again when writable
@@ -258,13 +324,21 @@ void Checker::Impl::send_request(Probe& p) {
   watch(p, EPOLLIN);
 }
 
-// Only the status line matters ("HTTP/1.1 503 Service Unavailable"): 2xx and 3xx are healthy.
+// Only the status line matters ("HTTP/1.1 503 Service Unavailable"): the expected status, or
+// by default any 2xx or 3xx, is healthy.
 void Checker::Impl::read_response(Probe& p) {
   char buf[1024];
-  const ssize_t n = ::recv(p.fd.get(), buf, sizeof buf, 0);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    return finish(p, {false, errno_reason(errno)});
+  ssize_t n = 0;
+  if (p.tls) {
+    const int r = SSL_read(p.tls.get(), buf, sizeof buf);
+    if (r <= 0 && SSL_get_error(p.tls.get(), r) != SSL_ERROR_ZERO_RETURN) return tls_wait(p, r, "TLS read");
+    n = std::max(r, 0);
+  } else {
+    n = ::recv(p.fd.get(), buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      return finish(p, {false, errno_reason(errno)});
+    }
   }
   p.response.append(buf, static_cast<size_t>(n));
   const size_t eol = p.response.find("\r\n");
@@ -281,10 +355,12 @@ void Checker::Impl::read_response(Probe& p) {
       !std::isdigit(static_cast<unsigned char>(line[space + 3])))
     return finish(p, {false, "not an HTTP response"});
   const int status = std::stoi(line.substr(space + 1, 3));
-  finish(p, {status >= 200 && status < 400, "HTTP " + std::to_string(status)});
+  const bool healthy = p.target.expect_status != 0 ? status == p.target.expect_status : status >= 200 && status < 400;
+  finish(p, {healthy, "HTTP " + std::to_string(status)});
 }
 
 void Checker::Impl::finish(Probe& p, Outcome outcome) {
+  p.tls.reset();
   p.fd.reset();
   p.phase = Probe::Phase::idle;
   // Paced from the start of this probe, so a slow backend is probed as often as a fast one.

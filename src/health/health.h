@@ -31,18 +31,21 @@ struct Target {
   std::string backend;  // the backend's key, "10.0.1.2:8080"
   model::IpAddress address;
   uint16_t port = 0;
-  model::HealthCheckType type = model::HealthCheckType::tcp;  // tcp or http
+  model::HealthCheckType type = model::HealthCheckType::tcp;  // tcp, http or https
   std::chrono::milliseconds interval{2000};
   std::chrono::milliseconds timeout{1000};
   int rise = 2;
   int fall = 3;
   std::string http_path = "/";
+  uint16_t expect_status = 0;  // 0: any 2xx or 3xx
   uint32_t slow_factor = 0;  // see model::HealthCheck; 0: latency is not judged
 
   bool operator==(const Target&) const = default;
 };
 
-// The probes of every backend of every service that asks for them (health type tcp or http).
+// The probes of every backend of every service that asks for them (health type tcp, http or
+// https). https probes do not verify the backend's certificate: they ask whether it answers, as
+// load balancers' TLS checks commonly do, not who it is.
 std::vector<Target> targets_of(const model::Catalog& catalog);
 
 // up/down: the backend answers or not. slow/recovered: it answers, but its probes take far

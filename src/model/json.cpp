@@ -32,6 +32,7 @@ json to_json(const Service& s) {
                 {"rise", s.health.rise},
                 {"fall", s.health.fall},
                 {"http_path", s.health.http_path},
+                {"expect_status", s.health.expect_status},
                 {"port", s.health.port},
                 {"slow_factor", s.health.slow_factor}}}};
   if (s.maglev_table_size) out["maglev_table_size"] = *s.maglev_table_size;
@@ -83,6 +84,7 @@ Service service_from_json(const json& j) {
   s.health.fall = h.value("fall", HealthCheck{}.fall);
   s.health.http_path = h.value("http_path", HealthCheck{}.http_path);
   s.health.port = h.value("port", HealthCheck{}.port);
+  s.health.expect_status = h.value("expect_status", HealthCheck{}.expect_status);
   s.health.slow_factor = h.value("slow_factor", HealthCheck{}.slow_factor);
   if (j.contains("maglev_table_size")) s.maglev_table_size = j["maglev_table_size"].get<uint32_t>();
   if (j.contains("affinity")) {

@@ -66,9 +66,10 @@ constexpr Names<BackendState, 4> kStates{{{BackendState::active, "active"},
                                           {BackendState::draining, "draining"},
                                           {BackendState::down, "down"},
                                           {BackendState::maintenance, "maintenance"}}};
-constexpr Names<HealthCheckType, 3> kHealthTypes{{{HealthCheckType::none, "none"},
+constexpr Names<HealthCheckType, 4> kHealthTypes{{{HealthCheckType::none, "none"},
                                                   {HealthCheckType::tcp, "tcp"},
-                                                  {HealthCheckType::http, "http"}}};
+                                                  {HealthCheckType::http, "http"},
+                                                  {HealthCheckType::https, "https"}}};
 
 template <class E, size_t N>
 std::string_view name_of(const Names<E, N>& names, E value) {
@@ -257,6 +258,8 @@ class Validator {
     if (h.http_path.empty() || h.http_path.front() != '/' ||
         std::any_of(h.http_path.begin(), h.http_path.end(), [](unsigned char c) { return c <= ' ' || c == 0x7f; }))
       add(i, Location::Part::health, 0, "path", "path must start with / and hold no spaces or control characters");
+    if (h.expect_status != 0 && (h.expect_status < 100 || h.expect_status > 599))
+      add(i, Location::Part::health, 0, "expect_status", "expect_status must be an HTTP status, 100-599");
     if (h.slow_factor == 1 || h.slow_factor > 100)
       add(i, Location::Part::health, 0, "slow_factor", "slow_factor must be 0 (off) or between 2 and 100");
     if (h.interval.count() <= 0)

@@ -43,7 +43,7 @@ enum class Protocol : uint8_t { tcp, udp };
 enum class FrontendKind : uint8_t { vip, cluster_ip, node_port, load_balancer, external_ip };
 enum class ForwardingMode : uint8_t { nat, snat, dsr };
 enum class BackendState : uint8_t { active, draining, down, maintenance };
-enum class HealthCheckType : uint8_t { none, tcp, http };
+enum class HealthCheckType : uint8_t { none, tcp, http, https };
 
 std::string_view to_string(Protocol);
 std::string_view to_string(FrontendKind);
@@ -88,6 +88,7 @@ struct HealthCheck {
   uint32_t rise = 2;  // probes in a row that must pass before a backend counts as up
   uint32_t fall = 3;  // probes in a row that must fail before it counts as down
   std::string http_path = "/";
+  uint16_t expect_status = 0;  // http(s): the status a healthy backend answers; 0: any 2xx or 3xx
   uint16_t port = 0;  // where probes go; 0: the backend's own port
   // Latency awareness: a backend whose probes take more than slow_factor times its peers'
   // median gets a quarter of its share of new flows (never none) until it is back under half

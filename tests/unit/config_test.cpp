@@ -351,12 +351,14 @@ TEST(ConfigErrors, KubernetesSection) {
 }
 
 TEST(Config, HealthProbePortPathAndLatencyAwareness) {
-  auto r = parse(std::string(kWeb) + "[service.health]\ntype = \"http\"\npath = \"/healthz\"\nport = 8081\nslow_factor = 3\n",
+  auto r = parse(std::string(kWeb) + "[service.health]\ntype = \"https\"\npath = \"/healthz\"\nport = 8081\nexpect_status = 204\nslow_factor = 3\n",
                  "xlb.toml");
   ASSERT_TRUE(r.ok()) << r.error().message;
   const auto& h = r->catalog.services.at(0).health;
   EXPECT_EQ(h.http_path, "/healthz");
   EXPECT_EQ(h.port, 8081);
+  EXPECT_EQ(h.type, model::HealthCheckType::https);
+  EXPECT_EQ(h.expect_status, 204);
   EXPECT_EQ(h.slow_factor, 3u);
   const std::string text = errors_of(std::string(kWeb) +
                                      "[service.health]\ntype = \"http\"\npath = \"healthz\"\nslow_factor = 1\n");

@@ -17,6 +17,9 @@
 #include <thread>
 
 #include "base/unique_fd.h"
+#include "support/command.h"
+#include "support/process.h"
+#include "support/temp_dir.h"
 
 namespace xlb::health {
 namespace {
@@ -300,6 +303,85 @@ TEST(HealthChecker, LatencyIsNotJudgedWithoutASlowFactor) {
   ASSERT_TRUE(r.wait_for(2));
   std::this_thread::sleep_for(1s);  // ~10 probes each: had latency been judged, slow would be reported
   EXPECT_EQ(r.seen().size(), 2u);
+}
+
+// `openssl s_server -www` on a free port of 127.0.0.1, with a self-signed certificate: it answers
+// an HTTP GET over TLS with "HTTP/1.0 200 ok".
+class TlsServer {
+ public:
+  TlsServer() {
+    const std::string d = dir_.path().string();
+    if (auto s = test::run_command({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", d + "/key.pem", "-out",
+                                    d + "/cert.pem", "-days", "1", "-subj", "/CN=backend"},
+                                   std::chrono::seconds(30));
+        !s) {
+      error_ = s.error().message;
+      return;
+    }
+    port_ = port_of(listen_on());  // free now; s_server takes it at once
+    server_ = std::make_unique<test::ChildProcess>(std::vector<std::string>{
+        "/usr/bin/openssl", "s_server", "-www", "-quiet", "-accept", "127.0.0.1:" + std::to_string(port_), "-cert",
+        d + "/cert.pem", "-key", d + "/key.pem"});
+    // s_server prints nothing with -quiet: wait until it accepts connections.
+    for (int i = 0; i < 200 && !accepts(); ++i) std::this_thread::sleep_for(10ms);
+    if (!accepts()) error_ = "openssl s_server did not start: " + server_->seen();
+  }
+  const std::string& error() const { return error_; }
+  uint16_t port() const { return port_; }
+
+ private:
+  bool accepts() const {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port_);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+
+  test::TempDir dir_{"xlb-health-tls"};
+  std::unique_ptr<test::ChildProcess> server_;
+  std::string error_;
+  uint16_t port_ = 0;
+};
+
+TEST(HealthChecker, HttpsProbeSpeaksTlsAndChecksTheStatus) {
+  TlsServer tls;
+  ASSERT_TRUE(tls.error().empty()) << tls.error();
+  Recorder r;
+  auto checker = start(r);
+  checker->set_targets({target(tls.port(), model::HealthCheckType::https)});
+  ASSERT_TRUE(r.wait_for(1));
+  EXPECT_EQ(r.seen()[0].change, Change::up);
+  EXPECT_EQ(r.seen()[0].reason, "HTTP 200");
+
+  // A plain-text server is not a TLS one: the handshake fails, with that said. (HttpServer
+  // answers after a second without the end of a request, so the probe waits that long.)
+  HttpServer plain(200);
+  Target t = target(plain.port(), model::HealthCheckType::https);
+  t.timeout = 1500ms;
+  t.interval = 1600ms;
+  t.fall = 1;
+  checker->set_targets({t});
+  ASSERT_TRUE(r.wait_for(2));
+  EXPECT_EQ(r.seen()[1].change, Change::down);
+  EXPECT_NE(r.seen()[1].reason.find("TLS handshake failed"), std::string::npos) << r.seen()[1].reason;
+}
+
+TEST(HealthChecker, ExpectedStatusIsTheOnlyHealthyOne) {
+  HttpServer server(204);
+  Recorder r;
+  auto checker = start(r);
+  Target t = target(server.port(), model::HealthCheckType::http);
+  t.expect_status = 200;
+  checker->set_targets({t});
+  ASSERT_TRUE(r.wait_for(1));
+  EXPECT_EQ(r.seen()[0].change, Change::down);
+  EXPECT_EQ(r.seen()[0].reason, "HTTP 204");
+  server.set_status(200);
+  ASSERT_TRUE(r.wait_for(2));
+  EXPECT_EQ(r.seen()[1].change, Change::up);
 }
 
 }  // namespace
