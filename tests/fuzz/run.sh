@@ -2,6 +2,11 @@
 # Runs the fuzz targets for longer than the test suite does:
 #
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]     # default: 300 s for each target of this directory
+#   tests/fuzz/run.sh packets [FRAMES] [SEED]   # the XDP/tc packet fuzzing (root; the normal build)
+#
+# `packets` runs tests/bpf/packet_fuzz_test of the normal build (build, or $XLB_BUILD_DIR) with
+# FRAMES frames per program (default 1000000) from SEED (default: a new one, printed); the same
+# FRAMES and SEED replay a failure.
 #
 # Builds build-fuzz (clang) first. Inputs that reach new code collect in
 # build-fuzz/tests/fuzz/corpus/TARGET/ (copy the ones worth keeping to tests/fuzz/corpus/TARGET/);
@@ -9,6 +14,15 @@
 # build-fuzz/tests/fuzz/artifacts/. Replay one input: build-fuzz/tests/fuzz/fuzz_TARGET FILE.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+
+if [[ ${1:-} == packets ]]; then
+  frames=${2:-1000000}
+  seed=${3:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+  build=${XLB_BUILD_DIR:-build}
+  cmake --build "$build" --target packet_fuzz_test
+  echo "== packet fuzz: $frames frames per program, seed $seed"
+  exec env XLB_PACKET_FUZZ_FRAMES="$frames" XLB_PACKET_FUZZ_SEED="$seed" "$build/tests/bpf/packet_fuzz_test"
+fi
 
 seconds=${1:-300}
 shift || true
