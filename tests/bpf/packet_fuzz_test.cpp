@@ -1,18 +1,22 @@
 // Packet fuzzing of the XDP and tc programs through BPF_PROG_TEST_RUN: random frames, and frames
-// mutated from the valid packets of the other tests (requests to frontends, replies from
-// backends, ICMP errors, VLAN tags), a bounded number of each. Whatever arrives:
+// mutated from the valid packets of the other tests (requests to frontends in nat, snat and dsr,
+// replies from backends, IP-in-IP for a backend node, ICMP errors, VLAN tags), a bounded number
+// of each. Whatever arrives:
 //   - XDP answers only XDP_PASS, XDP_DROP, XDP_TX or XDP_REDIRECT (never XDP_ABORTED), and a
 //     frame not addressed to a frontend leaves with XDP_PASS, byte for byte as it came (the rule
 //     at the top of bpf/xlb_xdp.bpf.c);
-//   - tc answers only TC_ACT_OK, TC_ACT_SHOT or TC_ACT_REDIRECT, and a frame that does not come
-//     from a backend leaves with TC_ACT_OK, untouched (bpf/xlb_tc.bpf.c; decap is off here).
+//   - tc answers only TC_ACT_OK, TC_ACT_SHOT or TC_ACT_REDIRECT, and a frame that neither comes
+//     from a backend nor carries a packet to a frontend inside IP-in-IP (decap is on) leaves
+//     with TC_ACT_OK, untouched (bpf/xlb_tc.bpf.c, bpf/lib/decap.h).
 // The run is deterministic: XLB_PACKET_FUZZ_SEED (default 1) and XLB_PACKET_FUZZ_FRAMES (per
 // program, default 20000) replay it. It prints how many frames were tried.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <random>
 #include <string>
@@ -31,15 +35,20 @@ uint64_t env_number(const char* name, uint64_t fallback) {
   return text && *text ? std::strtoull(text, nullptr, 10) : fallback;
 }
 
+// Where an IP header may sit after the frame's own: none (the frame's), inside IP-in-IP (after
+// an outer header of the same family), or inside an ICMP error (after the outer header and 8
+// bytes of ICMP).
+enum class Nested { no, ip_in_ip, icmp_error };
+
 // Does `frame` hold one of `addresses` where an IP header's source (at 12 in IPv4, 8 in IPv6)
-// or destination (16, 24) would be, right after the Ethernet header or after one VLAN tag, or,
-// with `embedded`, in the packet an ICMP error carries after a plain outer IP header? Read at
-// every place the programs might, whatever the EtherType says: a superset of what they could
-// take for that address, so that "not there" really means the programs cannot see it.
-bool holds_address(const Bytes& frame, const std::vector<IpAddr>& addresses, bool source, bool embedded = false) {
+// or destination (16, 24) would be, right after the Ethernet header or after one VLAN tag?
+// Read at every place the programs might, whatever the EtherType and protocol say: a superset
+// of what they could take for that address, so that "not there" really means they cannot see it.
+bool holds_address(const Bytes& frame, const std::vector<IpAddr>& addresses, bool source, Nested nested = Nested::no) {
   for (const size_t l3 : {kEth, kEth + 4})
     for (const IpAddr& a : addresses) {
-      const size_t header = embedded ? (a.v6() ? 40 : 20) + 8 : 0;
+      const size_t outer = nested == Nested::no ? 0 : a.v6() ? 40 : 20;
+      const size_t header = outer + (nested == Nested::icmp_error ? 8 : 0);
       const size_t at = l3 + header + (a.v6() ? (source ? 8 : 24) : (source ? 12 : 16));
       if (frame.size() >= at + a.size() && std::equal(a.bytes.begin(), a.bytes.begin() + a.size(), frame.begin() + at))
         return true;
@@ -67,13 +76,26 @@ class PacketFuzz : public LbTest {
       serve(v6, kTcp, base + 1, {kBackend, kBackend + 1, kBackend + 2});
       serve(v6, kUdp, base + 2, {kBackend, kBackend + 1, kLocalBackend}, XLB_SERVICE_F_SNAT);
       serve(v6, kTcp, base + 3, {kBackend + 1, kBackend + 2}, XLB_SERVICE_F_AFFINITY, 60, f.other_frontend);
-      serve(v6, kUdp, base + 4, {}, 0, 0, f.other_frontend);
-      frontends_.insert(frontends_.end(), {f.frontend, f.other_frontend});
+      serve(v6, kUdp, base + 4, {kBackend, kBackend + 1}, XLB_SERVICE_F_DSR, 0, f.other_frontend);
+      serve(v6, kTcp, base + 5, {}, 0, 0, no_backend(v6));
+      frontends_.insert(frontends_.end(), {f.frontend, f.other_frontend, no_backend(v6)});
       backends_.insert(backends_.end(), {f.backend[0], f.backend[1], f.backend[2], f.local_backend,
                                          f.unresolved_backend, f.unroutable_backend});
     }
+    // dsr encapsulates from these prefixes; with decap on, tc also takes IP-in-IP to a dsr
+    // frontend apart, as on a backend node.
+    xlb_dsr_config dsr{};
+    dsr.src_v4 = ip("10.99.0.0").words()[0];
+    copy_addr(dsr.src_v6, ip("fd00:99::"));
+    dsr.src_v4_prefix_len = 16;
+    dsr.src_v6_prefix_len = 64;
+    dsr.decap = 1;
+    const __u32 zero = 0;
+    ASSERT_EQ(bpf_map_update_elem(lb_->fd(lb_->xdp()->maps.xlb_dsr), &zero, &dsr, BPF_ANY), 0) << std::strerror(errno);
     make_seeds();
   }
+
+  static IpAddr no_backend(bool v6) { return ip(v6 ? "2001:db8:f::12" : "203.0.113.12"); }
 
   // The valid packets that mutations start from; running the requests once first gives the
   // replies their conntrack and reverse-NAT entries.
@@ -98,6 +120,17 @@ class PacketFuzz : public LbTest {
         tc_seeds_.push_back(build_frame(from_backend(v6, r.protocol, backend, snat ? f.node : f.client,
                                                      snat ? ntohs(ct->snat_port) : r.sport)));
       }
+      // dsr: one that fits once encapsulated (its encapsulated form is what a backend node's tc
+      // takes apart), and one too big for that.
+      PacketSpec dsr = from_client(v6, kUdp, 40005);
+      dsr.dst = f.other_frontend;
+      const Bytes dsr_frame = build_frame(dsr);
+      const TestRun encapsulated = xdp(dsr_frame);
+      ASSERT_NE(encapsulated.out, dsr_frame) << "the dsr request was not encapsulated";
+      tc_seeds_.push_back(encapsulated.out);
+      dsr.sport = 40006;
+      dsr.payload.assign(v6 ? 1440 : 1460, 'x');
+      xdp_seeds_.insert(xdp_seeds_.end(), {dsr_frame, build_frame(dsr)});
       PacketSpec other = from_client(v6, kTcp, 40004);  // to an address no frontend has
       other.dst = f.not_frontend;
       PacketSpec ping = from_client(v6, v6 ? kIcmpv6 : kIcmp, 0);
@@ -189,6 +222,7 @@ TEST_F(PacketFuzz, NoAbortNoStrayActionAndOtherTrafficUntouched) {
   const uint64_t frames = env_number("XLB_PACKET_FUZZ_FRAMES", 20000);
   std::map<std::string, uint64_t> xdp_actions, tc_actions;
   uint64_t xdp_untouched_checked = 0, tc_untouched_checked = 0, icmp_not_to_frontend_taken = 0, tc_refused = 0;
+  uint64_t tc_decapsulated = 0;  // changed but left to the stack: dsr's decapsulation
 
   for (uint64_t i = 0; i < frames; ++i) {
     const Bytes frame = next_frame(xdp_seeds_);
@@ -201,7 +235,7 @@ TEST_F(PacketFuzz, NoAbortNoStrayActionAndOtherTrafficUntouched) {
     // ICMP error about a balanced flow to its backend whatever the error's outer destination,
     // so an error addressed to another host is rewritten too. The rule wants it passed: only
     // errors sent to the frontend (the embedded packet's source) are xlb's. Counted and printed.
-    if (!holds_address(frame, frontends_, false) && holds_address(frame, frontends_, true, true)) {
+    if (!holds_address(frame, frontends_, false) && holds_address(frame, frontends_, true, Nested::icmp_error)) {
       if (action != "XDP_PASS" || run.out != frame) ++icmp_not_to_frontend_taken;
       continue;
     }
@@ -220,12 +254,13 @@ TEST_F(PacketFuzz, NoAbortNoStrayActionAndOtherTrafficUntouched) {
     const TestRun run = tc(frame);
     const std::string action = tc_action(run.action);
     ++tc_actions[action];
+    if (action == "TC_ACT_OK" && run.out != frame) ++tc_decapsulated;
     ASSERT_TRUE(action == "TC_ACT_OK" || action == "TC_ACT_SHOT" || action == "TC_ACT_REDIRECT")
         << action << " for tc frame " << i << ":\n" << hex(frame);
-    if (!holds_address(frame, backends_, true)) {
+    if (!holds_address(frame, backends_, true) && !holds_address(frame, frontends_, false, Nested::ip_in_ip)) {
       ++tc_untouched_checked;
-      ASSERT_EQ(action, "TC_ACT_OK") << "tc frame " << i << " is not from a backend:\n" << hex(frame);
-      ASSERT_EQ(hex(run.out), hex(frame)) << "tc frame " << i << " is not from a backend";
+      ASSERT_EQ(action, "TC_ACT_OK") << "tc frame " << i << " is neither a reply nor for dsr:\n" << hex(frame);
+      ASSERT_EQ(hex(run.out), hex(frame)) << "tc frame " << i << " is neither a reply nor for dsr";
     }
   }
 
@@ -241,15 +276,17 @@ TEST_F(PacketFuzz, NoAbortNoStrayActionAndOtherTrafficUntouched) {
   std::printf("packet fuzz: %llu ICMP errors not to a frontend but about a balanced flow were rewritten "
               "(the known defect above)\n",
               static_cast<unsigned long long>(icmp_not_to_frontend_taken));
-  std::printf("packet fuzz: %llu tc frames (%llu too short for the test run; %llu not from a backend, checked "
-              "untouched):%s\n",
+  std::printf("packet fuzz: %llu tc frames (%llu too short for the test run; %llu neither a reply nor for "
+              "dsr, checked untouched; %llu decapsulated):%s\n",
               static_cast<unsigned long long>(frames), static_cast<unsigned long long>(tc_refused),
-              static_cast<unsigned long long>(tc_untouched_checked), summary(tc_actions).c_str());
+              static_cast<unsigned long long>(tc_untouched_checked), static_cast<unsigned long long>(tc_decapsulated),
+              summary(tc_actions).c_str());
   // The rule is only tested if both kinds of frame were tried, and the programs did more than pass.
   EXPECT_GT(xdp_untouched_checked, frames / 20);
   EXPECT_GT(xdp_actions["XDP_REDIRECT"] + xdp_actions["XDP_DROP"], frames / 20);
   EXPECT_GT(tc_untouched_checked, frames / 20);
   EXPECT_GT(tc_actions["TC_ACT_REDIRECT"], 0u);
+  EXPECT_GT(tc_decapsulated, 0u);
 }
 
 }  // namespace
