@@ -552,7 +552,7 @@ class ConfigReader {
   model::HealthCheck read_health(const toml::table& t, std::string context) {
     TableReader r(t, std::move(context), diagnostics_);
     model::HealthCheck h;
-    if (auto type = r.choice<model::HealthCheckType>("type", model::parse_health_check_type, "tcp, http, https, none"))
+    if (auto type = r.choice<model::HealthCheckType>("type", model::parse_health_check_type, "tcp, http, https, udp, none"))
       h.type = *type;
     for (auto [key, field] : {std::pair{"interval", &h.interval}, std::pair{"timeout", &h.timeout}}) {
       auto text = r.string(key, false);

@@ -238,13 +238,15 @@ void Checker::Impl::begin(Probe& p, Clock::time_point now) {
     std::memcpy(&in6->sin6_addr, a.bytes().data(), 16);
     len = sizeof *in6;
   }
-  p.fd.reset(::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  const int kind = p.target.type == model::HealthCheckType::udp ? SOCK_DGRAM : SOCK_STREAM;
+  p.fd.reset(::socket(addr.ss_family, kind | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!p.fd) return finish(p, {false, "socket: " + errno_reason(errno)});
   if (::connect(p.fd.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0 && errno != EINPROGRESS)
     return finish(p, {false, errno_reason(errno)});
   // Even a connect that completed at once (loopback) reports through the loop: one path.
   p.phase = Probe::Phase::connecting;
   if (!watch(p, EPOLLOUT)) return;
+  if (p.target.type == model::HealthCheckType::udp) p.request = "xlb-health\n";
   if (speaks_http(p.target))
     p.request = "GET " + p.target.http_path + " HTTP/1.0\r\nHost: " + p.target.backend +
                 "\r\nUser-Agent: xlb-health\r\nConnection: close\r\n\r\n";
@@ -259,6 +261,13 @@ void Checker::Impl::on_event(Probe& p) {
       socklen_t len = sizeof err;
       if (::getsockopt(p.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
       if (err != 0) return finish(p, {false, errno_reason(err)});
+      if (p.target.type == model::HealthCheckType::udp) {
+        if (::send(p.fd.get(), p.request.data(), p.request.size(), MSG_NOSIGNAL) < 0)
+          return finish(p, {false, errno_reason(errno)});
+        p.phase = Probe::Phase::reading;
+        watch(p, EPOLLIN);
+        return;
+      }
       if (!speaks_http(p.target)) return finish(p, {true, "connected"});
       if (p.target.type == model::HealthCheckType::https) {
         p.tls.reset(SSL_new(tls.get()));
@@ -337,8 +346,12 @@ void Checker::Impl::read_response(Probe& p) {
     n = ::recv(p.fd.get(), buf, sizeof buf, 0);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      // On a connected UDP socket, the ICMP port unreachable the backend sent back.
+      if (errno == ECONNREFUSED && p.target.type == model::HealthCheckType::udp)
+        return finish(p, {false, "port unreachable"});
       return finish(p, {false, errno_reason(errno)});
     }
+    if (p.target.type == model::HealthCheckType::udp) return finish(p, {true, "answered"});
   }
   p.response.append(buf, static_cast<size_t>(n));
   const size_t eol = p.response.find("\r\n");

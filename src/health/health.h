@@ -31,7 +31,7 @@ struct Target {
   std::string backend;  // the backend's key, "10.0.1.2:8080"
   model::IpAddress address;
   uint16_t port = 0;
-  model::HealthCheckType type = model::HealthCheckType::tcp;  // tcp, http or https
+  model::HealthCheckType type = model::HealthCheckType::tcp;  // tcp, http, https or udp
   std::chrono::milliseconds interval{2000};
   std::chrono::milliseconds timeout{1000};
   int rise = 2;
@@ -43,9 +43,10 @@ struct Target {
   bool operator==(const Target&) const = default;
 };
 
-// The probes of every backend of every service that asks for them (health type tcp, http or
-// https). https probes do not verify the backend's certificate: they ask whether it answers, as
-// load balancers' TLS checks commonly do, not who it is.
+// The probes of every backend of every service that asks for them (health type tcp, http, https
+// or udp). https probes do not verify the backend's certificate: they ask whether it answers, as
+// load balancers' TLS checks commonly do, not who it is. A udp probe sends one datagram
+// ("xlb-health\n"): any answer is up; an ICMP port unreachable, or silence, is down.
 std::vector<Target> targets_of(const model::Catalog& catalog);
 
 // up/down: the backend answers or not. slow/recovered: it answers, but its probes take far

@@ -66,10 +66,11 @@ constexpr Names<BackendState, 4> kStates{{{BackendState::active, "active"},
                                           {BackendState::draining, "draining"},
                                           {BackendState::down, "down"},
                                           {BackendState::maintenance, "maintenance"}}};
-constexpr Names<HealthCheckType, 4> kHealthTypes{{{HealthCheckType::none, "none"},
+constexpr Names<HealthCheckType, 5> kHealthTypes{{{HealthCheckType::none, "none"},
                                                   {HealthCheckType::tcp, "tcp"},
                                                   {HealthCheckType::http, "http"},
-                                                  {HealthCheckType::https, "https"}}};
+                                                  {HealthCheckType::https, "https"},
+                                                  {HealthCheckType::udp, "udp"}}};
 
 template <class E, size_t N>
 std::string_view name_of(const Names<E, N>& names, E value) {

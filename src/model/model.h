@@ -43,7 +43,7 @@ enum class Protocol : uint8_t { tcp, udp };
 enum class FrontendKind : uint8_t { vip, cluster_ip, node_port, load_balancer, external_ip };
 enum class ForwardingMode : uint8_t { nat, snat, dsr };
 enum class BackendState : uint8_t { active, draining, down, maintenance };
-enum class HealthCheckType : uint8_t { none, tcp, http, https };
+enum class HealthCheckType : uint8_t { none, tcp, http, https, udp };
 
 std::string_view to_string(Protocol);
 std::string_view to_string(FrontendKind);

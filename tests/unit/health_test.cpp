@@ -384,5 +384,40 @@ TEST(HealthChecker, ExpectedStatusIsTheOnlyHealthyOne) {
   EXPECT_EQ(r.seen()[1].change, Change::up);
 }
 
+TEST(HealthChecker, UdpProbeUpOnAnAnswerDownOnPortUnreachable) {
+  UniqueFd server(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(server.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(server.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  const uint16_t port = ntohs(a.sin_port);
+  std::atomic<bool> stop{false};
+  std::thread echo([&] {  // answers every datagram, as a DNS server would
+    while (!stop) {
+      pollfd p{server.get(), POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      char buf[512];
+      sockaddr_in from{};
+      socklen_t from_len = sizeof from;
+      const ssize_t n = ::recvfrom(server.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+      if (n > 0) (void)!::sendto(server.get(), buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), from_len);
+    }
+  });
+  Recorder r;
+  auto checker = start(r);
+  checker->set_targets({target(port, model::HealthCheckType::udp)});
+  ASSERT_TRUE(r.wait_for(1));
+  EXPECT_EQ(r.seen()[0].change, Change::up);
+  EXPECT_EQ(r.seen()[0].reason, "answered");
+  stop = true;
+  echo.join();
+  server.reset();  // the port closes: the kernel answers with ICMP port unreachable
+  ASSERT_TRUE(r.wait_for(2));
+  EXPECT_EQ(r.seen()[1].change, Change::down);
+  EXPECT_EQ(r.seen()[1].reason, "port unreachable");
+}
+
 }  // namespace
 }  // namespace xlb::health
