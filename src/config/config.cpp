@@ -36,12 +36,32 @@ struct Diagnostic {
   std::string message;
 };
 
+// Messages quote the input (keys, values, toml++'s "saw 't<LF>'"): control characters in it
+// are escaped, so that each problem stays one line, as the Error promises and logs need.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += {'\\', 'x', kHex[u >> 4], kHex[u & 0xf]};
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 class Diagnostics {
  public:
   explicit Diagnostics(std::string file) : file_(std::move(file)) {}
 
   void add(const toml::source_position& at, std::string message) {
-    items_.push_back({at, std::move(message)});
+    items_.push_back({at, printable(message)});
   }
   bool empty() const { return items_.empty(); }
 

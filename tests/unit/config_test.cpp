@@ -209,6 +209,14 @@ TEST(ConfigErrors, SyntaxError) {
   EXPECT_EQ(errors_of("[node\n"), "xlb.toml:1:6: syntax error: Error while parsing table header: expected ']', saw '\\n'");
 }
 
+// The input's control characters are escaped where a message quotes it, so that every problem
+// stays on one line (tests/fuzz found raw newlines there).
+TEST(ConfigErrors, ControlCharactersOfTheInputAreEscaped) {
+  EXPECT_EQ(errors_of("[node]\ndecap = t\n"),
+            "xlb.toml:2:10: syntax error: Error while parsing boolean: expected 'true', saw 't\\n'");
+  EXPECT_EQ(errors_of("\"a\\nb\" = 1\n"), "xlb.toml:1:1: unknown key \"a\\nb\"; did you mean \"api\"?");
+}
+
 TEST(ConfigErrors, EveryProblemIsReportedInOnePass) {
   const std::string text =
       "[node]\nxdp_mode = \"fast\"\n[[service]]\nname = \"a\"\n[[service.frontend]]\naddress = \"x\"\nport = "
