@@ -345,6 +345,42 @@ Status Datapath::attach_tc(const std::string& interface) {
 
 namespace {
 
+uint32_t program_id(int fd) {
+  bpf_prog_info info{};
+  uint32_t length = sizeof info;
+  return bpf_obj_get_info_by_fd(fd, &info, &length) == 0 ? info.id : 0;
+}
+
+}  // namespace
+
+Result<bool> Datapath::attached_to(const std::string& interface, bool xdp) const {
+  auto index = interface_index(interface);
+  if (!index) return index.error();
+  if (xdp) {
+    bpf_xdp_query_opts query{};
+    query.sz = sizeof query;
+    if (int err = bpf_xdp_query(static_cast<int>(*index), 0, &query); err != 0)
+      return errno_error("query XDP on " + interface, -err);
+    const uint32_t ours = program_id(bpf_program__fd(objects_->xdp().first_program()));
+    if (query.drv_prog_id != ours && query.skb_prog_id != ours) return false;
+  }
+  bpf_tc_hook hook{};
+  hook.sz = sizeof hook;
+  hook.ifindex = static_cast<int>(*index);
+  hook.attach_point = BPF_TC_INGRESS;
+  bpf_tc_opts opts{};
+  opts.sz = sizeof opts;
+  opts.handle = kTcHandle;
+  opts.priority = kTcPriority;
+  if (int err = bpf_tc_query(&hook, &opts); err == -ENOENT || err == -EINVAL)
+    return false;
+  else if (err != 0)
+    return errno_error("query tc on " + interface, -err);
+  return opts.prog_id == program_id(bpf_program__fd(objects_->tc().first_program()));
+}
+
+namespace {
+
 // The socket-LB programs that attach to a cgroup: every program of the xlb_sock object but its
 // socket iterators, which user space runs instead (destroy_sockets_to).
 bool is_cgroup_program(const bpf_program* program) {

@@ -93,6 +93,9 @@ class Datapath {
   Result<XdpMode> attach_xdp(const std::string& interface, XdpMode wanted);
   // tc ingress (clsact) on a link: reverse translation of replies.
   Status attach_tc(const std::string& interface);
+  // Whether this datapath's programs are still on the link (its XDP program when `xdp`, and its
+  // tc program): not after the link was deleted and made again, or the programs taken off.
+  Result<bool> attached_to(const std::string& interface, bool xdp) const;
   // Socket-LB for every process in this cgroup v2 directory and below: every socket-LB program,
   // each through a link pinned as <pin dir>/link_<program> (connect4, sendmsg6, ...). After a
   // restart the pinned links are kept and given the new programs.

@@ -219,24 +219,32 @@ Result<Applied> Engine::apply_health(HealthOverlay next, std::string_view servic
 Result<Applied> Engine::commit(const model::Catalog& catalog, std::string_view source) {
   const auto changes = model::diff(catalog_, catalog);
   const bool changed = !changes.empty() || revision_ == 0;
-  std::vector<ServiceState> states;
-  if (changed) {
-    auto built = build_states(catalog);
-    if (!built) return Error{"the catalog was not applied: " + built.error().message};
-    states = std::move(*built);
-  } else {
-    states = services_;
+  if (!changed) {
     maps_known_ = false;  // nothing to change: read the maps back, and repair what differs
+    auto synced = sync_maps(services_);
+    if (!synced) return Error{"the catalog was not applied: " + synced.error().message};
+    return Applied{false, revision_, "no change", synced->first, synced->second};
   }
-  auto synced = sync_maps(states);
-  if (!synced) return Error{"the catalog was not applied: " + synced.error().message};
-  if (!changed) return Applied{false, revision_, "no change", synced->first, synced->second};
-
+  auto states = build_states(catalog);
+  if (!states) return Error{"the catalog was not applied: " + states.error().message};
+  // The revision and the maps change together or not at all: the database first (a locked or
+  // full one stops everything here), the maps inside its transaction, then the commit.
+  auto transaction = store_.begin();
+  if (!transaction) return Error{"the catalog was not applied: " + transaction.error().message};
   const std::string summary = changes.empty() ? "empty catalog" : changes.summary();
   auto id = store_.record_revision(source, summary, catalog);
-  if (!id) return Error{"the catalog is in the datapath, but its revision was not recorded: " + id.error().message};
+  if (!id) return Error{"the catalog was not applied: " + id.error().message};
+  auto synced = sync_maps(*states);
+  if (!synced) return Error{"the catalog was not applied: " + synced.error().message};
+  if (auto committed = transaction->commit(); !committed) {
+    // The maps hold the new catalog and the database the old one: put the maps back.
+    if (auto back = sync_maps(services_); !back)
+      log_.error("could not put the datapath back to revision " + std::to_string(revision_) + ": " +
+                 back.error().message);
+    return Error{"the catalog was not applied: " + committed.error().message};
+  }
   catalog_ = catalog;
-  services_ = std::move(states);
+  services_ = std::move(*states);
   revision_ = *id;
   return Applied{true, revision_, summary, synced->first, synced->second};
 }

@@ -155,6 +155,22 @@ int Store::schema_version() const {
   return v ? *v : -1;
 }
 
+Store::Transaction::~Transaction() {
+  if (db_) (void)exec(db_, "ROLLBACK", "rolling back");
+}
+
+Status Store::Transaction::commit() {
+  auto s = exec(db_, "COMMIT", "committing to the state database");
+  if (!s) return s;  // still open: the destructor rolls it back
+  db_ = nullptr;
+  return {};
+}
+
+Result<Store::Transaction> Store::begin() {
+  if (auto s = exec(db_.get(), "BEGIN IMMEDIATE", path_.string() + ": starting a write"); !s) return s.error();
+  return Transaction(db_.get());
+}
+
 Result<int64_t> Store::record_revision(std::string_view source, std::string_view summary,
                                        const model::Catalog& catalog) {
   Statement s(db_.get(), "INSERT INTO revisions (source, summary, catalog) VALUES (?, ?, ?)");

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -49,6 +50,23 @@ class Store {
   static Result<Store> open(const std::filesystem::path& path);
 
   int schema_version() const;
+
+  // A write transaction: what is recorded while it is open lands all at once on commit(), or not
+  // at all (rolled back when it ends uncommitted). Taken before the datapath is written, so that
+  // a database that cannot take a revision (locked, full, read-only) changes nothing.
+  class Transaction {
+   public:
+    Transaction(Transaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+    Transaction& operator=(Transaction&&) = delete;
+    ~Transaction();
+    Status commit();
+
+   private:
+    friend class Store;
+    explicit Transaction(sqlite3* db) : db_(db) {}
+    sqlite3* db_;  // null once committed or rolled back
+  };
+  Result<Transaction> begin();
 
   Result<int64_t> record_revision(std::string_view source, std::string_view summary,
                                   const model::Catalog& catalog);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <net/if.h>
 #include <sys/file.h>
 #include <unistd.h>
 #include <sys/signalfd.h>
@@ -15,6 +16,7 @@
 #include "engine/merge.h"
 #include "xlbd/config_watch.h"
 #include "xlbd/kernel.h"
+#include "xlbd/link_watch.h"
 
 
 namespace xlb::xlbd {
@@ -195,6 +197,23 @@ std::string Daemon::status_line() const {
   return line;
 }
 
+void Daemon::reattach(const std::set<std::string>& changed) {
+  const auto& node = started_with_.node;
+  for (const auto& interface : node.interfaces) {
+    if (!changed.count(interface)) continue;
+    auto attached = datapath_->attached_to(interface, node.xdp_mode != config::XdpMode::off);
+    if (!attached) {
+      if (::if_nametoindex(interface.c_str()) == 0) continue;  // deleted: it is put back when it returns
+      log_.warning("datapath: " + attached.error().message);
+      continue;
+    }
+    if (*attached) continue;  // news about it, but xlb's programs are still there
+    log_.warning("datapath: " + interface + " lost xlb's programs (made again, or detached); attaching them again");
+    if (auto link = attach_link(*datapath_, node, interface, log_); !link)
+      log_.error("datapath: " + interface + ": " + link.error().message);
+  }
+}
+
 std::vector<api::SourceView> Daemon::source_views() const {
   std::vector<api::SourceView> views;
   views.push_back({"toml", "ok", options_.config.string(), config_catalog_.services.size(), {}});
@@ -321,21 +340,30 @@ int Daemon::run() {
     else
       log_.warning(w.error().message + "; reload with SIGHUP (systemctl reload xlb)");
   }
+  std::optional<LinkWatch> links;
+  if (datapath_ && !started_with_.node.interfaces.empty()) {
+    auto w = LinkWatch::start();
+    if (w)
+      links.emplace(std::move(*w));
+    else
+      log_.warning(w.error().message + "; a configured link that is made again needs a restart of xlbd");
+  }
   // An edit often arrives as several writes and renames: reload once it has settled.
   constexpr auto kSettle = std::chrono::milliseconds(200);
   std::optional<std::chrono::steady_clock::time_point> reload_at;
   for (;;) {
-    pollfd fds[2] = {{signals->get(), POLLIN, 0}, {watch ? watch->fd() : -1, POLLIN, 0}};
+    pollfd fds[3] = {{signals->get(), POLLIN, 0}, {watch ? watch->fd() : -1, POLLIN, 0}, {links ? links->fd() : -1, POLLIN, 0}};
     int timeout = -1;
     if (reload_at)
       timeout = static_cast<int>(std::max<int64_t>(
           0, std::chrono::duration_cast<std::chrono::milliseconds>(*reload_at - std::chrono::steady_clock::now()).count()));
-    if (::poll(fds, 2, timeout) < 0) {
+    if (::poll(fds, 3, timeout) < 0) {
       if (errno == EINTR) continue;
       log_.error(std::string("poll: ") + std::strerror(errno));
       return 1;
     }
     if (fds[1].revents & POLLIN && watch->changed()) reload_at = std::chrono::steady_clock::now() + kSettle;
+    if (fds[2].revents & POLLIN) reattach(links->changed());
     if (reload_at && std::chrono::steady_clock::now() >= *reload_at) {
       reload_at.reset();
       log_.info(options_.config.string() + " changed: reloading");

@@ -6,6 +6,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <string>
 
 #include "api/server.h"
 #include "base/log.h"
@@ -48,6 +50,8 @@ class Daemon {
   void on_kubernetes(k8s::Publication publication);
   std::vector<api::SourceView> source_views() const;
   std::string status_line() const;  // for systemd's STATUS=; with state_mutex_ held
+  // Puts xlb's programs back on configured links among `changed` that lost them.
+  void reattach(const std::set<std::string>& changed);
   // A config that fails to load, validate or apply leaves the running one in force.
   // Called with state_mutex_ held: the API's threads read the engine and store under it.
   Status reload();

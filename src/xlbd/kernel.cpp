@@ -73,24 +73,33 @@ void warn_without_forwarding(const config::Config& config, const Logger& log) {
 
 }  // namespace
 
+Result<std::vector<api::Attachment>> attach_link(datapath::Datapath& datapath, const config::NodeConfig& node,
+                                                 const std::string& interface, const Logger& log) {
+  std::vector<api::Attachment> attached;
+  if (node.xdp_mode != config::XdpMode::off) {
+    const auto wanted = node.xdp_mode == config::XdpMode::native ? datapath::XdpMode::native : datapath::XdpMode::generic;
+    auto mode = datapath.attach_xdp(interface, wanted);
+    if (!mode) return mode.error();
+    if (*mode != wanted)
+      log.warning("datapath: " + interface + " cannot run XDP in native mode; attached in generic mode (slower)");
+    attached.push_back({interface, "xlb_xdp", std::string(datapath::to_string(*mode))});
+  }
+  if (auto s = datapath.attach_tc(interface); !s) return s.error();
+  attached.push_back({interface, "xlb_tc", "clsact ingress"});
+  log.info("datapath: attached to " + interface + " (XDP " + std::string(config::to_string(node.xdp_mode)) +
+           ", tc ingress)");
+  return attached;
+}
+
 Result<std::vector<api::Attachment>> attach_datapath(datapath::Datapath& datapath, const config::Config& config,
                                                      const Logger& log) {
   const auto& node = config.node;
   warn_without_forwarding(config, log);
   std::vector<api::Attachment> attached;
   for (const auto& interface : node.interfaces) {
-    if (node.xdp_mode != config::XdpMode::off) {
-      const auto wanted = node.xdp_mode == config::XdpMode::native ? datapath::XdpMode::native : datapath::XdpMode::generic;
-      auto mode = datapath.attach_xdp(interface, wanted);
-      if (!mode) return mode.error();
-      if (*mode != wanted)
-        log.warning("datapath: " + interface + " cannot run XDP in native mode; attached in generic mode (slower)");
-      attached.push_back({interface, "xlb_xdp", std::string(datapath::to_string(*mode))});
-    }
-    if (auto s = datapath.attach_tc(interface); !s) return s.error();
-    attached.push_back({interface, "xlb_tc", "clsact ingress"});
-    log.info("datapath: attached to " + interface + " (XDP " + std::string(config::to_string(node.xdp_mode)) +
-             ", tc ingress)");
+    auto link = attach_link(datapath, node, interface, log);
+    if (!link) return link.error();
+    attached.insert(attached.end(), link->begin(), link->end());
   }
   if (node.cgroup == "off") return attached;
   auto cgroup = node.cgroup == "auto" ? datapath::find_cgroup2_mount() : Result<std::filesystem::path>(node.cgroup);

@@ -21,6 +21,11 @@ Result<datapath::Datapath> load_datapath(const config::NodeConfig& node, const s
 Result<std::vector<api::Attachment>> attach_datapath(datapath::Datapath& datapath, const config::Config& config,
                                                      const Logger& log);
 
+// XDP (unless [node] xdp_mode is off) and tc on one link; also to put them back on a link that
+// was made again.
+Result<std::vector<api::Attachment>> attach_link(datapath::Datapath& datapath, const config::NodeConfig& node,
+                                                 const std::string& interface, const Logger& log);
+
 // Detaches xlb from the configured links and removes its pins.
 Status cleanup_datapath(const config::NodeConfig& node, const std::filesystem::path& pin_dir, const Logger& log);
 
