@@ -8,6 +8,10 @@ namespace {
 
 constexpr const char* kProxyNameLabel = "service.kubernetes.io/service-proxy-name";
 constexpr const char* kModeAnnotation = "xlb.io/forwarding-mode";
+// Probes on top of EndpointSlice readiness: "tcp", "http", "https" or "udp", with an optional
+// path for http(s) in xlb.io/health-check-path.
+constexpr const char* kHealthAnnotation = "xlb.io/health-check";
+constexpr const char* kHealthPathAnnotation = "xlb.io/health-check-path";
 
 // One endpoint address serving one service port, with what the slice says about it.
 struct Candidate {
@@ -63,15 +67,32 @@ class Translator {
     return mode;
   }
 
+  // The probes a service's annotations ask for; nullopt (and a skip) when they are wrong.
+  std::optional<model::HealthCheck> health_of(const Service& s) {
+    model::HealthCheck h;
+    auto type = s.annotations.find(kHealthAnnotation);
+    if (type == s.annotations.end()) return h;
+    auto parsed = model::parse_health_check_type(type->second);
+    if (!parsed) {
+      skip("Service " + s.key(), std::string(kHealthAnnotation) + " \"" + type->second + "\" is not tcp, http, https, udp or none");
+      return std::nullopt;
+    }
+    h.type = *parsed;
+    if (auto path = s.annotations.find(kHealthPathAnnotation); path != s.annotations.end()) h.http_path = path->second;
+    return h;
+  }
+
   void add_service(const Service& s) {
     auto mode = mode_of(s);
     if (!mode) return;
+    auto health = health_of(s);
+    if (!health) return;
     for (const ServicePort& port : s.ports) {
       if (port.protocol != "TCP" && port.protocol != "UDP") {
         skip("Service " + s.key(), "port " + port_label(port) + ": protocol " + port.protocol + " is not supported");
         continue;
       }
-      add_port(s, port, *mode);
+      add_port(s, port, *mode, *health);
     }
   }
 
@@ -79,7 +100,7 @@ class Translator {
     return port.name.empty() ? std::to_string(port.port) : port.name;
   }
 
-  void add_port(const Service& s, const ServicePort& port, model::ForwardingMode mode) {
+  void add_port(const Service& s, const ServicePort& port, model::ForwardingMode mode, const model::HealthCheck& health) {
     const model::Protocol protocol = port.protocol == "UDP" ? model::Protocol::udp : model::Protocol::tcp;
     Candidates usable = usable_endpoints(collect(s, port));
     Candidates cluster = topology_aware(usable, s.prefer_close);
@@ -90,6 +111,7 @@ class Translator {
     base.name = s.key() + ":" + port_label(port);
     base.source = "kubernetes";
     base.mode = mode;
+    base.health = health;
     base.affinity.client_ip = s.session_affinity_client_ip;
     base.affinity.timeout = std::chrono::seconds(s.session_affinity_timeout);
 

@@ -316,5 +316,22 @@ TEST_F(TranslateTest, BadAddressesSkippedWithReason) {
   EXPECT_EQ(t.skipped.size(), 2u);
 }
 
+TEST_F(TranslateTest, HealthCheckAnnotationAddsProbesOnTopOfReadiness) {
+  add_service(service_json("probed", {{"clusterIP", "10.96.0.17"}, {"ports", {http_port()}}},
+                           {{"annotations", {{"xlb.io/health-check", "http"}, {"xlb.io/health-check-path", "/healthz"}}}}));
+  add_service(service_json("wrong", {{"clusterIP", "10.96.0.18"}, {"ports", {http_port()}}},
+                           {{"annotations", {{"xlb.io/health-check", "icmp"}}}}));
+  add_service(service_json("plain", {{"clusterIP", "10.96.0.19"}, {"ports", {http_port()}}}));
+  auto t = run();
+  ASSERT_EQ(t.catalog.services.size(), 2u);
+  EXPECT_EQ(t.catalog.services[0].name, "default/plain:http");
+  EXPECT_EQ(t.catalog.services[0].health.type, model::HealthCheckType::none);
+  EXPECT_EQ(t.catalog.services[1].name, "default/probed:http");
+  EXPECT_EQ(t.catalog.services[1].health.type, model::HealthCheckType::http);
+  EXPECT_EQ(t.catalog.services[1].health.http_path, "/healthz");
+  ASSERT_EQ(t.skipped.size(), 1u);
+  EXPECT_NE(t.skipped[0].reason.find("\"icmp\" is not tcp, http, https, udp or none"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace xlb::k8s
