@@ -115,6 +115,16 @@ TEST_F(KubeconfigTest, NonAsciiBase64IsAnError) {
   EXPECT_EQ(e.error().message, "kubeconfig " + p.string() + ": certificate-authority-data is not valid base64");
 }
 
+// An empty *-data field is no secret, read without touching an empty buffer (tests/fuzz).
+TEST_F(KubeconfigTest, EmptyBase64IsNoSecret) {
+  auto p = write("f.conf", "clusters: [{name: c, cluster: {server: \"https://192.0.2.1:6443\", "
+                           "certificate-authority-data: \"\"}}]\n"
+                           "contexts: [{name: ctx, context: {cluster: c}}]\ncurrent-context: ctx\n");
+  auto c = load_kubeconfig(p);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_TRUE(c->certificate_authority.empty());
+}
+
 TEST_F(KubeconfigTest, InClusterFallback) {
   write("token", "sa-token");
   ::setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
