@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 #include <utility>
+#include <vector>
 
 #include "xlb_abi.h"
 
@@ -104,8 +105,8 @@ class DesiredBuilder {
     entry.affinity = service.affinity.client_ip;
     entry.affinity_timeout_s = entry.affinity ? static_cast<uint32_t>(service.affinity.timeout.count()) : 0;
 
-    // Ids of the ring's members, by member index; every backend of the family is written, even
-    // one with no slots, so flows that conntrack pinned to it keep flowing while it drains.
+    // Every backend of the family is written, even one with no slots, so flows that conntrack
+    // pinned to it keep flowing while it drains.
     std::map<std::string, BackendId> ids;
     for (const auto& b : service.backends) {
       if (b.address.family() != frontend.address.family()) continue;
@@ -115,8 +116,12 @@ class DesiredBuilder {
       if (auto s = add_backend(b, *id); !s) return s;
     }
     if (ring) {
+      // Ids by member index first: a ring has thousands of slots and only a few members.
+      std::vector<BackendId> member_ids;
+      member_ids.reserve(ring->table.members.size());
+      for (const auto& member : ring->table.members) member_ids.push_back(ids.at(member));
       entry.ring.reserve(ring->table.slots.size());
-      for (uint32_t member : ring->table.slots) entry.ring.push_back(ids.at(ring->table.members[member]));
+      for (uint32_t member : ring->table.slots) entry.ring.push_back(member_ids[member]);
     }
 
     if (auto it = actual_.frontends.find(entry.key); it != actual_.frontends.end()) {
