@@ -70,9 +70,11 @@ Result<Credentials> parse_kubeconfig(const YAML::Node& root, const fs::path& pat
   Credentials c;
   c.origin = path.string() + " context " + context;
   c.server = cluster["server"] ? cluster["server"].as<std::string>() : "";
+  // Trailing slashes go first, so that "https://" (or "https:///") is refused rather than cut
+  // down to "https:" (tests/fuzz).
+  while (!c.server.empty() && c.server.back() == '/') c.server.pop_back();
   if (c.server.rfind("https://", 0) != 0 && c.server.rfind("http://", 0) != 0)
     return Error{"cluster \"" + cluster_name + "\" has no https:// server address"};
-  while (!c.server.empty() && c.server.back() == '/') c.server.pop_back();
   c.insecure_skip_tls_verify = cluster["insecure-skip-tls-verify"] && cluster["insecure-skip-tls-verify"].as<bool>();
   const fs::path base = path.parent_path();
   if (auto s = read_secret(cluster, "certificate-authority", base, c.certificate_authority); !s) return s.error();

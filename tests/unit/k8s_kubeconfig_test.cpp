@@ -125,6 +125,15 @@ TEST_F(KubeconfigTest, EmptyBase64IsNoSecret) {
   EXPECT_TRUE(c->certificate_authority.empty());
 }
 
+// A server of slashes only is no address, not "https:" (tests/fuzz).
+TEST_F(KubeconfigTest, ServerWithoutAHostIsAnError) {
+  auto p = write("g.conf", "clusters: [{name: c, cluster: {server: \"https:///\"}}]\n"
+                           "contexts: [{name: ctx, context: {cluster: c}}]\ncurrent-context: ctx\n");
+  auto e = load_kubeconfig(p);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().message, "kubeconfig " + p.string() + ": cluster \"c\" has no https:// server address");
+}
+
 TEST_F(KubeconfigTest, InClusterFallback) {
   write("token", "sa-token");
   ::setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
