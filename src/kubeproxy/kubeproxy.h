@@ -47,4 +47,15 @@ std::string_view to_string(Finding::Kind);
 // writes no nat rule for it (its filter table rejects it), and xlb refuses its connections too.
 std::vector<Finding> compare(const Rules& kube_proxy, const model::Catalog& xlb);
 
+// The rules of `iptables-save` text that kube-proxy owns, as `kube-proxy --cleanup` counts them:
+// its chains (KUBE-SERVICES, KUBE-NODEPORTS, KUBE-POSTROUTING, KUBE-EXTERNAL-SERVICES, KUBE-FORWARD,
+// KUBE-PROXY-FIREWALL, KUBE-PROXY-CANARY and the KUBE-SVC/SVL/EXT/FW/SEP-<hash> ones) and every
+// jump to them. kubelet's chains (KUBE-MARK-MASQ, KUBE-MARK-DROP, KUBE-FIREWALL, ...) are not.
+struct IptablesScripts {
+  std::string remove;   // for `iptables-restore --noflush`: deletes the jumps, flushes and deletes the chains
+  std::string restore;  // for `iptables-restore --noflush` afterwards: puts them back as they were
+  size_t chains = 0;    // how many chains of kube-proxy's the text has
+};
+IptablesScripts iptables_scripts(std::string_view iptables_save);
+
 }  // namespace xlb::kubeproxy

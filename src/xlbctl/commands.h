@@ -19,6 +19,8 @@ int maglev(const Context& ctx, const Args& args);   // show SERVICE
 int history(const Context& ctx, const Args& args, const CommandOptions& options);
 int events(const Context& ctx, const Args& args, const CommandOptions& options);
 int diff(const Context& ctx, const Args& args, const CommandOptions& options);  // kube-proxy
+int takeover(const Context& ctx, const Args& args, const CommandOptions& options);
+int rollback(const Context& ctx, const Args& args, const CommandOptions& options);
 
 // Prints "xlbctl COMMAND: WHAT" and returns the usage exit code.
 int usage_error(const Context& ctx, const std::string& command, const std::string& what);

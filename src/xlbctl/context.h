@@ -37,6 +37,8 @@ struct CommandOptions {
   long limit = 20;            // history, events: how many to list
   std::string reason;         // drain, undrain: recorded with the event
   std::string rules;          // diff, takeover: kube-proxy's rules from this file, not from the node
+  long wait_s = 120;          // takeover, rollback: how long to wait for xlbd to serve or stop
+  std::string pin_dir;        // rollback: xlbd's pinned maps and links, removed to detach them
 };
 
 // Why a command could not do its work: what to tell the person, and the exit code.

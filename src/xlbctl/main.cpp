@@ -2,6 +2,7 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "datapath/datapath.h"
 #include "xlbctl/commands.h"
 #include "xlbctl/settings.h"
 
@@ -27,6 +28,10 @@ const char* const kUsage =
     "  diff kube-proxy                       kube-proxy's rules on this node against xlb's services;\n"
     "                                        exit 0 only when they agree (--rules FILE: a saved\n"
     "                                        iptables-save -t nat or nft list table ip kube-proxy)\n"
+    "  takeover                              this node from kube-proxy to xlb: preflight, kube-proxy\n"
+    "                                        stopped, diff agrees, xlbd serves, kube-proxy's rules go\n"
+    "  rollback                              back to kube-proxy: its rules return, xlb's datapath leaves,\n"
+    "                                        xlbd stays in shadow mode\n"
     "\n"
     "Exit codes: 0 success, 1 the answer is no (not found, rejected, invalid config),\n"
     "2 bad usage, 3 xlbd unreachable.\n";
@@ -44,7 +49,10 @@ po::options_description visible_options() {
       "count", po::value<long>(), "events: stop after N new events (implies --follow)")(
       "limit", po::value<long>()->default_value(20), "history, events: how many to list")(
       "reason", po::value<std::string>()->default_value(""), "drain, undrain: why, recorded with the event")(
-      "rules", po::value<std::string>()->default_value(""), "diff: kube-proxy's rules from FILE (- for stdin)");
+      "rules", po::value<std::string>()->default_value(""), "diff, takeover: kube-proxy's rules from FILE (- for stdin)")(
+      "wait", po::value<long>()->default_value(120), "takeover, rollback: seconds to wait for xlbd to serve or stop")(
+      "pin-dir", po::value<std::string>()->default_value(xlb::datapath::default_pin_dir().string()),
+      "rollback: xlbd's --pin-dir, removed to detach its datapath");
   po::options_description visible;
   visible.add(global).add(command);
   return visible;
@@ -70,6 +78,8 @@ CommandOptions command_options(const po::variables_map& vm) {
   options.limit = vm["limit"].as<long>();
   options.reason = vm["reason"].as<std::string>();
   options.rules = vm["rules"].as<std::string>();
+  options.wait_s = vm["wait"].as<long>();
+  options.pin_dir = vm["pin-dir"].as<std::string>();
   return options;
 }
 
@@ -83,6 +93,8 @@ int dispatch(const Context& ctx, const std::string& command, const Args& args, c
   if (command == "history") return history(ctx, args, options);
   if (command == "events") return events(ctx, args, options);
   if (command == "diff") return diff(ctx, args, options);
+  if (command == "takeover") return takeover(ctx, args, options);
+  if (command == "rollback") return rollback(ctx, args, options);
   std::cerr << "xlbctl: unknown command \"" << command << "\"\n" << kUsage;
   return kExitUsage;
 }

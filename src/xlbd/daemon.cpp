@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "engine/merge.h"
 #include "xlbd/config_watch.h"
@@ -63,13 +64,27 @@ bool restart_needed(const config::Config& running, const config::Config& loaded)
          m.min_table_size != n.min_table_size || m.max_table_size != n.max_table_size || running.kubernetes != loaded.kubernetes;
 }
 
+// STATE_DIR/mode: "serve" or "shadow", written by xlbctl takeover and rollback.
+std::optional<config::NodeMode> mode_set_by_xlbctl(const std::filesystem::path& state_dir) {
+  std::ifstream in(state_dir / "mode");
+  std::string word;
+  if (!(in >> word)) return std::nullopt;
+  if (word == "serve") return config::NodeMode::serve;
+  if (word == "shadow") return config::NodeMode::shadow;
+  return std::nullopt;
+}
+
 }  // namespace
 
 Result<config::Config> Daemon::load_config() const {
   auto config = config::load(options_.config);
   if (!config) return Error{"config " + options_.config.string() + " rejected:\n" + config.error().message};
-  // Every load, not only the first: a reload must not read as a change of mode.
-  if (options_.shadow) config->node.mode = config::NodeMode::shadow;
+  // Every load, not only the first: a reload must not read as a change of mode. The mode that
+  // xlbctl takeover or rollback left in the state directory outlasts restarts: it comes first.
+  if (auto mode = mode_set_by_xlbctl(options_.state_dir))
+    config->node.mode = *mode;
+  else if (options_.shadow)
+    config->node.mode = config::NodeMode::shadow;
   return config;
 }
 

@@ -5,7 +5,10 @@
 #   - xlbd --shadow watches the test API server: the nat table and the packets are the same before,
 #     during and after (every connection still DNATed by kube-proxy's rules, counted by them);
 #   - xlbctl diff kube-proxy, run on the node, agrees; after an endpoint change that only xlb sees,
-#     it names the difference and exits 1; a saved rule set (--rules) of another port is named too.
+#     it names the difference and exits 1; a saved rule set (--rules) of another port is named too;
+#   - xlbctl takeover while a client connects all along: no connection fails, xlb serves (socket-LB
+#     on the client's cgroup), kube-proxy's rules are gone; xlbctl rollback: no connection fails,
+#     the nat table is as before and the old rules serve again, xlb's datapath has left.
 #
 #   node ns: client (in cgroup xlb-test-*), xlbd, test API server, kube-proxy's nat rules
 #     eth1 10.214.1.1 --- b1 10.214.1.2:8080     eth2 10.214.2.1 --- b2 10.214.2.2:8080
@@ -51,7 +54,7 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/serve
 echo "subjectAltName=IP:127.0.0.1" >"$d/san.ext"
 openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -out "$d/server.crt" \
   -days 2 -extfile "$d/san.ext" 2>/dev/null
-on_node python3 "$here/../support/fake_apiserver.py" --cert "$d/server.crt" --key "$d/server.key" \
+nsenter --net="/run/netns/$node" python3 "$here/../support/fake_apiserver.py" --cert "$d/server.crt" --key "$d/server.key" \
   --token secret-token >"$d/apiserver.log" 2>&1 &
 pids+=("$!")
 wait_for_line "$d/apiserver.log" '"port"'
@@ -145,7 +148,8 @@ node_name = "node-a"
 TOML
 ctl() { on_node "$xlbctl" --config "$d/xlb.toml" --state-dir "$d/state" "$@"; }
 log=$d/xlbd.log
-on_node "$xlbd" --shadow --config "$d/xlb.toml" --state-dir "$d/state" --pin-dir "$pin_dir" >"$log" 2>&1 &
+# nsenter itself, not through on_node: $! is then xlbd's own PID (a function in the background is a subshell).
+nsenter --net="/run/netns/$node" "$xlbd" --shadow --config "$d/xlb.toml" --state-dir "$d/state" --pin-dir "$pin_dir" >"$log" 2>&1 &
 xlbd_pid=$!
 pids+=("$xlbd_pid")
 wait_for_line "$log" "ready:"
@@ -210,14 +214,92 @@ check "nft layout named" grep -q "kube-proxy (nftables rules)" "$d/diff4"
 echo "== xlbd stops: the nat table is still kube-proxy's, untouched"
 kill -TERM "$xlbd_pid"
 wait "$xlbd_pid" || true
+check "xlbd stopped" test ! -e "/proc/$xlbd_pid"
 nat_table >"$d/nat.after"
 check "after shadow: the nat table is as before" diff "$d/nat.before" "$d/nat.after"
 run_client "$d/tcp.after" 50
 check "after shadow: every connection served by kube-proxy's rules" test "$(count failed "$d/tcp.after")" -eq 0 -a "$(dnat_packets)" -eq 250
 
+start_xlbd() {  # start_xlbd LOG: xlbd on the node, --shadow as before (the mode xlbctl leaves comes first)
+  nsenter --net="/run/netns/$node" "$xlbd" --shadow --config "$d/xlb.toml" --state-dir "$d/state" --pin-dir "$pin_dir" \
+    >"$1" 2>&1 &
+  xlbd_pid=$!
+  pids+=("$xlbd_pid")
+  wait_for_line "$1" "ready:" 20
+}
+stop_xlbd() {
+  kill -TERM "$xlbd_pid"
+  wait "$xlbd_pid" || true
+}
+loop_start() {  # loop_start OUT SECONDS: new connections to the ClusterIP, 10 ms apart, in the background
+  in_cgroup "$cg" ip netns exec "$node" "$lbtool" loop $cluster_ip 80 "$2" 10 >"$1" 2>&1 &
+  loop_pid=$!
+  pids+=("$loop_pid")
+}
+
+echo "== takeover: with a client connecting all along, xlb serves and kube-proxy's rules go"
+start_xlbd "$d/xlbd.2.log"
+wait_for_line "$d/xlbd.2.log" "1 frontends, 2 backends" 15
+loop_start "$d/loop.takeover" 12
+sleep 1
+ctl takeover --pin-dir "$pin_dir" --wait 30 >"$d/takeover" 2>&1 &
+takeover_pid=$!
+pids+=("$takeover_pid")
+wait_for_line "$d/takeover" "restart xlbd now" 30
+stop_xlbd
+start_xlbd "$d/xlbd.3.log"
+set +e
+wait "$takeover_pid"
+status=$?
+wait "$loop_pid"
+set -e
+cat "$d/takeover" "$d/loop.takeover"
+check "takeover exits 0" test $status -eq 0
+check "takeover checked preflight, kube-proxy, the diff" grep -q "^agree:" "$d/takeover"
+check "xlbd serves after the restart despite --shadow (the mode takeover left)" grep -q "ready:" "$d/xlbd.3.log"
+check "xlbd is not in shadow mode" test -z "$(grep 'shadow mode' "$d/xlbd.3.log")"
+check "socket-LB attached to the cgroup" test -n "$(bpftool cgroup show "$cg" 2>/dev/null)"
+nat_table >"$d/nat.takeover"
+check "kube-proxy's rules are gone" test -z "$(grep -E '^:KUBE-(SERVICES|SVC-|SEP-|NODEPORTS|POSTROUTING)' "$d/nat.takeover")"
+check "the jumps to them are gone" test -z "$(grep -E -- '-j KUBE-(SERVICES|POSTROUTING)' "$d/nat.takeover")"
+check "kubelet's KUBE-MARK-MASQ stays" grep -q '^:KUBE-MARK-MASQ' "$d/nat.takeover"
+check "through the takeover: no connection failed" test "$(count failed "$d/loop.takeover")" -eq 0
+check "through the takeover: connections kept going" test "$(count ok "$d/loop.takeover")" -gt 100
+run_client "$d/tcp.xlb" 100
+check "after takeover: xlb serves every connection" test "$(count failed "$d/tcp.xlb")" -eq 0
+check "after takeover: both endpoints" test "$(count b1 "$d/tcp.xlb")" -gt 10 -a "$(count b2 "$d/tcp.xlb")" -gt 10
+
+echo "== rollback: kube-proxy's rules come back first, then xlb's datapath leaves"
+loop_start "$d/loop.rollback" 8
+sleep 1
+ctl rollback --pin-dir "$pin_dir" --wait 30 >"$d/rollback" 2>&1 &
+rollback_pid=$!
+pids+=("$rollback_pid")
+wait_for_line "$d/rollback" "stop xlbd now" 30
+stop_xlbd
+set +e
+wait "$rollback_pid"
+status=$?
+wait "$loop_pid"
+set -e
+cat "$d/rollback" "$d/loop.rollback"
+check "rollback exits 0" test $status -eq 0
+nat_table >"$d/nat.rollback"
+check "after rollback: the nat table is as before the takeover" diff "$d/nat.before" "$d/nat.rollback"
+check "after rollback: nothing attached to the cgroup" test -z "$(bpftool cgroup show "$cg" 2>/dev/null)"
+check "after rollback: the pins are gone" test ! -e "$pin_dir"
+check "through the rollback: no connection failed" test "$(count failed "$d/loop.rollback")" -eq 0
+before=$(dnat_packets)
+run_client "$d/tcp.rolledback" 50
+check "after rollback: kube-proxy's old rules serve every connection again" \
+  test "$(count failed "$d/tcp.rolledback")" -eq 0 -a "$(dnat_packets)" -eq $((before + 50))
+start_xlbd "$d/xlbd.4.log"
+check "xlbd starts in shadow mode again (the mode rollback left)" grep -q "shadow mode" "$d/xlbd.4.log"
+stop_xlbd
+
 if ((failures > 0)); then
-  echo "$failures checks failed; xlbd's log:" >&2
-  cat "$log" >&2
+  echo "$failures checks failed; xlbd's logs:" >&2
+  cat "$log" "$d"/xlbd.*.log >&2
   exit 1
 fi
 echo "PASS"

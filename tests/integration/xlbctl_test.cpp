@@ -371,7 +371,8 @@ std::string complete(const std::string& line, const std::string& api) {
 }
 
 TEST_F(XlbctlTest, BashCompletionKnowsCommandsOptionsAndServices) {
-  EXPECT_EQ(complete("", api()), "status service backend maglev history events validate");
+  EXPECT_EQ(complete("", api()), "status service backend maglev history events validate preflight diff takeover rollback");
+  EXPECT_EQ(complete("diff ", api()), "kube-proxy");
   EXPECT_EQ(complete("se", api()), "service");
   EXPECT_EQ(complete("service ", api()), "list show");
   EXPECT_EQ(complete("backend ", api()), "drain undrain");
@@ -387,7 +388,8 @@ TEST(XlbctlManual, ThePageIsCleanTroffAndNamesEveryCommandAndExitCode) {
   std::ifstream in(page);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   for (const char* command : {"status", "service list", "service show", "backend drain", "backend undrain",
-                              "maglev show", "history", "events", "validate", ".B 3\nxlbd is unreachable"})
+                              "maglev show", "history", "events", "validate", "diff kube\\-proxy", "takeover",
+                              "rollback", ".B 3\nxlbd is unreachable"})
     EXPECT_NE(text.find(command), std::string::npos) << command;
   if (!fs::exists("/usr/bin/groff")) GTEST_SKIP() << "no groff to check the troff";
   ChildProcess groff({"/usr/bin/groff", "-man", "-ww", "-z", page});

@@ -288,6 +288,41 @@ TEST_F(KubeProxyTest, AnAffinityDifferenceIsNamed) {
   EXPECT_NE(findings[0].message.find("kube-proxy ClientIP for 600s, xlb none"), std::string::npos);
 }
 
+TEST_F(KubeProxyTest, CleanupRemovesKubeProxysChainsAndJumpsAndKeepsKubelets) {
+  const std::string text = test::kube_proxy_iptables(services, slices);
+  const IptablesScripts scripts = iptables_scripts(text);
+  EXPECT_GT(scripts.chains, 10u);
+  const std::string& remove = scripts.remove;
+  EXPECT_TRUE(remove.starts_with("*nat\n")) << remove;
+  EXPECT_TRUE(remove.ends_with("COMMIT\n"));
+  EXPECT_NE(remove.find("-D PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n"),
+            std::string::npos);
+  EXPECT_NE(remove.find("-D OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n"),
+            std::string::npos);
+  EXPECT_NE(remove.find("-D POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n"),
+            std::string::npos);
+  EXPECT_NE(remove.find("-X KUBE-NODEPORTS\n"), std::string::npos);
+  // Chains are flushed before any is deleted: they jump to each other.
+  EXPECT_LT(remove.rfind("-F "), remove.find("-X "));
+  for (const std::string prefix : {"KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-SEP-"})
+    EXPECT_NE(remove.find("-X " + prefix), std::string::npos) << prefix;
+  EXPECT_EQ(remove.find("KUBE-MARK-MASQ"), std::string::npos);  // kubelet's too: left alone
+
+  // The restore script holds kube-proxy's rules whole: read back, they still agree with xlb.
+  auto restored = parse(scripts.restore);
+  ASSERT_TRUE(restored.ok()) << restored.error().message;
+  EXPECT_EQ(describe(compare(*restored, xlb_catalog())), "");
+  EXPECT_NE(scripts.restore.find("-I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n"),
+            std::string::npos);
+}
+
+TEST(KubeProxyParse, CleanupOfATableWithoutKubeProxyIsEmpty) {
+  const IptablesScripts scripts = iptables_scripts("*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-MARK-MASQ - [0:0]\nCOMMIT\n");
+  EXPECT_EQ(scripts.chains, 0u);
+  EXPECT_EQ(scripts.remove, "");
+  EXPECT_EQ(scripts.restore, "");
+}
+
 TEST(KubeProxyParse, TextOfNeitherLayoutIsRefusedWithWords) {
   auto rules = parse("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n");
   ASSERT_FALSE(rules.ok());
