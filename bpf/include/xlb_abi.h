@@ -247,11 +247,13 @@ struct xlb_event {
 	struct xlb_flow_key flow;
 };
 
-/* xlb_event_budget (PERCPU_ARRAY, one entry): the rate limiter's state. */
+/* xlb_event_budget (PERCPU_ARRAY, one entry): the rate limiter's state, and what it held back.
+ * `unreported` was padding before: an older program leaves it 0 (nothing counted), so the
+ * pinned map is adopted as it is, with no new ABI version. */
 struct xlb_event_budget {
 	__u64 window_start_ns;
 	__u32 sent;
-	__u32 pad;
+	__u32 unreported; /* drops with no event (over the budget, or the ring full); wraps */
 };
 
 #ifdef __cplusplus
@@ -275,6 +277,7 @@ XLB_ABI_ASSERT(XLB_REASON_MAX <= XLB_REASON_SLOTS, "more reasons than xlb_reason
 XLB_ABI_ASSERT(sizeof(struct xlb_dsr_config) == 24, "xlb_dsr_config layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_stats) == 24, "xlb_stats layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_event) == 56, "xlb_event layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_event_budget) == 16, "xlb_event_budget layout changed");
 
 #undef XLB_ABI_ASSERT
 

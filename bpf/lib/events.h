@@ -6,7 +6,8 @@
  *
  * The budget is a window per CPU, so that no CPU waits for another: when a second has passed
  * since the window opened, a new one opens with nothing sent. Per CPU means a machine may send
- * up to CPUs x events_per_second events a second in total.
+ * up to CPUs x events_per_second events a second in total. What the budget or a full ring
+ * holds back is counted in xlb_event_budget.unreported, per CPU.
  */
 #ifndef XLB_LIB_EVENTS_H
 #define XLB_LIB_EVENTS_H
@@ -49,13 +50,19 @@ static __always_inline void xlb_emit_event(__u32 reason, __u32 ifindex, const st
 		budget->window_start_ns = now;
 		budget->sent = 0;
 	}
-	if (budget->sent >= node->events_per_second)
+	/* Counted, so that a reader knows how much it did not see (the counters still have
+	 * every packet, by reason). */
+	if (budget->sent >= node->events_per_second) {
+		budget->unreported++;
 		return;
+	}
 
-	/* A full ring (user space not reading) loses the event; the counters still have it. */
+	/* A full ring (user space not reading) loses the event. */
 	event = bpf_ringbuf_reserve(&xlb_events, sizeof(*event), 0);
-	if (!event)
+	if (!event) {
+		budget->unreported++;
 		return;
+	}
 	budget->sent++;
 	event->timestamp_ns = now;
 	event->reason = reason;

@@ -10,8 +10,9 @@
  *
  * The function is Bob Jenkins' lookup3 as the Linux kernel has it in include/linux/jhash.h
  * (jhash2 on 32-bit words, __jhash_mix and __jhash_final), written out here because BPF
- * programs cannot include kernel-internal headers. tests/bpf has an independent copy that
- * predicts the slot a flow takes.
+ * programs cannot include kernel-internal headers. src/datapath/flow_hash.h has an independent
+ * copy in user space: xlbctl trace predicts with it the slot a flow takes, and tests/bpf checks
+ * the programs against it.
  */
 #ifndef XLB_LIB_HASH_H
 #define XLB_LIB_HASH_H

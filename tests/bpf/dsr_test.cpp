@@ -4,8 +4,8 @@
 // built independently (support/packet.h, the outer header by hand here), checksums from scratch.
 #include <gtest/gtest.h>
 
-#include "bpf/flow_hash.h"
 #include "bpf/lb_fixture.h"
+#include "datapath/flow_hash.h"
 
 namespace xlb::test {
 namespace {
@@ -36,7 +36,7 @@ IpAddr outer_source(const PacketSpec& in) {
   const bool v6 = in.src.v6();
   const IpAddr prefix = v6 ? kDsrPrefixV6 : kDsrPrefixV4;
   const unsigned length = v6 ? kDsrPrefixLenV6 : kDsrPrefixLenV4;
-  const uint32_t hash = flow_hash(flow_key(in.src, in.sport, in.dst, in.dport, in.protocol));
+  const uint32_t hash = datapath::flow_hash(flow_key(in.src, in.sport, in.dst, in.dport, in.protocol));
   IpAddr out = prefix;
   for (unsigned word = 0; word < (v6 ? 4U : 1U); ++word) {
     const unsigned fixed = length > word * 32 ? std::min(32U, length - word * 32) : 0;

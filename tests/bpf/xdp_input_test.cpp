@@ -323,6 +323,15 @@ class XdpEvents : public LbTest {
     ring_buffer__free(rb);
     return count;
   }
+  // Drops held back, summed over CPUs (xlb_event_budget.unreported).
+  uint64_t unreported() {
+    std::vector<xlb_event_budget> budgets(static_cast<size_t>(libbpf_num_possible_cpus()));
+    const __u32 zero = 0;
+    if (bpf_map_lookup_elem(lb_->fd(lb_->xdp()->maps.xlb_event_budget), &zero, budgets.data()) != 0) return 0;
+    uint64_t sum = 0;
+    for (const auto& b : budgets) sum += b.unreported;
+    return sum;
+  }
 };
 
 TEST_F(XdpEvents, AtMostEventsPerSecondPerCpuWhileEveryDropIsCounted) {
@@ -336,6 +345,7 @@ TEST_F(XdpEvents, AtMostEventsPerSecondPerCpuWhileEveryDropIsCounted) {
 
   EXPECT_EQ(reason_packets(XLB_DROP_NO_BACKEND), 5U);
   EXPECT_EQ(consume_events(), 3U);
+  EXPECT_EQ(unreported(), 2U) << "what the budget held back is counted";
 
   // A second later (the window's start moved into the past): a new budget.
   XLB_ASSERT_OK(lb_->set_percpu(lb_->xdp()->maps.xlb_event_budget, 0, xlb_event_budget{}));

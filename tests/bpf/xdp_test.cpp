@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <set>
 
-#include "bpf/flow_hash.h"
 #include "bpf/lb_fixture.h"
+#include "datapath/flow_hash.h"
 
 namespace xlb::test {
 namespace {
@@ -437,7 +437,7 @@ TEST_P(XdpBalance, AffinitySendsEveryFlowOfAClientToOneBackendUntilItTimesOut) {
       << "established flows keep their backend";
 }
 
-// The slot a flow takes is the documented hash (bpf/flow_hash.h predicts it).
+// The slot a flow takes is the documented hash (datapath/flow_hash.h predicts it).
 TEST_P(XdpBalance, NewFlowsTakeTheRingSlotOfTheDocumentedFlowHash) {
   const auto [v6, protocol] = GetParam();
   const lbnet::Family f = lbnet::family(v6);
@@ -448,7 +448,7 @@ TEST_P(XdpBalance, NewFlowsTakeTheRingSlotOfTheDocumentedFlowHash) {
   std::set<uint32_t> seen;
   for (uint16_t sport = 46000; sport < 46030; ++sport) {
     const PacketSpec in = from_client(v6, protocol, sport);
-    const uint32_t slot = flow_hash(flow_key(f.client, sport, f.frontend, kFrontendPort, protocol)) % 251;
+    const uint32_t slot = datapath::flow_hash(flow_key(f.client, sport, f.frontend, kFrontendPort, protocol)) % 251;
     const int backend = static_cast<int>(ring[slot] - kBackend);
     EXPECT_EQ(hex(xdp(build_frame(in)).out), hex(build_frame(to_backend(in, backend)))) << "source port " << sport;
     seen.insert(ring[slot]);
