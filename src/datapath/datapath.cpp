@@ -508,6 +508,14 @@ Result<Counters> Datapath::read_counters() const {
   return c;
 }
 
+Result<std::unique_ptr<DropLog>> Datapath::open_drop_log() const {
+  return DropLog::open(map_fd(objects_->maps, "xlb_events"), map_fd(objects_->maps, "xlb_event_budget"));
+}
+
+Result<FlowTables> Datapath::flow_tables() const {
+  return FlowTables::open(map_fd(objects_->maps, "xlb_conntrack"), map_fd(objects_->maps, "xlb_affinity"));
+}
+
 namespace {
 
 // Whether the program with this id is one of ours: xlb's programs are all named xlb_*.

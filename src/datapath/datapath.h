@@ -16,6 +16,8 @@
 
 #include "base/result.h"
 #include "datapath/bpf_maps.h"
+#include "datapath/drop_log.h"
+#include "datapath/flows.h"
 #include "datapath/state.h"
 
 namespace xlb::datapath {
@@ -110,6 +112,10 @@ class Datapath {
   Result<uint32_t> destroy_sockets_to(const model::IpAddress& address, uint16_t port);
 
   Result<Counters> read_counters() const;
+  // The drop events as the programs report them, read from now on by a thread of the log's own.
+  Result<std::unique_ptr<DropLog>> open_drop_log() const;
+  // Conntrack and affinity, to read for one flow.
+  Result<FlowTables> flow_tables() const;
 
   // Detaches xlb's programs from these links, removes the pin directory (which detaches the
   // pinned cgroup link) and the dsr frontend addresses xlb made local. What is not there is skipped; another program's attachment is left alone.

@@ -1,0 +1,66 @@
+#include "datapath/flows.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "datapath/errno_error.h"
+#include "datapath/flow_key.h"
+#include "xlb_abi.h"
+
+namespace xlb::datapath {
+
+namespace {
+
+// The programs' clock for these entries: bpf_ktime_get_coarse_ns.
+uint64_t coarse_now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// A last_seen_ns in the future (a clock read on another CPU a moment later) is no idle time.
+uint64_t idle_since(uint64_t last_seen_ns) {
+  const uint64_t now = coarse_now_ns();
+  return now > last_seen_ns ? now - last_seen_ns : 0;
+}
+
+}  // namespace
+
+Result<FlowTables> FlowTables::open(int conntrack_fd, int affinity_fd) {
+  UniqueFd conntrack(::fcntl(conntrack_fd, F_DUPFD_CLOEXEC, 0));
+  UniqueFd affinity(::fcntl(affinity_fd, F_DUPFD_CLOEXEC, 0));
+  if (!conntrack || !affinity) return errno_error("open the flow tables", errno);
+  return FlowTables(std::move(conntrack), std::move(affinity));
+}
+
+Result<std::optional<ConntrackEntry>> FlowTables::conntrack(const Flow& flow) const {
+  const xlb_flow_key key = flow_key_of(flow);
+  xlb_ct_entry entry{};
+  if (int err = bpf_map_lookup_elem(conntrack_.get(), &key, &entry); err != 0) {
+    if (err == -ENOENT) return std::optional<ConntrackEntry>{};
+    return errno_error("read conntrack", -err);
+  }
+  return std::optional<ConntrackEntry>{
+      ConntrackEntry{entry.backend_id, entry.service_id, ntohs(entry.snat_port), idle_since(entry.last_seen_ns)}};
+}
+
+Result<std::optional<AffinityEntry>> FlowTables::affinity(const model::IpAddress& client, ServiceId service) const {
+  xlb_affinity_key key{};
+  std::memcpy(key.client, client.bytes().data(), client.is_v4() ? 4 : 16);
+  key.service_id = service;
+  key.family = client.is_v4() ? XLB_AF_INET : XLB_AF_INET6;
+  xlb_affinity_entry entry{};
+  if (int err = bpf_map_lookup_elem(affinity_.get(), &key, &entry); err != 0) {
+    if (err == -ENOENT) return std::optional<AffinityEntry>{};
+    return errno_error("read the affinity table", -err);
+  }
+  return std::optional<AffinityEntry>{AffinityEntry{entry.backend_id, idle_since(entry.last_seen_ns)}};
+}
+
+}  // namespace xlb::datapath
