@@ -105,6 +105,48 @@ struct EventView {
   std::string message;
 };
 
+// A packet the datapath dropped, as its program reported it (rate-limited: see DropsView).
+struct DropView {
+  int64_t id = 0;
+  int64_t unix_ms = 0;
+  std::string reason;     // in words: "no backend", "truncated header", ...
+  std::string interface;  // the link it arrived on (its index when it has no name here)
+  std::string protocol;   // "tcp", "udp", or the IP protocol number
+  std::string source;     // "10.0.0.1:40000", "[2001:db8::1]:40000"; no port when unread
+  std::string destination;
+};
+
+struct DropsView {
+  std::vector<DropView> drops;  // oldest first
+  int64_t last_id = 0;          // of the newest drop xlbd has read, shown or not
+  // Drops the programs counted but did not report one by one (over their rate limit, or their
+  // ring full), since the maps were made. The per-reason totals are in Snapshot::drops.
+  uint64_t unreported = 0;
+};
+
+// A flow as a client sends it: xlbctl trace's question.
+struct FlowQuery {
+  model::IpAddress client;
+  uint16_t client_port = 0;
+  model::IpAddress frontend;
+  uint16_t frontend_port = 0;
+  model::Protocol protocol = model::Protocol::tcp;
+};
+
+// Which backend the flow gets, and why.
+struct TraceView {
+  std::string verdict;   // "conntrack", "affinity", "ring", "no_backend", "not_a_frontend"
+  std::string service;   // the frontend's service; empty when not a frontend
+  std::string backend;   // its key "10.0.1.2:8080"; empty when none
+  std::string why;       // one sentence
+  uint32_t hash = 0;     // ring picks: the flow hash (with affinity, of the client address)
+  uint32_t slot = 0;     //   and the slot it names
+  uint32_t ring_size = 0;
+  bool conntrack = false;           // conntrack has an entry for the flow (used or not)
+  std::string conntrack_backend;    //   its backend's key
+  uint64_t conntrack_idle_ms = 0;
+};
+
 // Who asked for a write, for the event it leaves.
 struct Actor {
   std::string who;     // "alice (127.0.0.1)", "api client 127.0.0.1"
@@ -128,6 +170,12 @@ class Provider {
   virtual Result<std::vector<RevisionView>> revisions(size_t limit) = 0;
   // Events with an id above `after_id`, oldest first; at most `limit`, the newest ones when more.
   virtual Result<std::vector<EventView>> events(size_t limit, int64_t after_id) = 0;
+
+  // Drops with an id above `after_id`, oldest first; at most `limit`, the newest ones when more.
+  virtual Result<DropsView> drops(size_t limit, int64_t after_id) = 0;
+  // Answers as the datapath would for that flow now. An error when there is nothing to ask (the
+  // flow tables unreadable).
+  virtual Result<TraceView> trace(const FlowQuery& flow) = 0;
 
   // Drains (no new flows; established ones go on) or undrains one backend of a service, given
   // by its key "10.0.1.2:8080". A drain outlives reloads and restarts until it is undrained.

@@ -29,7 +29,8 @@ Response json_response(int status, const json& body) { return {status, "applicat
 Response error(int status, const std::string& message) { return json_response(status, {{"error", message}}); }
 
 Response not_found(const Request& request) {
-  return error(404, "nothing at " + request.path + "; the API is under /api/v1/ (services, node, events, revisions)");
+  return error(404, "nothing at " + request.path +
+                        "; the API is under /api/v1/ (services, node, events, revisions, drops, trace)");
 }
 
 Response method_not_allowed(const Request& request, const char* allowed) {
@@ -115,6 +116,8 @@ Target target_of(const Path& p) {
     if (p[2] == "services") return Target::services;
     if (p[2] == "revisions") return Target::revisions;
     if (p[2] == "events") return Target::events;
+    if (p[2] == "drops") return Target::drops;
+    if (p[2] == "trace") return Target::trace;
     if (p[2] == "reload") return Target::reload;
     return Target::none;
   }
@@ -175,6 +178,8 @@ Response Router::route(const Request& request, const Path& path) {
     case Target::service: return service(path[3]);
     case Target::revisions: return revisions(request);
     case Target::events: return events(request);
+    case Target::drops: return drops(request);
+    case Target::trace: return trace(request);
     case Target::healthz: return {200, "text/plain; charset=utf-8", "ok\n", {}};
     case Target::metrics:
       return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(provider_.snapshot()), {}};
@@ -244,8 +249,59 @@ Response Router::events(const Request& request) {
   return json_response(200, {{"events", std::move(out)}, {"last_id", last_id}});
 }
 
+Response Router::drops(const Request& request) {
+  auto limit = number_param(request, "limit", 100, 1, 1000);
+  auto after = number_param(request, "after", 0, 0, INT64_MAX);
+  auto wait = number_param(request, "wait", 0, 0, config_.max_wait.count());
+  for (const auto* p : {&limit, &after, &wait})
+    if (!*p) return error(400, p->error().message);
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(*wait);
+  auto view = provider_.drops(static_cast<size_t>(*limit), *after);
+  while (view && view->drops.empty() && wait_a_little(deadline)) view = provider_.drops(static_cast<size_t>(*limit), *after);
+  if (!view) return error(500, "cannot read drops: " + view.error().message);
+  return json_response(200, to_json(*view));
+}
+
+namespace {
+
+// The flow of a trace request: client, client_port, frontend, port, protocol (tcp or udp).
+Result<FlowQuery> flow_query(const Request& request) {
+  const std::string shape = "client=ADDRESS&client_port=PORT&frontend=ADDRESS&port=PORT&protocol=tcp|udp";
+  FlowQuery q;
+  for (auto [name, address] : {std::pair{"client", &q.client}, std::pair{"frontend", &q.frontend}}) {
+    const auto text = query_value(request.query, name);
+    if (!text) return Error{"missing " + std::string(name) + "; send " + shape};
+    auto parsed = model::IpAddress::parse(*text);
+    if (!parsed) return Error{std::string(name) + ": " + parsed.error().message};
+    *address = *parsed;
+  }
+  if (q.client.family() != q.frontend.family())
+    return Error{"client and frontend must be of one address family (xlb balances within a family)"};
+  for (auto [name, port] : {std::pair{"client_port", &q.client_port}, std::pair{"port", &q.frontend_port}}) {
+    if (!query_value(request.query, name)) return Error{"missing " + std::string(name) + "; send " + shape};
+    auto value = number_param(request, name, 0, 1, 65535);
+    if (!value) return value.error();
+    *port = static_cast<uint16_t>(*value);
+  }
+  const auto protocol = model::parse_protocol(query_value(request.query, "protocol").value_or("tcp"));
+  if (!protocol) return Error{"protocol must be tcp or udp"};
+  q.protocol = *protocol;
+  return q;
+}
+
+}  // namespace
+
+Response Router::trace(const Request& request) {
+  auto query = flow_query(request);
+  if (!query) return error(400, query.error().message);
+  auto view = provider_.trace(*query);
+  if (!view) return error(500, "cannot trace: " + view.error().message);
+  return json_response(200, to_json(*view));
+}
+
 bool Router::wait_a_little(std::chrono::steady_clock::time_point deadline) {
-  // Store events have no notification: a waiting poll looks again twice a second.
+  // Neither store events nor drops notify: a waiting poll looks again twice a second.
   constexpr auto kRecheck = std::chrono::milliseconds(500);
   std::unique_lock lock(wait_mutex_);
   if (stopping_ || std::chrono::steady_clock::now() >= deadline) return false;

@@ -27,7 +27,9 @@ struct Request {
 };
 
 // What a request path names.
-enum class Target { none, node, services, service, revisions, events, drain, undrain, reload, healthz, metrics, file };
+enum class Target {
+  none, node, services, service, revisions, events, drops, trace, drain, undrain, reload, healthz, metrics, file
+};
 
 struct Response {
   int status = 200;
@@ -40,7 +42,7 @@ class Router {
  public:
   Router(Provider& provider, std::string token, const ServerConfig& config, const Logger& log);
 
-  // Thread-safe; blocks only for a long poll of /api/v1/events.
+  // Thread-safe; blocks only for a long poll of /api/v1/events or /api/v1/drops.
   Response handle(const Request& request);
   // Ends every long poll now and every later one at once, so that the server can stop.
   void stop();
@@ -56,6 +58,8 @@ class Router {
   Response service(const std::string& name);
   Response revisions(const Request& request);
   Response events(const Request& request);
+  Response drops(const Request& request);
+  Response trace(const Request& request);
   Response drain(const Request& request, const std::string& service, const std::string& backend, bool drained);
   Response reload(const Request& request);
   Response static_file(const std::string& name);

@@ -118,4 +118,24 @@ json to_json(const EventView& e) {
   return {{"id", e.id}, {"created_at", e.created_at}, {"kind", e.kind}, {"subject", e.subject}, {"message", e.message}};
 }
 
+json to_json(const DropsView& v) {
+  json drops = json::array();
+  for (const auto& d : v.drops)
+    drops.push_back({{"id", d.id},
+                     {"unix_ms", d.unix_ms},
+                     {"reason", d.reason},
+                     {"interface", d.interface},
+                     {"protocol", d.protocol},
+                     {"source", d.source},
+                     {"destination", d.destination}});
+  return {{"drops", std::move(drops)}, {"last_id", v.last_id}, {"unreported", v.unreported}};
+}
+
+json to_json(const TraceView& t) {
+  json conntrack = nullptr;
+  if (t.conntrack) conntrack = {{"backend", t.conntrack_backend}, {"idle_ms", t.conntrack_idle_ms}};
+  return {{"verdict", t.verdict}, {"service", t.service}, {"backend", t.backend},   {"why", t.why},
+          {"hash", t.hash},       {"slot", t.slot},       {"ring_size", t.ring_size}, {"conntrack", std::move(conntrack)}};
+}
+
 }  // namespace xlb::api

@@ -19,5 +19,11 @@ nlohmann::json service_json(const Snapshot&, const ServiceView&);
 nlohmann::json to_json(const ServiceView&);
 nlohmann::json to_json(const RevisionView&);
 nlohmann::json to_json(const EventView&);
+// {"drops": [{"id", "unix_ms", "reason", "interface", "protocol", "source", "destination"}...],
+//  "last_id", "unreported"}
+nlohmann::json to_json(const DropsView&);
+// {"verdict", "service", "backend", "why", "hash", "slot", "ring_size",
+//  "conntrack": null | {"backend", "idle_ms"}}
+nlohmann::json to_json(const TraceView&);
 
 }  // namespace xlb::api

@@ -1,11 +1,14 @@
 #include "xlbd/api_provider.h"
 
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 
+#include "datapath/trace.h"
 #include "model/diff.h"
 
 namespace xlb::xlbd {
@@ -13,6 +16,8 @@ namespace xlb::xlbd {
 namespace {
 
 using Code = api::Outcome::Code;
+
+constexpr const char* kShadowMode = "xlbd is in shadow mode: no datapath is loaded, nothing is balanced or dropped here";
 
 api::ServiceView view_of(const engine::ServiceState& state) {
   api::ServiceView view;
@@ -45,7 +50,87 @@ int64_t unix_ms_now() {
       .count();
 }
 
+std::string endpoint(const model::IpAddress& address, uint16_t port) {
+  const std::string host = address.is_v4() ? address.to_string() : "[" + address.to_string() + "]";
+  return port ? host + ":" + std::to_string(port) : host;
+}
+
+std::string interface_name(uint32_t ifindex) {
+  char name[IF_NAMESIZE] = {};
+  if (ifindex != 0 && ::if_indextoname(ifindex, name)) return name;
+  return "ifindex " + std::to_string(ifindex);
+}
+
+std::string protocol_name(uint8_t protocol) {
+  switch (protocol) {
+    case IPPROTO_TCP: return "tcp";
+    case IPPROTO_UDP: return "udp";
+    case IPPROTO_ICMP: return "icmp";
+    case IPPROTO_ICMPV6: return "icmpv6";
+    default: return std::to_string(protocol);
+  }
+}
+
+api::DropView drop_view(const datapath::DropEvent& e) {
+  return {static_cast<int64_t>(e.id),
+          e.unix_ms,
+          std::string(datapath::reason_name(e.reason)),
+          interface_name(e.ifindex),
+          protocol_name(e.protocol),
+          endpoint(e.source, e.source_port),
+          endpoint(e.destination, e.destination_port)};
+}
+
+std::string backend_key(const datapath::BackendEntry& b) {
+  return model::Backend{b.address, b.port, 1, {}, "", ""}.key();
+}
+
+// The service that has this frontend, by name.
+std::string service_of(const model::Catalog& catalog, const datapath::FrontendKey& key) {
+  for (const auto& s : catalog.services)
+    for (const auto& f : s.frontends)
+      if (f.address == key.address && f.port == key.port && f.protocol == key.protocol) return s.name;
+  return "";
+}
+
+api::TraceView trace_view(const datapath::Trace& t, const datapath::State& maps, const model::Catalog& catalog) {
+  api::TraceView v;
+  v.verdict = std::string(datapath::to_string(t.verdict));
+  v.why = t.why;
+  if (t.frontend) {
+    v.service = service_of(catalog, t.frontend->key);
+    v.ring_size = static_cast<uint32_t>(t.frontend->ring.size());
+  }
+  if (t.backend) v.backend = backend_key(*t.backend);
+  v.hash = t.hash;
+  v.slot = t.slot;
+  if (t.conntrack) {
+    v.conntrack = true;
+    const auto b = maps.backends.find(t.conntrack->backend_id);
+    v.conntrack_backend = b == maps.backends.end() ? "gone (id " + std::to_string(t.conntrack->backend_id) + ")"
+                                                   : backend_key(b->second);
+    v.conntrack_idle_ms = t.conntrack->idle_ns / 1'000'000;
+  }
+  return v;
+}
+
 }  // namespace
+
+ApiProvider::ApiProvider(std::mutex& state, engine::Engine& engine, store::Store& store,
+                         const datapath::Datapath* datapath, api::NodeView node, std::function<Status()> reload,
+                         std::function<std::vector<api::SourceView>()> sources, const Logger& log)
+    : state_(state), engine_(engine), store_(store), datapath_(datapath), node_(std::move(node)),
+      reload_(std::move(reload)), sources_(std::move(sources)), log_(log) {
+  if (!datapath_) return;
+  if (auto drops = datapath_->open_drop_log(); drops)
+    drop_log_ = std::move(*drops);
+  else
+    log_.warning("api: drop events unavailable (xlbctl drops): " + drops.error().message);
+  if (auto flows = datapath_->flow_tables(); flows)
+    flow_tables_.emplace(std::move(*flows));
+  else
+    log_.warning("api: flow tables unavailable (xlbctl trace): " + flows.error().message);
+}
 
 api::NodeView node_view(const config::Config& config, std::vector<api::Attachment> attachments) {
   api::NodeView node;
@@ -131,6 +216,28 @@ Result<std::vector<api::EventView>> ApiProvider::events(size_t limit, int64_t af
   for (auto it = stored->rbegin(); it != stored->rend(); ++it)
     if (it->id > after_id) out.push_back({it->id, it->created_at, it->kind, it->subject, it->message});
   return out;
+}
+
+// No state_ lock: the drop log has its own, and the engine is not read.
+Result<api::DropsView> ApiProvider::drops(size_t limit, int64_t after_id) {
+  if (!drop_log_) return Error{datapath_ ? "the drop events could not be read (see xlbd's log)" : kShadowMode};
+  auto unreported = drop_log_->unreported();
+  if (!unreported) return unreported.error();
+  api::DropsView view;
+  for (const auto& e : drop_log_->after(static_cast<uint64_t>(std::max<int64_t>(after_id, 0)), limit))
+    view.drops.push_back(drop_view(e));
+  view.last_id = static_cast<int64_t>(drop_log_->last_id());
+  view.unreported = *unreported;
+  return view;
+}
+
+Result<api::TraceView> ApiProvider::trace(const api::FlowQuery& q) {
+  if (!flow_tables_) return Error{datapath_ ? "the flow tables could not be read (see xlbd's log)" : kShadowMode};
+  std::lock_guard lock(state_);
+  const datapath::Flow flow{q.client, q.client_port, q.frontend, q.frontend_port, q.protocol};
+  auto traced = datapath::trace_flow(engine_.map_state(), flow, *flow_tables_);
+  if (!traced) return traced.error();
+  return trace_view(*traced, engine_.map_state(), engine_.catalog());
 }
 
 api::Outcome ApiProvider::set_drained(std::string_view service, std::string_view backend, bool drained,

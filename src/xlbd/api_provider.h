@@ -8,7 +8,9 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <optional>
 
 #include "api/provider.h"
 #include "base/log.h"
@@ -27,15 +29,16 @@ class ApiProvider final : public api::Provider {
   // `reload` re-reads the config like SIGHUP; it is called with `state` held. `datapath` is
   // where the counters come from; null in shadow mode (they stay zero).
   // `sources` describes the service sources; it is called with `state` held.
+  // With a datapath, it reads the drop events from now on (a thread of its own), until destroyed.
   ApiProvider(std::mutex& state, engine::Engine& engine, store::Store& store, const datapath::Datapath* datapath,
               api::NodeView node, std::function<Status()> reload, std::function<std::vector<api::SourceView>()> sources,
-              const Logger& log)
-      : state_(state), engine_(engine), store_(store), datapath_(datapath), node_(std::move(node)),
-        reload_(std::move(reload)), sources_(std::move(sources)), log_(log) {}
+              const Logger& log);
 
   api::Snapshot snapshot() override;
   Result<std::vector<api::RevisionView>> revisions(size_t limit) override;
   Result<std::vector<api::EventView>> events(size_t limit, int64_t after_id) override;
+  Result<api::DropsView> drops(size_t limit, int64_t after_id) override;
+  Result<api::TraceView> trace(const api::FlowQuery& flow) override;
   api::Outcome set_drained(std::string_view service, std::string_view backend, bool drained,
                            const api::Actor& actor) override;
   api::Outcome reload(const api::Actor& actor) override;
@@ -54,6 +57,9 @@ class ApiProvider final : public api::Provider {
   const std::function<Status()> reload_;
   const std::function<std::vector<api::SourceView>()> sources_;
   const Logger& log_;
+  // Null in shadow mode, or when the datapath would not give them (logged at start).
+  std::unique_ptr<datapath::DropLog> drop_log_;
+  std::optional<datapath::FlowTables> flow_tables_;
 };
 
 }  // namespace xlb::xlbd

@@ -65,6 +65,26 @@ class FakeProvider final : public api::Provider {
     if (out.size() > limit) out.erase(out.begin(), out.end() - static_cast<ptrdiff_t>(limit));
     return out;
   }
+  Result<api::DropsView> drops(size_t limit, int64_t after_id) override {
+    std::lock_guard lock(mutex_);
+    api::DropsView view;
+    for (const auto& d : drops_)
+      if (d.id > after_id) view.drops.push_back(d);
+    if (view.drops.size() > limit)
+      view.drops.erase(view.drops.begin(), view.drops.end() - static_cast<ptrdiff_t>(limit));
+    view.last_id = drops_.empty() ? 0 : drops_.back().id;
+    view.unreported = 7;
+    return view;
+  }
+  // Every flow to 198.18.0.10:80/tcp is new and takes slot 5 of web's ring; anything else is not
+  // a frontend.
+  Result<api::TraceView> trace(const api::FlowQuery& flow) override {
+    std::lock_guard lock(mutex_);
+    traced_.push_back(flow);
+    if (flow.frontend != ip("198.18.0.10") || flow.frontend_port != 80 || flow.protocol != model::Protocol::tcp)
+      return api::TraceView{"not_a_frontend", "", "", "no frontend", 0, 0, 0, false, "", 0};
+    return api::TraceView{"ring", "web", "10.0.0.2:8080", "a new flow", 1234, 5, 251, false, "", 0};
+  }
   api::Outcome set_drained(std::string_view service, std::string_view backend, bool drained,
                            const api::Actor& actor) override {
     std::lock_guard lock(mutex_);
@@ -85,6 +105,15 @@ class FakeProvider final : public api::Provider {
     const int64_t id = static_cast<int64_t>(events_.size()) + 1;
     events_.push_back({id, "2026-01-01T00:00:00.000Z", std::move(kind), std::move(subject), std::move(message)});
   }
+  void add_drop(std::string reason) {
+    std::lock_guard lock(mutex_);
+    const int64_t id = static_cast<int64_t>(drops_.size()) + 1;
+    drops_.push_back({id, 1'700'000'000'000 + id, std::move(reason), "eth0", "tcp", "10.1.0.1:40000", "198.18.0.10:80"});
+  }
+  std::vector<api::FlowQuery> traced() {
+    std::lock_guard lock(mutex_);
+    return traced_;
+  }
   std::vector<Write> writes() {
     std::lock_guard lock(mutex_);
     return writes_;
@@ -99,6 +128,8 @@ class FakeProvider final : public api::Provider {
   api::Snapshot snapshot_;
   std::vector<api::RevisionView> revisions_;
   std::vector<api::EventView> events_;
+  std::vector<api::DropView> drops_;
+  std::vector<api::FlowQuery> traced_;
   std::vector<Write> writes_;
   bool reject_reload_ = false;
 };

@@ -204,6 +204,72 @@ TEST_F(ServerTest, EventsLongPollReturnsWhenOneArrives) {
   EXPECT_TRUE(empty.json()["events"].empty());
 }
 
+TEST_F(ServerTest, DropsAfterAnIdWithTheUnreportedCount) {
+  provider_.add_drop("no backend");
+  provider_.add_drop("truncated header");
+  auto r = get("/api/v1/drops");
+  ASSERT_EQ(r.status, 200);
+  auto j = r.json();
+  ASSERT_EQ(j["drops"].size(), 2u);
+  EXPECT_EQ(j["drops"][0]["reason"], "no backend");
+  EXPECT_EQ(j["drops"][0]["source"], "10.1.0.1:40000");
+  EXPECT_EQ(j["drops"][0]["destination"], "198.18.0.10:80");
+  EXPECT_EQ(j["drops"][0]["protocol"], "tcp");
+  EXPECT_EQ(j["drops"][0]["interface"], "eth0");
+  EXPECT_EQ(j["last_id"], 2);
+  EXPECT_EQ(j["unreported"], 7);
+
+  r = get("/api/v1/drops?after=1");
+  ASSERT_EQ(r.json()["drops"].size(), 1u);
+  EXPECT_EQ(r.json()["drops"][0]["reason"], "truncated header");
+  expect_json_error(get("/api/v1/drops?limit=0"), 400, "limit must be a whole number from 1 to 1000");
+}
+
+TEST_F(ServerTest, DropsLongPollReturnsWhenOneArrives) {
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    provider_.add_drop("no backend");
+  });
+  const auto r = get("/api/v1/drops?after=0&wait=20");
+  later.join();
+  ASSERT_EQ(r.status, 200);
+  ASSERT_EQ(r.json()["drops"].size(), 1u);
+  EXPECT_EQ(r.json()["drops"][0]["id"], 1);
+}
+
+TEST_F(ServerTest, TraceAsksTheProviderForThatFlow) {
+  auto r = get("/api/v1/trace?client=10.1.0.1&client_port=40000&frontend=198.18.0.10&port=80&protocol=tcp");
+  ASSERT_EQ(r.status, 200);
+  auto j = r.json();
+  EXPECT_EQ(j["verdict"], "ring");
+  EXPECT_EQ(j["service"], "web");
+  EXPECT_EQ(j["backend"], "10.0.0.2:8080");
+  EXPECT_EQ(j["slot"], 5);
+  EXPECT_EQ(j["ring_size"], 251);
+  EXPECT_TRUE(j["conntrack"].is_null());
+  const auto asked = provider_.traced();
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].client, test::ip("10.1.0.1"));
+  EXPECT_EQ(asked[0].client_port, 40000);
+  EXPECT_EQ(asked[0].frontend_port, 80);
+
+  // The protocol defaults to tcp; IPv6 addresses need no brackets in a query.
+  r = get("/api/v1/trace?client=2001:db8::1&client_port=1&frontend=2001:db8::10&port=53&protocol=udp");
+  EXPECT_EQ(r.json()["verdict"], "not_a_frontend");
+}
+
+TEST_F(ServerTest, TraceRefusesAnIncompleteOrMixedFlow) {
+  expect_json_error(get("/api/v1/trace?client=10.1.0.1&client_port=1&port=80"), 400, "missing frontend");
+  expect_json_error(get("/api/v1/trace?client=10.1.0.1&frontend=198.18.0.10&port=80"), 400, "missing client_port");
+  expect_json_error(get("/api/v1/trace?client=10.1.0.1&client_port=0&frontend=198.18.0.10&port=80"), 400,
+                    "client_port must be a whole number from 1 to 65535");
+  expect_json_error(get("/api/v1/trace?client=10.1.0.1&client_port=1&frontend=2001:db8::10&port=80"), 400,
+                    "one address family");
+  expect_json_error(get("/api/v1/trace?client=10.1.0.1&client_port=1&frontend=198.18.0.10&port=80&protocol=sctp"),
+                    400, "protocol must be tcp or udp");
+  EXPECT_TRUE(provider_.traced().empty());
+}
+
 TEST_F(ServerTest, StoppingEndsALongPollAtOnce) {
   std::thread poll([&] { (void)get("/api/v1/events?after=1&wait=25"); });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
