@@ -13,6 +13,8 @@
 #    the pinned datapath keeps forwarding all the while.
 # 5. SIGTERM while xlbd applies a large catalog: it finishes the plan, stops cleanly, and the
 #    next start finds the database and the maps consistent (no new revision).
+# 6. bpffs unmounted under a running xlbd (in a mount namespace of its own): the attached
+#    programs keep forwarding and a reload still reaches the maps (xlbd holds their fds).
 set -euo pipefail
 build=${1:?usage: faults_test.sh BUILD_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -174,6 +176,27 @@ check "the next start finds the catalog in force: no new revision" grep -q "conf
 check "revisions unchanged ($revisions_after_stop)" test "$(revisions)" -eq "$revisions_after_stop"
 traffic t5 100
 check "traffic flows" test "$(count b1 "$workdir/t5")" -eq 100
+
+echo "== 6. bpffs unmounted under a running xlbd"
+kill -TERM "$xlbd_pid"
+wait "$xlbd_pid" || true
+write_config 1
+log6=$workdir/xlbd.7.log
+unshare --mount --propagation private bash -c \
+  'mount -t bpf bpf /sys/fs/bpf && exec nsenter --net="$0" "$1" --config "$2" --state-dir "$3" --pin-dir "$4"' \
+  "/run/netns/$lb" "$xlbd" "$workdir/xlb.toml" "$state" "$pin_dir" >"$log6" 2>&1 &
+xlbd_pid=$!
+pids+=("$xlbd_pid")
+wait_for_line "$log6" "ready:" 30
+# Every bpffs under it, the host's copy included: xlbd's namespace has none left.
+nsenter --mount --target "$xlbd_pid" bash -c 'while mountpoint -q /sys/fs/bpf; do umount -l /sys/fs/bpf; done'
+check "bpffs is gone for xlbd" bash -c "! nsenter --mount --target $xlbd_pid test -e '$pin_dir'"
+traffic t6 100
+check "traffic flows without bpffs" test "$(count b1 "$workdir/t6")" -eq 100
+write_config 2
+wait_for_line "$log6" "reload: applied revision" 15
+traffic t6b 200
+check "a reload still reaches the maps: b2 serves" test "$(count b2 "$workdir/t6b")" -gt 20
 
 kill -TERM "$xlbd_pid"
 wait "$xlbd_pid" || true
