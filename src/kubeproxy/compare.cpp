@@ -41,7 +41,9 @@ Entries entries_of(const model::Catalog& catalog, bool kube_proxy) {
       e.frontend = f;
       e.affinity = s.affinity;
       e.local = local;
-      for (const model::Backend& b : s.backends) e.backends.insert(b.key());
+      // A dual-stack service holds both families' endpoints; a frontend reaches its own family's.
+      for (const model::Backend& b : s.backends)
+        if (b.address.family() == f.address.family() || f.kind == model::FrontendKind::node_port) e.backends.insert(b.key());
     }
   }
   return out;

@@ -16,8 +16,9 @@ struct Reached {
   bool local = false;
 };
 
-void walk(const Graph& graph, const std::string& name, int depth, Reached& out, std::vector<std::string>& warnings) {
-  auto it = graph.chains.find(name);
+void walk(const Graph& graph, const std::string& key, int depth, Reached& out, std::vector<std::string>& warnings) {
+  const std::string name = key.substr(key.find(' ') + 1);  // the key without its table
+  auto it = graph.chains.find(key);
   if (it == graph.chains.end()) {
     warnings.push_back("chain " + name + " is jumped to but not defined");
     return;

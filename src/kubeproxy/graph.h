@@ -22,11 +22,11 @@ struct Chain {
 struct FrontendRule {
   std::string service;  // kube-proxy's name for the service port
   model::Frontend frontend;
-  std::string chain;    // where the frontend's traffic goes first
+  std::string chain;    // where the frontend's traffic goes first (its key in Graph::chains)
 };
 
 struct Graph {
-  std::map<std::string, Chain> chains;
+  std::map<std::string, Chain> chains;  // by "TABLE NAME": an IPv4 and an IPv6 table share chain names
   std::vector<FrontendRule> frontends;
 };
 

@@ -106,7 +106,10 @@ class Reader {
     size_t number = 0;
     while (std::getline(in, line)) {
       ++number;
-      if (line.starts_with("*")) in_nat = line == "*nat";
+      if (line.starts_with("*")) {
+        in_nat = line == "*nat";
+        table_ += in_nat;
+      }
       if (!in_nat || !line.starts_with("-A ")) continue;
       if (auto s = add(parse_rule(words(line)), number); !s) return s.error();
     }
@@ -120,7 +123,7 @@ class Reader {
     if (r.chain == "KUBE-SERVICES") return add_service_rule(r, line);
     if (r.chain == "KUBE-NODEPORTS") return add_node_port_rule(r, line);
     if (!starts_with(r.chain, "KUBE-")) return {};
-    Chain& chain = graph_.chains[r.chain];
+    Chain& chain = graph_.chains[key(r.chain)];
     chain.local = starts_with(r.chain, "KUBE-SVL-");
     if (r.target == "DNAT") return add_dnat(chain, r, line);
     if (is_terminal_mark(r.target) || !starts_with(r.target, "KUBE-")) return {};
@@ -133,11 +136,11 @@ class Reader {
     }
     // KUBE-FW-* lets through the loadBalancerSourceRanges by source: that is its main path.
     if (r.source_match && !starts_with(r.chain, "KUBE-FW-")) return {};
-    chain.jumps.push_back(r.target);
+    chain.jumps.push_back(key(r.target));
     if (!starts_with(r.target, "KUBE-SEP-")) return {};
     auto probability = r.probability.empty() ? std::optional<double>(1.0) : number<double>(r.probability);
     if (!probability) return Error{"line " + std::to_string(line) + ": --probability \"" + r.probability + "\""};
-    probabilities_[r.chain].push_back(*probability);
+    probabilities_[key(r.chain)].push_back(*probability);
     return {};
   }
 
@@ -183,7 +186,7 @@ class Reader {
     }
     const auto port = number<uint16_t>(r.dport);
     if (!port || *port == 0) return Error{"line " + std::to_string(line) + ": " + name + ": --dport \"" + r.dport + "\""};
-    graph_.frontends.push_back({name, {address, *port, *protocol, kind}, r.target});
+    graph_.frontends.push_back({name, {address, *port, *protocol, kind}, key(r.target)});
     return {};
   }
 
@@ -199,11 +202,17 @@ class Reader {
         rest -= share;
       }
       if (high > low * 1.01)
-        warnings_.push_back("chain " + chain + " gives its endpoints unequal shares; xlb gives each the same");
+        warnings_.push_back("chain " + chain.substr(chain.find(' ') + 1) +
+                            " gives its endpoints unequal shares; xlb gives each the same");
     }
   }
 
+  // iptables-save and ip6tables-save text may come one after the other: each nat table has chains
+  // of the same names (the hash is of the service port), so a chain is known by its table too.
+  std::string key(const std::string& chain) const { return std::to_string(table_) + " " + chain; }
+
   Graph graph_;
+  int table_ = 0;  // which nat table of the text the rules are in
   std::map<std::string, std::vector<double>> probabilities_;
   std::vector<std::string> warnings_;
   bool seen_services_ = false;

@@ -77,9 +77,7 @@ std::string service_name(const std::string& chain) {
   const size_t first = chain.find('-');
   const size_t second = first == std::string::npos ? first : chain.find('-', first + 1);
   if (second == std::string::npos) return chain;
-  std::string rest = chain.substr(second + 1);
-  const size_t endpoint = rest.find("__");
-  if (endpoint != std::string::npos) rest.resize(endpoint);
+  const std::string rest = chain.substr(second + 1);
   const size_t port_slash = rest.rfind('/');
   const size_t proto_slash = port_slash == std::string::npos || port_slash == 0 ? std::string::npos : rest.rfind('/', port_slash - 1);
   if (proto_slash == std::string::npos) return rest;
@@ -203,9 +201,10 @@ class Reader {
                 const std::map<std::string, Set>& sets) {
     if (rule.empty()) return;
     const std::string family = key.substr(0, key.find(' '));
+    // "dnat to IP:PORT", or "dnat ip to IP:PORT" as an inet table would print it.
     for (size_t i = 0; i + 2 < rule.size(); ++i)
-      if (rule[i] == "dnat" && (rule[i + 1] == "to" || rule[i + 2] == "to")) {
-        const std::string& target = rule[i + 1] == "to" ? rule[i + 2] : rule[i + 3 < rule.size() ? i + 3 : i + 2];
+      if (rule[i] == "dnat" && (rule[i + 1] == "to" || (rule[i + 2] == "to" && i + 3 < rule.size()))) {
+        const std::string& target = rule[i + 1] == "to" ? rule[i + 2] : rule[i + 3];
         auto backend = detail::parse_endpoint(target);
         if (!backend) warnings_.push_back("chain " + name + ": dnat to " + backend.error().message);
         else c.dnat = *backend;

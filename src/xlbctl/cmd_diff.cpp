@@ -90,12 +90,23 @@ void print_text_report(const Context& ctx, const kubeproxy::Rules& rules, const 
             << f.message << "\n";
 }
 
+// The IPv4 and IPv6 rules of one layout: iptables (kube-proxy has chains in the nat table),
+// else nftables. A family without kube-proxy's rules (single stack) adds nothing.
+Result<std::string> node_rules() {
+  std::string text;
+  for (const char* command : {"iptables-save -t nat", "ip6tables-save -t nat"})
+    if (auto t = run_command(command); t && t->find("KUBE-SERVICES") != std::string::npos) text += *t;
+  if (!text.empty()) return text;
+  for (const char* command : {"nft list table ip kube-proxy", "nft list table ip6 kube-proxy"})
+    if (auto t = run_command(command)) text += *t;
+  if (!text.empty()) return text;
+  return Error{"neither iptables-save nor nft shows kube-proxy's rules"};
+}
+
 }  // namespace
 
 Answer<kubeproxy::Rules> read_kube_proxy_rules(const std::string& rules_file) {
-  Result<std::string> text = rules_file.empty() ? run_command("iptables-save -t nat") : read_file(rules_file);
-  if (text && rules_file.empty() && text->find("KUBE-SERVICES") == std::string::npos)
-    if (auto nft = run_command("nft list table ip kube-proxy")) text = std::move(nft);
+  Result<std::string> text = rules_file.empty() ? node_rules() : read_file(rules_file);
   if (!text) return Failure{kExitFailed, "cannot read kube-proxy's rules: " + text.error().message};
   auto rules = kubeproxy::parse(*text);
   if (!rules)

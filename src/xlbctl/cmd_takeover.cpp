@@ -125,49 +125,60 @@ Status check_outside_traffic(const Context& ctx, const kubeproxy::Rules& rules) 
                "nothing. Set [node] interfaces first; nothing was changed"};
 }
 
-// Saves what a rollback puts back, then removes kube-proxy's rules as `kube-proxy --cleanup` does.
+// Saves what a rollback puts back, then removes kube-proxy's rules as `kube-proxy --cleanup` does,
+// IPv4 and IPv6.
 Status remove_kube_proxy_rules(const Context& ctx, const kubeproxy::Rules& rules) {
-  const fs::path saved = fs::path(ctx.state_dir) / "kube-proxy.restore";
-  std::error_code ec;  // a copy of an earlier takeover in the other layout must not be restored
-  fs::remove(saved, ec);
-  fs::remove(fs::path(ctx.state_dir) / "kube-proxy.nft", ec);
+  const fs::path dir = ctx.state_dir;
+  std::error_code ec;  // a copy of an earlier takeover (another layout, another family) must not be restored
+  for (const char* name : {"kube-proxy.ip.restore", "kube-proxy.ip6.restore", "kube-proxy.nft"}) fs::remove(dir / name, ec);
   if (rules.layout == kubeproxy::Layout::nftables) {
-    auto text = output_of("nft list table ip kube-proxy");
-    if (!text) return text.error();
-    if (auto s = write_file(fs::path(ctx.state_dir) / "kube-proxy.nft", *text); !s) return s;
-    if (std::system("nft delete table ip kube-proxy") != 0) return Error{"nft delete table ip kube-proxy failed"};
-    ctx.out << "   deleted table ip kube-proxy (saved in " << ctx.state_dir << "/kube-proxy.nft)\n";
-    return {};
+    std::string saved;
+    for (const std::string family : {"ip", "ip6"}) {
+      auto text = output_of("nft list table " + family + " kube-proxy");
+      if (!text) continue;  // single stack
+      saved += *text;
+      if (std::system(("nft delete table " + family + " kube-proxy").c_str()) != 0)
+        return Error{"nft delete table " + family + " kube-proxy failed"};
+      ctx.out << "   deleted table " << family << " kube-proxy\n";
+    }
+    return write_file(dir / "kube-proxy.nft", saved);
   }
-  auto text = output_of("iptables-save");
-  if (!text) return text.error();
-  const auto scripts = kubeproxy::iptables_scripts(*text);
-  if (auto s = write_file(saved, scripts.restore); !s) return s;
-  if (run_with_input("iptables-restore --noflush", scripts.remove) != 0)
-    return Error{"iptables-restore --noflush refused the removal of kube-proxy's rules; they are unchanged"};
-  ctx.out << "   removed " << scripts.chains << " chains of kube-proxy and the jumps to them (saved in " << saved.string()
-          << ")\n";
+  for (const std::string family : {"ip", "ip6"}) {
+    const std::string tool = family == "ip" ? "iptables" : "ip6tables";
+    auto text = output_of(tool + "-save");
+    if (!text) continue;  // no IPv6 tables here
+    const auto scripts = kubeproxy::iptables_scripts(*text);
+    if (scripts.chains == 0) continue;
+    const fs::path saved = dir / ("kube-proxy." + family + ".restore");
+    if (auto s = write_file(saved, scripts.restore); !s) return s;
+    if (run_with_input(tool + "-restore --noflush", scripts.remove) != 0)
+      return Error{tool + "-restore --noflush refused the removal of kube-proxy's rules; they are unchanged"};
+    ctx.out << "   " << tool << ": removed " << scripts.chains << " chains of kube-proxy and the jumps to them (saved in "
+            << saved.string() << ")\n";
+  }
   return {};
 }
 
 Status restore_kube_proxy_rules(const Context& ctx) {
-  const fs::path iptables = fs::path(ctx.state_dir) / "kube-proxy.restore";
-  const fs::path nft = fs::path(ctx.state_dir) / "kube-proxy.nft";
   if (read_kube_proxy_rules("").ok()) {
     ctx.out << "   kube-proxy's rules are in place already (kube-proxy is back, or they were never removed)\n";
     return {};
   }
-  std::ifstream in(fs::exists(nft) ? nft : iptables);
-  if (!in) {
-    ctx.out << "   no saved rules of kube-proxy in " << ctx.state_dir << ": start kube-proxy to write them\n";
-    return {};
+  const fs::path dir = ctx.state_dir;
+  bool restored = false;
+  for (const auto& [file, command] : {std::pair{"kube-proxy.nft", "nft -f -"},
+                                      {"kube-proxy.ip.restore", "iptables-restore --noflush"},
+                                      {"kube-proxy.ip6.restore", "ip6tables-restore --noflush"}}) {
+    std::ifstream in(dir / file);
+    if (!in) continue;
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (run_with_input(command, text.str()) != 0)
+      return Error{std::string(command) + " refused the saved rules of kube-proxy in " + (dir / file).string()};
+    restored = true;
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  const bool is_nft = fs::exists(nft);
-  if (run_with_input(is_nft ? "nft -f -" : "iptables-restore --noflush", text.str()) != 0)
-    return Error{std::string(is_nft ? "nft -f" : "iptables-restore") + " refused the saved rules of kube-proxy"};
-  ctx.out << "   kube-proxy's rules are back as they were at takeover\n";
+  ctx.out << (restored ? "   kube-proxy's rules are back as they were at takeover\n"
+                       : "   no saved rules of kube-proxy in " + ctx.state_dir + ": start kube-proxy to write them\n");
   return {};
 }
 

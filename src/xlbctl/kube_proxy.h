@@ -10,8 +10,9 @@
 
 namespace xlb::ctl {
 
-// From `rules_file` ("-" for stdin) when given, else from `iptables-save -t nat` on this node,
-// falling back to `nft list table ip kube-proxy` when the nat table holds no kube-proxy chain.
+// From `rules_file` ("-" for stdin) when given, else from `iptables-save -t nat` and
+// `ip6tables-save -t nat` on this node, or, when their nat tables hold no kube-proxy chain,
+// `nft list table ip kube-proxy` and `nft list table ip6 kube-proxy`.
 Answer<kubeproxy::Rules> read_kube_proxy_rules(const std::string& rules_file);
 
 // The differences with xlbd's catalog; with `print`, also the report (table or JSON).

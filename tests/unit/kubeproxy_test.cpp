@@ -323,6 +323,27 @@ TEST(KubeProxyParse, CleanupOfATableWithoutKubeProxyIsEmpty) {
   EXPECT_EQ(scripts.restore, "");
 }
 
+TEST(KubeProxyParse, IptablesAndIp6tablesSavesTogetherKeepEachFamilysEndpoints) {
+  // Dual stack: the same service port has chains of the same names in both nat tables.
+  auto rules = parse_iptables_save(
+      "*nat\n-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment \"a/b:c cluster IP\" -m tcp --dport 80 -j KUBE-SVC-A\n"
+      "-A KUBE-SVC-A -j KUBE-SEP-A\n-A KUBE-SEP-A -p tcp -j DNAT --to-destination 10.0.0.1:80\nCOMMIT\n"
+      "*nat\n-A KUBE-SERVICES -d fd00::1/128 -p tcp -m comment --comment \"a/b:c cluster IP\" -m tcp --dport 80 -j KUBE-SVC-A\n"
+      "-A KUBE-SVC-A -j KUBE-SEP-B\n-A KUBE-SEP-B -p tcp -j DNAT --to-destination [fd00::10]:80\nCOMMIT\n");
+  ASSERT_TRUE(rules.ok()) << rules.error().message;
+  EXPECT_TRUE(rules->warnings.empty());
+  model::Catalog xlb;
+  for (const auto& [frontend, backend] : {std::pair{"10.96.0.1", "10.0.0.1"}, {"fd00::1", "fd00::10"}}) {
+    model::Service s;
+    s.name = std::string("a/b:c ") + frontend;
+    s.source = "kubernetes";
+    s.frontends = {{*model::IpAddress::parse(frontend), 80, model::Protocol::tcp, model::FrontendKind::cluster_ip}};
+    s.backends = {{*model::IpAddress::parse(backend), 80, 1, model::BackendState::active, "", ""}};
+    xlb.services.push_back(s);
+  }
+  EXPECT_TRUE(compare(*rules, xlb).empty());
+}
+
 TEST(KubeProxyParse, TextOfNeitherLayoutIsRefusedWithWords) {
   auto rules = parse("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n");
   ASSERT_FALSE(rules.ok());
