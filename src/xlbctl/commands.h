@@ -18,6 +18,8 @@ int backend(const Context& ctx, const Args& args, const CommandOptions& options)
 int maglev(const Context& ctx, const Args& args);   // show SERVICE
 int history(const Context& ctx, const Args& args, const CommandOptions& options);
 int events(const Context& ctx, const Args& args, const CommandOptions& options);
+int drops(const Context& ctx, const Args& args, const CommandOptions& options);
+int trace(const Context& ctx, const Args& args);  // SRC_IP:PORT VIP:PORT[/PROTO]
 int diff(const Context& ctx, const Args& args, const CommandOptions& options);  // kube-proxy
 int takeover(const Context& ctx, const Args& args, const CommandOptions& options);
 int rollback(const Context& ctx, const Args& args, const CommandOptions& options);

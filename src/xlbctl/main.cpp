@@ -23,6 +23,10 @@ const char* const kUsage =
     "  maglev show SERVICE                   ring size, each backend's slots and share, last disruption\n"
     "  history                               the revisions xlbd applied, newest first\n"
     "  events                                recent events; --follow waits for new ones\n"
+    "  drops                                 packets the datapath dropped, with the reason; --follow\n"
+    "                                        waits for new ones\n"
+    "  trace SRC_IP:PORT VIP:PORT[/PROTO]    which backend this flow gets and why: conntrack,\n"
+    "                                        affinity, or ring slot N; exit 1 when none\n"
     "  validate FILE                         check an xlb TOML config with the same rules as xlbd\n"
     "  preflight                             probe this node for what the datapath needs (root)\n"
     "  diff kube-proxy                       kube-proxy's rules on this node against xlb's services;\n"
@@ -45,9 +49,9 @@ po::options_description visible_options() {
       "state-dir", po::value<std::string>()->default_value(kDefaultStateDir), "xlbd's state directory, for api.token")(
       "output,o", po::value<std::string>()->default_value("table"), "table | json");
   po::options_description command("Command options");
-  command.add_options()("follow,f", "events: wait for new events until Ctrl-C")(
-      "count", po::value<long>(), "events: stop after N new events (implies --follow)")(
-      "limit", po::value<long>()->default_value(20), "history, events: how many to list")(
+  command.add_options()("follow,f", "events, drops: wait for new ones until Ctrl-C")(
+      "count", po::value<long>(), "events, drops: stop after N new ones (implies --follow)")(
+      "limit", po::value<long>()->default_value(20), "history, events, drops: how many to list")(
       "reason", po::value<std::string>()->default_value(""), "drain, undrain: why, recorded with the event")(
       "rules", po::value<std::string>()->default_value(""), "diff, takeover: kube-proxy's rules from FILE (- for stdin)")(
       "wait", po::value<long>()->default_value(120), "takeover, rollback: seconds to wait for xlbd to serve or stop")(
@@ -92,6 +96,8 @@ int dispatch(const Context& ctx, const std::string& command, const Args& args, c
   if (command == "maglev") return maglev(ctx, args);
   if (command == "history") return history(ctx, args, options);
   if (command == "events") return events(ctx, args, options);
+  if (command == "drops") return drops(ctx, args, options);
+  if (command == "trace") return trace(ctx, args);
   if (command == "diff") return diff(ctx, args, options);
   if (command == "takeover") return takeover(ctx, args, options);
   if (command == "rollback") return rollback(ctx, args, options);

@@ -15,6 +15,9 @@
 //                                           another backend is reset, so it counts here)
 //   lbtool loop HOST PORT SECONDS [PAUSE_MS] new connections for SECONDS, PAUSE_MS apart (default 5):
 //                                           "ok N", "failed N"
+//   lbtool from SPORT HOST PORT             one TCP connection from source port SPORT: prints what the
+//                                           server said ("NAME PEER") or "failed"; it ends with a reset,
+//                                           so the same flow can be sent again at once
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -79,6 +82,28 @@ Fd connect_tcp(const char* host, int port) {
   socklen_t length;
   const auto to = address(host, port, length);
   Fd s(::socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  const int rc = ::connect(s.fd, reinterpret_cast<const sockaddr*>(&to), length);
+  if (rc != 0 && errno != EINPROGRESS) return Fd();
+  if (!wait_for(s.fd, POLLOUT, kIoTimeoutMs)) return Fd();
+  int error = 0;
+  socklen_t size = sizeof error;
+  ::getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &error, &size);
+  if (error != 0) return Fd();
+  return s;
+}
+
+// connect_tcp from a fixed source port (a flow of the test's choosing).
+Fd connect_tcp_from(int source_port, const char* host, int port) {
+  socklen_t length;
+  const auto to = address(host, port, length);
+  Fd s(::socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  const int on = 1;
+  ::setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  sockaddr_storage from{};
+  from.ss_family = to.ss_family;
+  // sin_port and sin6_port lie at the same offset.
+  reinterpret_cast<sockaddr_in*>(&from)->sin_port = htons(static_cast<uint16_t>(source_port));
+  if (::bind(s.fd, reinterpret_cast<const sockaddr*>(&from), length) != 0) return Fd();
   const int rc = ::connect(s.fd, reinterpret_cast<const sockaddr*>(&to), length);
   if (rc != 0 && errno != EINPROGRESS) return Fd();
   if (!wait_for(s.fd, POLLOUT, kIoTimeoutMs)) return Fd();
@@ -332,10 +357,21 @@ int loop(const char* host, int port, int seconds, int pause_ms) {
   return 0;
 }
 
+int from_port(int source_port, const char* host, int port) {
+  Fd s = connect_tcp_from(source_port, host, port);
+  const std::string said = s.fd >= 0 ? read_line(s.fd) : "";
+  // A reset rather than a FIN: no TIME_WAIT holds the flow, so it can be sent again at once.
+  const linger reset{1, 0};
+  if (s.fd >= 0) ::setsockopt(s.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  std::printf("%s\n", said.empty() ? "failed" : said.c_str());
+  return said.empty() ? 1 : 0;
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: lbtool serve NAME PORT | tcp HOST PORT COUNT | udp HOST PORT COUNT |\n"
-               "       hold HOST PORT COUNT SECONDS | loop HOST PORT SECONDS [PAUSE_MS] | http PORT DELAY_MS\n");
+               "       hold HOST PORT COUNT SECONDS | loop HOST PORT SECONDS [PAUSE_MS] | http PORT DELAY_MS |\n"
+               "       from SPORT HOST PORT\n");
   return 2;
 }
 
@@ -349,6 +385,7 @@ int main(int argc, char** argv) {
   if (a.size() == 4 && a[0] == "tcp") return tcp_count(a[1].c_str(), n(2), n(3));
   if (a.size() == 4 && a[0] == "udp") return udp_count(a[1].c_str(), n(2), n(3));
   if (a.size() == 5 && a[0] == "hold") return hold(a[1].c_str(), n(2), n(3), n(4));
+  if (a.size() == 4 && a[0] == "from") return from_port(n(1), a[2].c_str(), n(3));
   if ((a.size() == 4 || a.size() == 5) && a[0] == "loop") return loop(a[1].c_str(), n(2), n(3), a.size() == 5 ? n(4) : 5);
   return usage();
 }
