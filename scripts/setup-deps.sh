@@ -15,7 +15,7 @@ packages=(
   # tests and benchmarks; the fuzz targets (tests/fuzz) need clang's libFuzzer and sanitizer runtimes
   googletest libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
   # the hosts tests build and the tools they drive
-  iproute2 ethtool procps util-linux iptables conntrack
+  iproute2 ethtool procps util-linux iptables nftables conntrack
   # the Kubernetes API server of the tests (tests/support/fake_apiserver.py) and its certificates
   python3 openssl
   # browser tests of the web UI (tests/e2e): Chromium; npm brings playwright-core, no browser

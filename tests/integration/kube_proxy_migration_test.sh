@@ -19,7 +19,7 @@ build=${1:?usage: kube_proxy_migration_test.sh BUILD_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/netns_lib.sh"
 require_root
-for tool in iptables-save iptables-restore nsenter openssl bpftool; do
+for tool in iptables-save iptables-restore nft nsenter openssl bpftool; do
   command -v $tool >/dev/null && continue
   [[ ${CI:-} == true ]] && { echo "FAIL: needs $tool (CI=true)" >&2; exit 1; }
   echo "SKIP: needs $tool" >&2
@@ -199,16 +199,20 @@ echo "== a saved rule set with another port (--rules FILE, nft layout too)"
 sed 's/"port": 80,/"port": 81,/' "$d/service.json" >"$d/service81.json"
 "$rulegen" iptables node-a "$d/service81.json" "$d/slice.json" >"$d/rules81"
 "$rulegen" nft node-a "$d/service.json" "$d/slice.json" >"$d/rules.nft"
+# The nftables layout as the kernel lists it back (sets' sizes, blank lines), from a scratch namespace.
+ns_create scratch
+ip netns exec "scratch-$suffix" nft -f "$d/rules.nft"
+ip netns exec "scratch-$suffix" nft list table ip kube-proxy >"$d/rules.listed.nft"
 set +e
 ctl diff kube-proxy --rules "$d/rules81" >"$d/diff3"
 status3=$?
-ctl diff kube-proxy --rules - <"$d/rules.nft" >"$d/diff4"
+ctl diff kube-proxy --rules - <"$d/rules.listed.nft" >"$d/diff4"
 status4=$?
 set -e
 cat "$d/diff3" "$d/diff4"
 check "another port: exit 1, named" test $status3 -eq 1
 check "another port: words" grep -q "port differs: kube-proxy serves $cluster_ip:81/tcp, xlb $cluster_ip:80/tcp" "$d/diff3"
-check "nft layout from stdin agrees" test $status4 -eq 0
+check "nft layout as nft lists it, from stdin, agrees" test $status4 -eq 0
 check "nft layout named" grep -q "kube-proxy (nftables rules)" "$d/diff4"
 
 echo "== xlbd stops: the nat table is still kube-proxy's, untouched"
