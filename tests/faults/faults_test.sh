@@ -33,23 +33,13 @@ cleanup_faults() {
 }
 trap 'cleanup_faults; netns_cleanup' EXIT
 
-ns_create c && client="c-$suffix"
-ns_create lb && lb="lb-$suffix"
+lb_topology 10.219.0 10.220 2
+# The client-side link as lb_topology makes it, to make it again in case 1.
 client_link() {
   veth "$client" eth0 10.219.0.2/24 "$lb" lbc 10.219.0.1/24
   native_xdp_ready "$client" eth0
   ip -n "$client" route add 198.18.0.0/24 via 10.219.0.1
 }
-client_link
-ip netns exec "$lb" sysctl -qw net.ipv4.ip_forward=1
-for k in 1 2; do
-  ns_create "b$k"
-  veth "$lb" "lb$k" "10.220.$k.1/24" "b$k-$suffix" eth0 "10.220.$k.2/24"
-  ip -n "b$k-$suffix" route add 10.219.0.0/24 via "10.220.$k.1"
-  native_xdp_ready "b$k-$suffix" eth0
-  bg "b$k-$suffix" "$workdir/b$k.log" "$lbtool" serve "b$k" 8080
-  wait_for_line "$workdir/b$k.log" serving
-done
 
 write_config() {  # write_config BACKENDS [EXTRA_SERVICES]: the web service on b1..bBACKENDS
   local tmp=$workdir/xlb.toml.tmp

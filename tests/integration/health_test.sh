@@ -23,25 +23,7 @@ fall=3
 rise=2
 slack_ms=1500  # scheduling, the probe in flight, the plan's map writes
 
-ns_create c && client="c-$suffix"
-ns_create lb && lb="lb-$suffix"
-veth "$client" eth0 10.211.0.2/24 "$lb" lbc 10.211.0.1/24
-native_xdp_ready "$client" eth0
-ip -n "$client" route add 198.18.0.0/24 via 10.211.0.1
-ip netns exec "$lb" sysctl -qw net.ipv4.ip_forward=1
-declare -A server_pid
-start_server() {  # start_server K: lbtool serve in bK, its PID in server_pid[K]
-  bg "b$1-$suffix" "$workdir/b$1.log" "$lbtool" serve "b$1" 8080
-  server_pid[$1]=$last_pid
-  wait_for_line "$workdir/b$1.log" serving
-}
-for k in 1 2 3; do
-  ns_create "b$k"
-  veth "$lb" "lb$k" "10.212.$k.1/24" "b$k-$suffix" eth0 "10.212.$k.2/24"
-  ip -n "b$k-$suffix" route add 10.211.0.0/24 via "10.212.$k.1"
-  native_xdp_ready "b$k-$suffix" eth0
-  start_server "$k"
-done
+lb_topology 10.211.0 10.212 3
 
 cat >"$workdir/xlb.toml" <<TOML
 [node]

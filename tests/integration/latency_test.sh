@@ -17,19 +17,9 @@ lbtool=$build/tests/integration/lbtool
 vip=198.18.0.40
 port=80
 
-ns_create c && client="c-$suffix"
-ns_create lb && lb="lb-$suffix"
-veth "$client" eth0 10.217.0.2/24 "$lb" lbc 10.217.0.1/24
-native_xdp_ready "$client" eth0
-ip -n "$client" route add 198.18.0.0/24 via 10.217.0.1
-ip netns exec "$lb" sysctl -qw net.ipv4.ip_forward=1
+lb_topology 10.217.0 10.218 3
+# Each backend's health endpoint on 8081; b3's answers 80 ms late.
 for k in 1 2 3; do
-  ns_create "b$k"
-  veth "$lb" "lb$k" "10.218.$k.1/24" "b$k-$suffix" eth0 "10.218.$k.2/24"
-  ip -n "b$k-$suffix" route add 10.217.0.0/24 via "10.218.$k.1"
-  native_xdp_ready "b$k-$suffix" eth0
-  bg "b$k-$suffix" "$workdir/b$k.log" "$lbtool" serve "b$k" 8080
-  wait_for_line "$workdir/b$k.log" serving
   delay=0
   ((k == 3)) && delay=80
   bg "b$k-$suffix" "$workdir/h$k.log" "$lbtool" http 8081 $delay

@@ -122,3 +122,31 @@ within() {
   awk -v p="$percent" 'BEGIN { for (i = 1; i < ARGC; i++) s += ARGV[i]; m = s / (ARGC - 1);
     for (i = 1; i < ARGC; i++) if (ARGV[i] < m * (1 - p / 100) || ARGV[i] > m * (1 + p / 100)) exit 1 }' "$@"
 }
+
+# lb_topology CLIENT_NET BACKEND_NET N: the hosts of the load-balancing tests, in namespaces:
+#   client (CLIENT_NET.2) -- lbc (CLIENT_NET.1) lb lbK (BACKEND_NET.K.1) -- eth0 (BACKEND_NET.K.2) bK
+# for K = 1..N, each bK running `lbtool serve bK 8080` (its PID in server_pid[K]; start_server K
+# starts it again). The client routes only 198.18.0.0/24 (the VIPs), through lb. Sets $client and
+# $lb; needs $lbtool. NETs are written like "10.211.0" and "10.212".
+declare -A server_pid
+start_server() {
+  bg "b$1-$suffix" "$workdir/b$1.log" "$lbtool" serve "b$1" 8080
+  server_pid[$1]=$last_pid
+  wait_for_line "$workdir/b$1.log" serving
+}
+lb_topology() {
+  local client_net=$1 backend_net=$2 count=$3 k
+  ns_create c && client="c-$suffix"
+  ns_create lb && lb="lb-$suffix"
+  veth "$client" eth0 "$client_net.2/24" "$lb" lbc "$client_net.1/24"
+  native_xdp_ready "$client" eth0
+  ip -n "$client" route add 198.18.0.0/24 via "$client_net.1"
+  ip netns exec "$lb" sysctl -qw net.ipv4.ip_forward=1
+  for ((k = 1; k <= count; k++)); do
+    ns_create "b$k"
+    veth "$lb" "lb$k" "$backend_net.$k.1/24" "b$k-$suffix" eth0 "$backend_net.$k.2/24"
+    ip -n "b$k-$suffix" route add "$client_net.0/24" via "$backend_net.$k.1"
+    native_xdp_ready "b$k-$suffix" eth0
+    start_server "$k"
+  done
+}

@@ -22,20 +22,7 @@ lbtool=$build/tests/integration/lbtool
 vip=198.18.0.30
 port=80
 
-ns_create c && client="c-$suffix"
-ns_create lb && lb="lb-$suffix"
-veth "$client" eth0 10.215.0.2/24 "$lb" lbc 10.215.0.1/24
-native_xdp_ready "$client" eth0
-ip -n "$client" route add 198.18.0.0/24 via 10.215.0.1
-ip netns exec "$lb" sysctl -qw net.ipv4.ip_forward=1
-for k in 1 2 3; do
-  ns_create "b$k"
-  veth "$lb" "lb$k" "10.216.$k.1/24" "b$k-$suffix" eth0 "10.216.$k.2/24"
-  ip -n "b$k-$suffix" route add 10.215.0.0/24 via "10.216.$k.1"
-  native_xdp_ready "b$k-$suffix" eth0
-  bg "b$k-$suffix" "$workdir/b$k.log" "$lbtool" serve "b$k" 8080
-  wait_for_line "$workdir/b$k.log" serving
-done
+lb_topology 10.215.0 10.216 3
 
 cat >"$workdir/xlb.toml" <<TOML
 [node]
