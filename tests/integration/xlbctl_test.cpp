@@ -371,7 +371,8 @@ std::string complete(const std::string& line, const std::string& api) {
 }
 
 TEST_F(XlbctlTest, BashCompletionKnowsCommandsOptionsAndServices) {
-  EXPECT_EQ(complete("", api()), "status service backend maglev history events validate preflight diff takeover rollback");
+  EXPECT_EQ(complete("", api()),
+            "status service backend maglev history events drops trace validate preflight diff takeover rollback");
   EXPECT_EQ(complete("diff ", api()), "kube-proxy");
   EXPECT_EQ(complete("se", api()), "service");
   EXPECT_EQ(complete("service ", api()), "list show");
