@@ -194,6 +194,7 @@ int fail(const Context& ctx, const Error& error) { return report(ctx, Failure{kE
 
 int takeover(const Context& ctx, const Args& args, const CommandOptions& options) {
   if (!args.empty()) return usage_error(ctx, "takeover", "takes no arguments");
+  if (ctx.output == Output::json) return usage_error(ctx, "takeover", "reports its steps as text only (no -o json)");
   step(ctx, "1/5 preflight: can the datapath run on this node?");
   if (preflight(ctx, {}) != kExitOk) return kExitFailed;
 
@@ -236,6 +237,7 @@ int takeover(const Context& ctx, const Args& args, const CommandOptions& options
 
 int rollback(const Context& ctx, const Args& args, const CommandOptions& options) {
   if (!args.empty()) return usage_error(ctx, "rollback", "takes no arguments");
+  if (ctx.output == Output::json) return usage_error(ctx, "rollback", "reports its steps as text only (no -o json)");
   step(ctx, "1/3 kube-proxy's rules come back (before xlb leaves, so something always serves)");
   if (auto s = restore_kube_proxy_rules(ctx); !s) return fail(ctx, s.error());
 
