@@ -316,6 +316,10 @@ static __always_inline __u32 xlb_icmp_translate(const struct xlb_packet *pkt, vo
 
 	if (!xlb_icmp_parse_error(pkt, data_end, &s->inner))
 		return xlb_other_reason(pkt);
+	/* Only an error sent to the frontend (the source of the packet it is about) is xlb's: one
+	 * addressed to another host is passed on untouched, whatever flow it quotes. */
+	if (!xlb_addr_equal(pkt->flow.dst, s->inner.flow.src))
+		return xlb_other_reason(pkt);
 	xlb_icmp_flow_of(&s->key, &s->inner);
 	ct = xlb_ct_lookup(&s->key);
 	if (!ct)

@@ -57,6 +57,11 @@ static __always_inline void xlb_addr_copy(__be32 dst[4], const __be32 src[4])
 	dst[3] = src[3];
 }
 
+static __always_inline int xlb_addr_equal(const __be32 a[4], const __be32 b[4])
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
 /* The reply the backend will send for a packet translated to src:sport -> backend, as the tc
  * program sees it: from the backend, to the translated source. */
 static __always_inline void xlb_reverse_key_of(struct xlb_flow_key *key, const struct xlb_flow_key *flow,

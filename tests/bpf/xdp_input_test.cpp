@@ -305,6 +305,25 @@ TEST_P(XdpIcmpError, AboutAFlowXlbDoesNotKnowPassesUntouched) {
   EXPECT_EQ(reason_packets(XLB_PASS_NOT_TCP_UDP), 1U);
 }
 
+TEST_P(XdpIcmpError, AboutABalancedFlowButToAnotherHostPassesUntouched) {
+  const IcmpCase& c = GetParam();
+  const lbnet::Family f = lbnet::family(c.v6);
+  serve(c.v6, c.protocol, 7, {kBackend + 1}, c.snat ? XLB_SERVICE_F_SNAT : 0);
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(c.v6, c.protocol, 40000))).action), "XDP_REDIRECT");
+  PacketSpec reply = from_backend(c.v6, c.protocol, 1, f.client, 40000, "world");
+  reply.src = f.frontend;
+  reply.sport = kFrontendPort;
+  PacketSpec in = too_big(c.v6, first_bytes(reply, c.embedded_l4_bytes));
+  in.dst = ip(c.v6 ? "2001:db8:c::77" : "192.0.2.77");  // not the frontend the quoted packet came from
+  const Bytes frame = build_frame(in);
+
+  const TestRun run = xdp(frame);
+
+  EXPECT_EQ(xdp_action(run.action), "XDP_PASS");
+  EXPECT_EQ(hex(run.out), hex(frame));
+  EXPECT_EQ(lb_->backend(id(c.v6, kBackend + 1)).packets, 1U);  // the first packet only
+}
+
 // ---- events ---------------------------------------------------------------------------------
 
 class XdpEvents : public LbTest {
