@@ -79,6 +79,33 @@ TEST_F(TraceTest, ANewFlowTakesTheRingSlotOfItsHash) {
   }
 }
 
+TEST_F(TraceTest, AnIpv6FlowHashesItsWholeAddresses) {
+  maps_.backends[3] = {3, ip("2001:db8:1::3"), 8080, false};
+  maps_.backends[4] = {4, ip("2001:db8:1::4"), 8080, false};
+  FrontendEntry f;
+  f.key = {ip("2001:db8::10"), 443, model::Protocol::udp};
+  for (uint32_t slot = 0; slot < kRingSize; ++slot) f.ring.push_back(slot % 2 ? 4 : 3);
+  maps_.frontends[f.key] = f;
+
+  xlb_flow_key key{};
+  inet_pton(AF_INET6, "2001:db8::1", key.src);
+  inet_pton(AF_INET6, "2001:db8::10", key.dst);
+  key.sport = htons(5353);
+  key.dport = htons(443);
+  key.protocol = IPPROTO_UDP;
+  key.family = XLB_AF_INET6;
+  auto t = trace_flow(maps_, {ip("2001:db8::1"), 5353, ip("2001:db8::10"), 443, model::Protocol::udp}, flows_);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->verdict, Trace::Verdict::ring);
+  EXPECT_EQ(t->slot, flow_hash(key) % kRingSize);
+  EXPECT_EQ(t->backend->id, f.ring[t->slot]);
+
+  // An IPv4 client of an IPv6 frontend address is no flow xlb balances.
+  t = trace_flow(maps_, {ip("10.1.0.1"), 5353, ip("2001:db8::10"), 443, model::Protocol::udp}, flows_);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->verdict, Trace::Verdict::not_a_frontend);
+}
+
 TEST_F(TraceTest, AnotherAddressPortOrProtocolIsNotAFrontend) {
   for (const Flow& f : {Flow{ip("10.1.0.1"), 1, ip("198.18.0.11"), 80, model::Protocol::tcp},
                         Flow{ip("10.1.0.1"), 1, ip("198.18.0.10"), 81, model::Protocol::tcp},
