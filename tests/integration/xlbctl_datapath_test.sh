@@ -5,7 +5,8 @@
 #
 # drops: packets the test makes xlb drop (to a frontend whose only backend is drained: "no
 # backend"; fragments to a frontend address: "fragment") are listed with their reason, source,
-# destination and link, and tailed live by --follow.
+# destination and link, and tailed live by --follow; a flood beyond the events' rate limit is
+# counted: every drop is either reported or in the "not reported" count.
 # trace: for flows of the test's choosing (fixed source ports), the backend trace names is the
 # backend that answers when the flow is sent, for a new flow (ring slot) and an established one
 # (conntrack), also once its backend is draining and the ring would send a new flow elsewhere.
@@ -114,6 +115,25 @@ for _ in $(seq 100); do kill -0 "$follow_pid" 2>/dev/null || break; sleep 0.1; d
 check "drops --follow --count 1 ended after one drop" bash -c "! kill -0 $follow_pid 2>/dev/null"
 cat "$workdir/follow"
 check "... a fragment to the VIP, with its reason" test "$(json_get "$workdir/follow" "d['reason'] + ' ' + d['destination']")" = "fragment $vip"
+
+echo "== drops: a flood is rate-limited, and what was not reported is counted"
+ip netns exec "$client" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 0)
+for _ in range(400):
+    s.sendto(b"x" * 3000, (sys.argv[1], 80))' "$vip"
+sleep 1  # the reader's next look at the ring buffer
+xlbctl -o json drops >"$workdir/flood.json"
+xlbctl -o json status >"$workdir/status.json"
+xlbctl drops >"$workdir/flood.txt"
+reported=$(json_get "$workdir/flood.json" "d['last_id']")
+unreported=$(json_get "$workdir/flood.json" "d['unreported']")
+counted=$(json_get "$workdir/status.json" "sum(d['drops'].values())")
+echo "counted $counted drops: $reported reported, $unreported not"
+check "1200 fragments in a burst (3 a datagram) exceed the events' rate limit" test "$unreported" -gt 0
+check "every drop counted was reported or counted as not reported" test $((reported + unreported)) -eq "$counted"
+check "drops says how many it does not show" grep -q "^$unreported more drops were counted but not reported" "$workdir/flood.txt"
 
 echo "== trace: new flows take the ring slot trace names"
 traced=0 agreed=0
