@@ -231,6 +231,23 @@ std::string_view reason_name(uint32_t reason) {
   }
 }
 
+bool is_drop(uint32_t reason) {
+  switch (reason) {
+    case XLB_DROP_TRUNCATED:
+    case XLB_DROP_BAD_IHL:
+    case XLB_DROP_IPV4_OPTIONS:
+    case XLB_DROP_FRAGMENT:
+    case XLB_DROP_NO_BACKEND:
+    case XLB_DROP_NO_ROUTE:
+    case XLB_DROP_SNAT_PORTS_EXHAUSTED:
+    case XLB_DROP_TOO_BIG:
+    case XLB_DROP_NO_DSR_SOURCE:
+      return true;
+    default:
+      return false;
+  }
+}
+
 Datapath::Datapath(std::unique_ptr<Objects> objects) : objects_(std::move(objects)) {}
 Datapath::Datapath(Datapath&&) noexcept = default;
 Datapath& Datapath::operator=(Datapath&&) noexcept = default;
@@ -504,7 +521,10 @@ Result<Counters> Datapath::read_counters() const {
   std::map<uint32_t, Counter> reasons;
   if (auto s = read_stats(map_fd(objects_->maps, "xlb_reason_stats"), XLB_REASON_MAX, reasons, "reason counters"); !s)
     return s.error();
-  for (const auto& [code, counter] : reasons) c.reasons[std::string(reason_name(code))] = counter;
+  for (const auto& [code, counter] : reasons) {
+    c.reasons[std::string(reason_name(code))] = counter;
+    if (is_drop(code)) c.drops[std::string(reason_name(code))] = counter;
+  }
   return c;
 }
 

@@ -73,10 +73,13 @@ struct Counters {
   std::map<ServiceId, Counter> services;  // only ids with traffic
   std::map<BackendId, Counter> backends;
   std::map<std::string, Counter> reasons;  // by the reason's words, e.g. "no backend"
+  std::map<std::string, Counter> drops;    // the reasons that drop the packet, likewise
 };
 
 // Words for a reason code of enum xlb_reason, as an operator reads them.
 std::string_view reason_name(uint32_t reason);
+// Whether the programs drop a packet for this reason (rather than send, pass or answer it).
+bool is_drop(uint32_t reason);
 
 class Datapath {
  public:
