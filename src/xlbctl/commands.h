@@ -23,6 +23,7 @@ int trace(const Context& ctx, const Args& args);  // SRC_IP:PORT VIP:PORT[/PROTO
 int diff(const Context& ctx, const Args& args, const CommandOptions& options);  // kube-proxy
 int takeover(const Context& ctx, const Args& args, const CommandOptions& options);
 int rollback(const Context& ctx, const Args& args, const CommandOptions& options);
+int advise(const Context& ctx, const Args& args, const CommandOptions& options);  // the decision rule
 
 // Prints "xlbctl COMMAND: WHAT" and returns the usage exit code.
 int usage_error(const Context& ctx, const std::string& command, const std::string& what);

@@ -7,6 +7,7 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <vector>
 #include <utility>
 #include <variant>
 
@@ -39,6 +40,8 @@ struct CommandOptions {
   std::string rules;          // diff, takeover: kube-proxy's rules from this file, not from the node
   long wait_s = 120;          // takeover, rollback: how long to wait for xlbd to serve or stop
   std::string pin_dir;        // rollback: xlbd's pinned maps and links, removed to detach them
+  std::optional<long> nodes;  // advise: the cluster's node count
+  std::vector<std::string> needs;  // advise: l7, observability, mesh
 };
 
 // Why a command could not do its work: what to tell the person, and the exit code.

@@ -36,6 +36,9 @@ const char* const kUsage =
     "                                        stopped, diff agrees, xlbd serves, kube-proxy's rules go\n"
     "  rollback                              back to kube-proxy: its rules return, xlb's datapath leaves,\n"
     "                                        xlbd stays in shadow mode\n"
+    "  advise                                does replacing kube-proxy with xlb pay off on this node?\n"
+    "                                        every input, the verdict and why; exit 0 when it does\n"
+    "                                        (--nodes N, --need l7|observability|mesh)\n"
     "\n"
     "Exit codes: 0 success, 1 the answer is no (not found, rejected, invalid config),\n"
     "2 bad usage, 3 xlbd unreachable.\n";
@@ -56,7 +59,9 @@ po::options_description visible_options() {
       "rules", po::value<std::string>()->default_value(""), "diff, takeover: kube-proxy's rules from FILE (- for stdin)")(
       "wait", po::value<long>()->default_value(120), "takeover, rollback: seconds to wait for xlbd to serve or stop")(
       "pin-dir", po::value<std::string>()->default_value(xlb::datapath::default_pin_dir().string()),
-      "rollback: xlbd's --pin-dir, removed to detach its datapath");
+      "rollback: xlbd's --pin-dir, removed to detach its datapath")(
+      "nodes", po::value<long>(), "advise: the cluster's node count (default: from [kubernetes], else unknown)")(
+      "need", po::value<std::vector<std::string>>()->composing(), "advise: l7, observability or mesh (repeatable)");
   po::options_description visible;
   visible.add(global).add(command);
   return visible;
@@ -84,6 +89,8 @@ CommandOptions command_options(const po::variables_map& vm) {
   options.rules = vm["rules"].as<std::string>();
   options.wait_s = vm["wait"].as<long>();
   options.pin_dir = vm["pin-dir"].as<std::string>();
+  if (vm.count("nodes")) options.nodes = vm["nodes"].as<long>();
+  if (vm.count("need")) options.needs = vm["need"].as<std::vector<std::string>>();
   return options;
 }
 
@@ -101,6 +108,7 @@ int dispatch(const Context& ctx, const std::string& command, const Args& args, c
   if (command == "diff") return diff(ctx, args, options);
   if (command == "takeover") return takeover(ctx, args, options);
   if (command == "rollback") return rollback(ctx, args, options);
+  if (command == "advise") return advise(ctx, args, options);
   std::cerr << "xlbctl: unknown command \"" << command << "\"\n" << kUsage;
   return kExitUsage;
 }

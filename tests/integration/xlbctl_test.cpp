@@ -323,7 +323,9 @@ TEST_F(XlbctlTest, EventsFollowReturnsAfterCountEvents) {
 TEST_F(XlbctlTest, UsageErrorsExitTwo) {
   for (const auto& args : {std::vector<std::string>{"service"}, {"service", "show"}, {"maglev", "list"},
                            {"backend", "drain", "web"}, {"status", "-o", "yaml"}, {"frobnicate"},
-                           {"events", "--count", "0"}, {"history", "--limit", "0"}}) {
+                           {"events", "--count", "0"}, {"history", "--limit", "0"}, {"drops", "x"},
+                           {"trace", "10.0.0.1", "198.18.0.10:80"}, {"trace", "10.0.0.1:1", "198.18.0.10:80/sctp"},
+                           {"trace", "10.0.0.1:1", "[2001:db8::10]:80"}}) {
     const Finished r = xlbctl(args);
     EXPECT_EQ(r.exit_code, 2) << args[0] << ": " << r.output;
   }
@@ -334,10 +336,44 @@ TEST_F(XlbctlTest, UsageErrorsExitTwo) {
       << help.output;
 }
 
+// Shadow mode loads no datapath: drops and trace say so, as a "no" (the root test
+// xlbctl_datapath_test.sh checks them against a real datapath).
+TEST_F(XlbctlTest, DropsAndTraceSayThatShadowModeBalancesNothing) {
+  for (const auto& args : {std::vector<std::string>{"drops"}, {"trace", "10.0.0.1:1", "198.18.0.10:80/tcp"}}) {
+    const Finished r = xlbctl(args);
+    EXPECT_EQ(r.exit_code, 1) << args[0] << ": " << r.output;
+    EXPECT_TRUE(r.has("xlbd is in shadow mode: no datapath is loaded, nothing is balanced or dropped here"))
+        << r.output;
+  }
+}
+
+// The decision rule on this test's inputs: xlbd's 2 services, 6 nodes given -> replace (exit 0);
+// 1 node -> keep kube-proxy (exit 1); every input shown with its source.
+TEST_F(XlbctlTest, AdviseShowsEveryInputTheVerdictAndWhy) {
+  const Finished many = xlbctl({"advise", "--nodes", "6", "--config", config().string()});
+  EXPECT_TRUE(many.has("  nodes: 6  (--nodes)")) << many.output;
+  EXPECT_TRUE(many.has("  services: 2  (xlbd (revision 1))")) << many.output;
+  EXPECT_TRUE(many.has("  kernel: ")) << many.output;
+  if (::geteuid() == 0) {  // preflight needs root to pass; without it the verdict is "cannot run"
+    EXPECT_TRUE(many.has("verdict: replace kube-proxy with xlb\nbecause: 6 nodes")) << many.output;
+    EXPECT_EQ(many.exit_code, 0) << many.output;
+  }
+  const Finished few = xlbctl({"-o", "json", "advise", "--nodes", "1", "--config", config().string()});
+  const json body = parse(few);
+  if (::geteuid() == 0) {
+    EXPECT_EQ(few.exit_code, 1);
+    EXPECT_EQ(body["verdict"], "keep kube-proxy");
+    EXPECT_NE(body["reason"].get<std::string>().find("1 nodes and 2 Services"), std::string::npos) << few.output;
+  }
+  EXPECT_EQ(body["inputs"].size(), 6u);
+  EXPECT_EQ(xlbctl({"advise", "--need", "telepathy"}).exit_code, 2);
+}
+
 TEST(XlbctlWithoutXlbd, EveryApiCommandExitsThreeWithOneLine) {
   const std::string api = "http://127.0.0.1:" + std::to_string(free_port());
   for (const auto& args : {std::vector<std::string>{"status"}, {"service", "list"}, {"service", "show", "web"},
-                           {"maglev", "show", "web"}, {"history"}, {"events"}, {"events", "--follow"}}) {
+                           {"maglev", "show", "web"}, {"history"}, {"events"}, {"events", "--follow"},
+                           {"drops"}, {"drops", "--follow"}, {"trace", "10.0.0.1:1", "198.18.0.10:80/tcp"}}) {
     std::vector<std::string> argv{kXlbctl, "--api", api};
     argv.insert(argv.end(), args.begin(), args.end());
     ChildProcess child(argv);
@@ -372,7 +408,8 @@ std::string complete(const std::string& line, const std::string& api) {
 
 TEST_F(XlbctlTest, BashCompletionKnowsCommandsOptionsAndServices) {
   EXPECT_EQ(complete("", api()),
-            "status service backend maglev history events drops trace validate preflight diff takeover rollback");
+            "status service backend maglev history events drops trace validate preflight diff takeover rollback advise");
+  EXPECT_EQ(complete("advise --need ", api()), "l7 observability mesh");
   EXPECT_EQ(complete("diff ", api()), "kube-proxy");
   EXPECT_EQ(complete("se", api()), "service");
   EXPECT_EQ(complete("service ", api()), "list show");
@@ -382,6 +419,7 @@ TEST_F(XlbctlTest, BashCompletionKnowsCommandsOptionsAndServices) {
   EXPECT_EQ(complete("status -o ", api()), "table json");
   EXPECT_EQ(complete("validate ", api()), "FILES");
   EXPECT_EQ(complete("events --fo", api()), "--follow");
+  EXPECT_EQ(complete("trace 10.0.0.1:40000 ", api()), "198.18.0.10:80/tcp 198.18.0.53:53/udp");
 }
 
 TEST(XlbctlManual, ThePageIsCleanTroffAndNamesEveryCommandAndExitCode) {
@@ -390,7 +428,7 @@ TEST(XlbctlManual, ThePageIsCleanTroffAndNamesEveryCommandAndExitCode) {
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   for (const char* command : {"status", "service list", "service show", "backend drain", "backend undrain",
                               "maglev show", "history", "events", "validate", "diff kube\\-proxy", "takeover",
-                              "rollback", ".B 3\nxlbd is unreachable"})
+                              "rollback", "drops", "trace", ".B 3\nxlbd is unreachable"})
     EXPECT_NE(text.find(command), std::string::npos) << command;
   if (!fs::exists("/usr/bin/groff")) GTEST_SKIP() << "no groff to check the troff";
   ChildProcess groff({"/usr/bin/groff", "-man", "-ww", "-z", page});
