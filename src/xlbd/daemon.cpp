@@ -98,6 +98,7 @@ Status Daemon::start() {
   auto config = load_config();
   if (!config) return config.error();
   started_with_ = *config;
+  record_mode(config->node.mode);
   if (config->node.mode == config::NodeMode::serve) {
     auto datapath = load_datapath(config->node, options_.pin_dir, log_);
     if (!datapath) return datapath.error();
@@ -125,6 +126,22 @@ Status Daemon::start() {
     attachments_ = std::move(*attached);
   }
   return start_kubernetes(config->kubernetes);
+}
+
+// A change of mode (serve, shadow) between starts is an event: a takeover or a rollback
+// leaves its trace in the history, with who decided it.
+void Daemon::record_mode(config::NodeMode mode) {
+  const std::string now = mode == config::NodeMode::serve ? "serve" : "shadow";
+  auto before = store_->setting("node.mode");
+  if (!before || (*before && **before == now)) return;
+  const std::string why = mode_set_by_xlbctl(options_.state_dir) ? "set by xlbctl takeover/rollback in " +
+                                                                        (options_.state_dir / "mode").string()
+                          : options_.shadow                      ? "xlbd --shadow"
+                                                                 : "[node] mode of " + options_.config.string();
+  const std::string message = "xlbd starts in " + now + " mode" + (*before ? " (was " + **before + ")" : "") + ": " + why;
+  log_.info(message);
+  if (auto e = store_->record_event("mode", now, message); !e) log_.warning("could not record the mode: " + e.error().message);
+  if (auto s = store_->set_setting("node.mode", now); !s) log_.warning("could not record the mode: " + s.error().message);
 }
 
 Status Daemon::start_kubernetes(const config::KubernetesConfig& config) {
@@ -331,6 +348,15 @@ int Daemon::run() {
     log_.error(signals.error().message);
     return 1;
   }
+  // Watching before the config is first read: an edit made while xlbd starts is not missed.
+  std::optional<ConfigWatch> watch;
+  if (options_.watch_config) {
+    auto w = ConfigWatch::start(options_.config);
+    if (w)
+      watch.emplace(std::move(*w));
+    else
+      log_.warning(w.error().message + "; reload with SIGHUP (systemctl reload xlb)");
+  }
   if (auto s = start(); !s) {
     log_.error(s.error().message);
     return 1;
@@ -347,14 +373,6 @@ int Daemon::run() {
     return status_line();
   }());
 
-  std::optional<ConfigWatch> watch;
-  if (options_.watch_config) {
-    auto w = ConfigWatch::start(options_.config);
-    if (w)
-      watch.emplace(std::move(*w));
-    else
-      log_.warning(w.error().message + "; reload with SIGHUP (systemctl reload xlb)");
-  }
   std::optional<LinkWatch> links;
   if (datapath_ && !started_with_.node.interfaces.empty()) {
     auto w = LinkWatch::start();

@@ -47,6 +47,7 @@ class Daemon {
   // The Kubernetes source, when [kubernetes] enabled: until it has listed everything once, the
   // services it gave before a restart stay in force.
   Status start_kubernetes(const config::KubernetesConfig& config);
+  void record_mode(config::NodeMode mode);
   void on_kubernetes(k8s::Publication publication);
   std::vector<api::SourceView> source_views() const;
   std::string status_line() const;  // for systemd's STATUS=; with state_mutex_ held

@@ -99,11 +99,12 @@ TEST_F(XlbdTest, SighupWithABadConfigKeepsTheOldOneAndAGoodOneApplies) {
   EXPECT_EQ(list[0].catalog.services.at(0).backends.size(), 3u);
   auto s = store::Store::open(state() / "state.db");
   ASSERT_TRUE(s.ok());
-  auto events = s->events(10);
-  ASSERT_TRUE(events.ok());
-  ASSERT_EQ(events->size(), 1u);
-  EXPECT_EQ((*events)[0].kind, "config");
-  EXPECT_NE((*events)[0].message.find("reload rejected"), std::string::npos);
+  auto all = s->events(10);
+  ASSERT_TRUE(all.ok());
+  std::vector<store::Event> events;
+  std::copy_if(all->begin(), all->end(), std::back_inserter(events), [](const auto& e) { return e.kind == "config"; });
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_NE(events[0].message.find("reload rejected"), std::string::npos);
 }
 
 TEST_F(XlbdTest, AnEditOfTheConfigFileReloadsItABrokenOneIsRefused) {
@@ -125,6 +126,23 @@ TEST_F(XlbdTest, AnEditOfTheConfigFileReloadsItABrokenOneIsRefused) {
   xlbd.signal(SIGTERM);
   EXPECT_EQ(xlbd.wait(), 0);
   EXPECT_EQ(revisions().size(), 2u);
+}
+
+TEST_F(XlbdTest, AChangeOfModeBetweenStartsIsAnEventWithWhoDecidedIt) {
+  write_config(service("web", "198.18.0.10", 2));
+  for (const char* mode : {"", "shadow"}) {
+    std::vector<std::string> args = xlbd_args();
+    if (*mode) std::ofstream(state() / "mode") << mode << "\n";  // as xlbctl takeover/rollback leave it
+    ChildProcess xlbd(args);
+    ASSERT_TRUE(xlbd.wait_for_line("ready: revision 1")) << xlbd.seen();
+  }
+  auto s = store::Store::open(state() / "state.db");
+  ASSERT_TRUE(s.ok());
+  auto events = s->events(10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1u) << "the second start is in the same mode: no event";
+  EXPECT_EQ((*events)[0].kind, "mode");
+  EXPECT_EQ((*events)[0].message, "xlbd starts in shadow mode: [node] mode of " + config().string());
 }
 
 TEST_F(XlbdTest, RestartWithTheSameConfigRecordsNoNewRevision) {
