@@ -1,4 +1,4 @@
-// connect_bench: the catalog and the client of bench/connect_rate.sh (connect() to ClusterIPs from
+// connect_bench: the catalog and the client of bench/connect_bench.sh (connect() to ClusterIPs from
 // the node: xlb's socket-LB vs kube-proxy's iptables and nftables layouts vs the backend directly).
 //
 //   connect_bench catalog SERVICES BACKENDS DIR
