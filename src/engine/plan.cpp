@@ -167,6 +167,7 @@ Plan make_plan(const datapath::State& desired, const datapath::State& actual) {
 }
 
 Status execute(const Plan& plan, datapath::MapWriter& maps) {
+  constexpr size_t kMaxFrontendBatch = 512;
   // Consecutive frontend steps go as one batch (see MapWriter); make_plan puts them together.
   std::vector<datapath::FrontendEntry> upserts;
   std::vector<datapath::FrontendKey> removals;
@@ -179,7 +180,9 @@ Status execute(const Plan& plan, datapath::MapWriter& maps) {
   };
   for (const auto& step : plan.steps) {
     if (const auto* u = std::get_if<UpsertFrontend>(&step)) {
-      if (!removals.empty())
+      // A batch holds one open fd per new ring until it installs them: bounded, so that a full
+      // sync of tens of thousands of services stays far below the open-file limit.
+      if (!removals.empty() || upserts.size() >= kMaxFrontendBatch)
         if (auto s = flush(); !s) return s;
       upserts.push_back(u->frontend);
       continue;

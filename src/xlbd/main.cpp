@@ -1,4 +1,5 @@
 // xlbd: the xlb daemon.
+#include <sys/resource.h>
 #include <boost/program_options.hpp>
 #include <iostream>
 
@@ -44,6 +45,16 @@ int cleanup(const xlb::xlbd::Options& options, const xlb::Logger& log) {
 
 }  // namespace
 
+// The datapath opens a map fd per ring it installs (in batches of 512): take the hard limit of
+// open files rather than the 1,024 a shell or systemd gives by default.
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
 int main(int argc, char** argv) {
   xlb::xlbd::Options options;
   std::string log_level = "info";
@@ -85,6 +96,7 @@ int main(int argc, char** argv) {
   if (vm.count("dry-run")) return dry_run(options.config);
   options.shadow = vm.count("shadow") > 0;
   options.watch_config = vm.count("no-watch") == 0;
+  raise_open_file_limit();
   xlb::Logger log(*level);
   xlb::datapath::set_libbpf_verbose(*level == xlb::LogLevel::debug);
   if (vm.count("cleanup")) return cleanup(options, log);

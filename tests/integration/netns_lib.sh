@@ -23,7 +23,6 @@ netns_setup() {
   suffix=$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')
   namespaces=()
   pids=()
-  cgroups=()
   workdir=$(mktemp -d "/tmp/xlb-test-$suffix.XXXX")
   pin_dir="/sys/fs/bpf/xlb-test-$suffix/v1"
   mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
@@ -38,7 +37,9 @@ netns_cleanup() {
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   for ns in "${namespaces[@]}"; do ip netns delete "$ns" 2>/dev/null || true; done
-  for cg in "${cgroups[@]}"; do rmdir "$cg" 2>/dev/null || true; done
+  if [[ -f $workdir/cgroups ]]; then
+    while read -r cg; do rmdir "$cg" 2>/dev/null || true; done <"$workdir/cgroups"
+  fi
   rm -rf "/sys/fs/bpf/xlb-test-$suffix" "$workdir"
   exit $status
 }
@@ -70,13 +71,14 @@ native_xdp_ready() {
   ip netns exec "$1" ethtool -K "$2" tx off gro on >/dev/null
 }
 
-# cgroup_create: a cgroup v2 directory of the test's own; prints its path.
+# cgroup_create: a cgroup v2 directory of the test's own; prints its path. Callers take it with
+# cg=$(cgroup_create), a subshell: so the path is remembered in a file, not a variable.
 cgroup_create() {
   local root
   root=$(findmnt -n -t cgroup2 -o TARGET | head -1)
   [[ -n $root ]] || { echo "no cgroup2 mount" >&2; return 1; }
   mkdir "$root/xlb-test-$suffix"
-  cgroups+=("$root/xlb-test-$suffix")
+  echo "$root/xlb-test-$suffix" >>"$workdir/cgroups"
   echo "$root/xlb-test-$suffix"
 }
 
