@@ -134,11 +134,15 @@ void Daemon::record_mode(config::NodeMode mode) {
   const std::string now = mode == config::NodeMode::serve ? "serve" : "shadow";
   auto before = store_->setting("node.mode");
   if (!before || (*before && **before == now)) return;
+  if (!*before) {  // the first start: nothing changed, only remembered
+    if (auto s = store_->set_setting("node.mode", now); !s) log_.warning("could not record the mode: " + s.error().message);
+    return;
+  }
   const std::string why = mode_set_by_xlbctl(options_.state_dir) ? "set by xlbctl takeover/rollback in " +
                                                                         (options_.state_dir / "mode").string()
                           : options_.shadow                      ? "xlbd --shadow"
                                                                  : "[node] mode of " + options_.config.string();
-  const std::string message = "xlbd starts in " + now + " mode" + (*before ? " (was " + **before + ")" : "") + ": " + why;
+  const std::string message = "xlbd starts in " + now + " mode (was " + **before + "): " + why;
   log_.info(message);
   if (auto e = store_->record_event("mode", now, message); !e) log_.warning("could not record the mode: " + e.error().message);
   if (auto s = store_->set_setting("node.mode", now); !s) log_.warning("could not record the mode: " + s.error().message);

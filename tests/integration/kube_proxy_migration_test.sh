@@ -299,6 +299,11 @@ check "after rollback: kube-proxy's old rules serve every connection again" \
   test "$(count failed "$d/tcp.rolledback")" -eq 0 -a "$(dnat_packets)" -eq $((before + 50))
 start_xlbd "$d/xlbd.4.log"
 check "xlbd starts in shadow mode again (the mode rollback left)" grep -q "shadow mode" "$d/xlbd.4.log"
+python3 -c 'import sqlite3,sys; [print(m) for (m,) in sqlite3.connect(sys.argv[1]).execute("SELECT message FROM events WHERE kind = \x27mode\x27 ORDER BY id")]' \
+  "$d/state/state.db" >"$d/mode_events"
+cat "$d/mode_events"
+check "the takeover is in the history" grep -q "^xlbd starts in serve mode (was shadow): set by xlbctl takeover/rollback" "$d/mode_events"
+check "and the rollback" grep -q "^xlbd starts in shadow mode (was serve): set by xlbctl takeover/rollback" "$d/mode_events"
 stop_xlbd
 
 if ((failures > 0)); then
