@@ -13,6 +13,7 @@
 #include <mutex>
 #include <random>
 
+#include "bench_pins.h"
 #include "datapath/datapath.h"
 #include "engine/engine.h"
 #include "k8s/k8s.h"
@@ -75,8 +76,8 @@ std::optional<Result> run(int count, int rounds) {
   }
 
   xlb::test::TempDir dir("xlb-k8s-bench");
-  const auto pins = std::filesystem::path("/sys/fs/bpf") / ("xlb-bench-" + dir.path().filename().string());
-  auto datapath = xlb::datapath::Datapath::load({pins / "v1"});
+  const xlb::bench::BenchPins pins(dir.path().filename().string());  // before the datapath: outlives it
+  auto datapath = xlb::datapath::Datapath::load({pins.pin_dir()});
   if (!datapath) {
     std::fprintf(stderr, "loading the datapath: %s\n", datapath.error().message.c_str());
     return std::nullopt;
@@ -151,9 +152,6 @@ std::optional<Result> run(int count, int rounds) {
       return std::nullopt;
     }
   }
-  (void)xlb::datapath::Datapath::cleanup(pins / "v1", {});
-  std::error_code ignored;
-  std::filesystem::remove_all(pins, ignored);
   return Result{count, percentiles(from_event), percentiles(from_write), initial_sync_s};
 }
 

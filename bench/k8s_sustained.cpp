@@ -16,6 +16,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "bench_pins.h"
 #include "datapath/datapath.h"
 #include "engine/engine.h"
 #include "k8s/k8s.h"
@@ -93,8 +94,8 @@ int main(int argc, char** argv) {
   }
 
   xlb::test::TempDir dir("xlb-k8s-sustained");
-  const auto pins = std::filesystem::path("/sys/fs/bpf") / ("xlb-bench-" + dir.path().filename().string());
-  auto datapath = xlb::datapath::Datapath::load({pins / "v1"});
+  const xlb::bench::BenchPins pins(dir.path().filename().string());  // before the datapath: outlives it
+  auto datapath = xlb::datapath::Datapath::load({pins.pin_dir()});
   if (!datapath) {
     std::fprintf(stderr, "loading the datapath (root?): %s\n", datapath.error().message.c_str());
     return 1;
@@ -110,6 +111,7 @@ int main(int argc, char** argv) {
   std::vector<double> lags_ms;
   std::vector<double> apply_ms, arrival_ms;  // per publication: engine.apply; first change's arrival -> apply
   bool synced = false;
+  bool failed = false;  // an apply failed: the bench stops at once
   size_t publications = 0;
 
   xlb::k8s::Credentials credentials;
@@ -121,6 +123,9 @@ int main(int argc, char** argv) {
     const auto apply_started = Clock::now();
     if (auto applied = engine.apply(p.translation.catalog, "kubernetes"); !applied) {
       std::fprintf(stderr, "apply: %s\n", applied.error().message.c_str());
+      std::lock_guard lock(mutex);
+      failed = true;
+      cv.notify_all();
       return;
     }
     const auto done = Clock::now();
@@ -151,7 +156,7 @@ int main(int argc, char** argv) {
 
   {
     std::unique_lock lock(mutex);
-    if (!cv.wait_for(lock, 600s, [&] { return synced; })) {
+    if (!cv.wait_for(lock, 600s, [&] { return synced || failed; }) || failed) {
       std::fprintf(stderr, "the initial sync did not finish\n");
       return 1;
     }
@@ -201,8 +206,5 @@ int main(int argc, char** argv) {
   std::printf("no change lost: %s (services not at their last generation: %zu); maps read back == engine's state: %s\n",
               wrong == 0 ? "yes" : "NO", wrong, maps_match ? "yes" : "NO");
   std::printf("RSS: %ld MiB after the initial sync, %ld MiB at the end\n", rss_start / 1024, rss_end / 1024);
-  (void)xlb::datapath::Datapath::cleanup(pins / "v1", {});
-  std::error_code ignored;
-  std::filesystem::remove_all(pins, ignored);
   return wrong == 0 && maps_match ? 0 : 1;
 }
