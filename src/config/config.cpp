@@ -262,8 +262,9 @@ class ConfigReader {
     if (auto t = top.table("maglev")) read_maglev(*t);
     if (auto t = top.table("defaults")) read_defaults(*t);
     if (auto t = top.table("kubernetes")) read_kubernetes(*t);
+    if (auto t = top.table("bgp")) read_bgp(*t);
     if (auto services = top.array("service", false)) read_services(*services);
-    top.finish({"node", "api", "maglev", "defaults", "kubernetes", "service"});
+    top.finish({"node", "api", "maglev", "defaults", "kubernetes", "bgp", "service"});
     return config_;
   }
 
@@ -292,8 +293,11 @@ class ConfigReader {
     }
     read_snat(r, t);
     read_dsr(r, t);
+    // Below the ABI's id space (bpf/include/xlb_abi.h: 1 << 22).
+    if (auto v = r.integer_in("max_services", false, 1, (1 << 22) - 1)) config_.node.max_services = static_cast<uint32_t>(*v);
+    if (auto v = r.integer_in("max_backends", false, 1, (1 << 22) - 1)) config_.node.max_backends = static_cast<uint32_t>(*v);
     r.finish({"mode", "interfaces", "xdp_mode", "cgroup", "snat_ipv4", "snat_ipv6", "snat_port_min", "snat_port_max",
-              "dsr_source_ipv4", "dsr_source_ipv6", "decap"});
+              "dsr_source_ipv4", "dsr_source_ipv6", "decap", "max_services", "max_backends"});
   }
 
   void read_dsr(TableReader& r, const toml::table& t) {
@@ -423,6 +427,95 @@ class ConfigReader {
               "watch_silence_timeout"});
   }
 
+  void read_bgp(const toml::table& t) {
+    TableReader r(t, "bgp", diagnostics_);
+    BgpConfig& b = config_.bgp;
+    if (auto v = r.boolean("enabled", false)) b.enabled = *v;
+    if (auto v = r.integer_in("local_asn", b.enabled, 1, 4294967294)) b.local_asn = static_cast<uint32_t>(*v);
+    if (auto text = r.string("router_id", false)) {
+      auto a = model::IpAddress::parse(*text);
+      if (!a || !a->is_v4() || a->is_unspecified())
+        r.error_at(*t.get("router_id"), "router_id", "\"" + *text + "\" is not an IPv4 address other than 0.0.0.0 (BGP router ids are written as one)");
+      else
+        b.router_id = *a;
+    }
+    if (auto list = r.array("peer", false)) {
+      for_each_table(r, *list, "peer", [&](const toml::table& pt, size_t i) {
+        if (auto peer = read_bgp_peer(pt, "bgp peer " + std::to_string(i + 1))) {
+          const bool twice = std::any_of(b.peers.begin(), b.peers.end(), [&](const BgpPeer& p) { return p.address == peer->address; });
+          if (twice)
+            diagnostics_.add(pt.source().begin, "bgp peer " + std::to_string(i + 1) + ": address " + peer->address.to_string() + " is listed twice");
+          else
+            b.peers.push_back(*peer);
+        }
+      }, "bgp.peer");
+    }
+    if (b.enabled && b.peers.empty()) r.error("enabled = true needs at least one [[bgp.peer]]: the router(s) to announce the VIPs to");
+    if (auto list = r.array("communities", false)) {
+      for (const auto& item : *list) {
+        auto text = item.value<std::string>();
+        if (!text || !valid_community(*text))
+          r.error_at(item, "communities", "each community must be \"ASN:VALUE\" (0..65535 each) or a large community \"A:B:C\" (0..4294967295 each)");
+        else
+          b.communities.push_back(*text);
+      }
+    }
+    for (auto [key, field] : {std::pair{"bird_socket", &b.bird_socket}, std::pair{"bird_include", &b.bird_include}}) {
+      auto text = r.string(key, false);
+      if (!text) continue;
+      if (!text->starts_with("/") || text->find('"') != std::string::npos)
+        r.error_at(*t.get(key), key, "must be an absolute path (without a double quote)");
+      else
+        *field = *text;
+    }
+    if (auto text = r.string("drain_time", false)) {
+      auto d = parse_duration(*text);
+      if (*text == "0") d = std::chrono::milliseconds(0);
+      if (!d || *d > std::chrono::minutes(10))
+        r.error_at(*t.get("drain_time"), "drain_time", "\"" + *text + "\" is not a duration from \"0\" to \"10m\", like \"500ms\" or \"5s\"");
+      else
+        b.drain_time = *d;
+    }
+    r.finish({"enabled", "local_asn", "router_id", "peer", "communities", "bird_socket", "bird_include", "drain_time"});
+  }
+
+  std::optional<BgpPeer> read_bgp_peer(const toml::table& t, std::string context) {
+    TableReader r(t, std::move(context), diagnostics_);
+    BgpPeer p;
+    const auto a = address(r, t);
+    const auto asn = r.integer_in("asn", true, 1, 4294967294);
+    if (auto hold = r.integer_in("hold_time", false, 0, 65535)) {
+      // RFC 4271: a hold time is 0 (no keepalives) or at least 3 seconds.
+      if (*hold > 0 && *hold < 3)
+        r.error_at(*t.get("hold_time"), "hold_time", std::to_string(*hold) + " is below 3: a BGP hold time is 0 or at least 3 seconds");
+      else
+        p.hold_time_s = static_cast<uint32_t>(*hold);
+    }
+    if (auto v = r.boolean("bfd", false)) p.bfd = *v;
+    if (auto v = r.integer_in("port", false, 1, 65535)) p.port = static_cast<uint16_t>(*v);
+    r.finish({"address", "asn", "hold_time", "bfd", "port"});
+    if (!a || !asn) return std::nullopt;
+    p.address = *a;
+    p.asn = static_cast<uint32_t>(*asn);
+    return p;
+  }
+
+  static bool valid_community(std::string_view text) {
+    std::vector<std::string_view> parts;
+    size_t start = 0;
+    for (size_t colon; (colon = text.find(':', start)) != std::string_view::npos; start = colon + 1)
+      parts.push_back(text.substr(start, colon - start));
+    parts.push_back(text.substr(start));
+    if (parts.size() != 2 && parts.size() != 3) return false;
+    const uint64_t max = parts.size() == 2 ? 65535 : 4294967295;
+    for (auto part : parts) {
+      if (part.empty() || part.size() > 10 || !std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return false;
+      if (std::stoull(std::string(part)) > max) return false;
+    }
+    return true;
+  }
+
   void read_maglev(const toml::table& t) {
     TableReader r(t, "maglev", diagnostics_);
     if (auto seed = r.string("seed", false)) {
@@ -516,13 +609,14 @@ class ConfigReader {
   }
 
   template <class F>
-  void for_each_table(TableReader& r, const toml::array& list, std::string_view what, F&& f) {
+  void for_each_table(TableReader& r, const toml::array& list, std::string_view what, F&& f,
+                      std::string_view table = "") {
+    const std::string name = table.empty() ? "service." + std::string(what) : std::string(table);
     for (size_t i = 0; i < list.size(); ++i) {
       if (const auto* t = list[i].as_table())
         f(*t, i);
       else
-        r.error_at(list[i], what, "each " + std::string(what) + " must be a table ([[service." +
-                                      std::string(what) + "]])");
+        r.error_at(list[i], what, "each " + std::string(what) + " must be a table ([[" + name + "]])");
     }
   }
 

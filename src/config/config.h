@@ -3,6 +3,7 @@
 // nothing half-read is ever applied.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -50,6 +51,10 @@ struct NodeConfig {
   // This node is a backend of the dsr services: tc on `interfaces` decapsulates what load
   // balancers send it, and the dsr frontends' addresses are made local (on lo).
   bool decap = false;
+  // How many frontends and backends the datapath's maps hold (sized when xlbd creates them; maps
+  // adopted from the pin directory keep their size until xlbd --cleanup).
+  uint32_t max_services = 131072;
+  uint32_t max_backends = 131072;
 
   // Whether balanced packets are routed here, which needs forwarding on: on every node but one
   // that only decapsulates (decap on, no XDP), which routes nothing.
@@ -85,12 +90,40 @@ struct KubernetesConfig {
   bool operator==(const KubernetesConfig&) const = default;
 };
 
+// [bgp]: the VIPs this node can serve, announced to the upstream routers by a BGP daemon that
+// xlbd drives (bird2: an include file of its own and `configure` on bird's control socket), so
+// that several xlb nodes share the traffic by ECMP. Off unless enabled.
+struct BgpPeer {
+  model::IpAddress address;
+  uint32_t asn = 0;
+  uint32_t hold_time_s = 0;  // 0: the BGP daemon's default (bird: 240 s); keepalive is a third of it
+  bool bfd = false;          // BFD on the session: a dead link is noticed in well under a second
+  uint16_t port = 179;
+  bool operator==(const BgpPeer&) const = default;
+};
+
+struct BgpConfig {
+  bool enabled = false;
+  uint32_t local_asn = 0;
+  std::optional<model::IpAddress> router_id;  // IPv4; unset: the BGP daemon's own
+  std::vector<BgpPeer> peers;
+  // Standard "ASN:VALUE" (16 bits each) or large "A:B:C" (32 bits each) communities on every VIP.
+  std::vector<std::string> communities;
+  std::filesystem::path bird_socket = "/run/bird/bird.ctl";
+  std::filesystem::path bird_include = "/etc/bird/xlb-vips.conf";  // bird.conf includes it
+  // A graceful stop withdraws the VIPs, then keeps xlbd up this long before it exits, so that
+  // the routers move the traffic away while this node still forwards it.
+  std::chrono::milliseconds drain_time{5000};
+  bool operator==(const BgpConfig&) const = default;
+};
+
 struct Config {
   NodeConfig node;
   ApiConfig api;
   MaglevConfig maglev;
   ServiceDefaults defaults;
   KubernetesConfig kubernetes;
+  BgpConfig bgp;
   model::Catalog catalog;
 };
 
