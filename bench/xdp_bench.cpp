@@ -20,9 +20,9 @@
 //   dsr           with 10 frontends in dsr mode: established and new flows encapsulated
 //                 (IPv4 in IPv4) instead of translated, next to nat's figures
 //
-// XLB_MAX_SERVICES is 65536, so the services maps are loaded with room for 131072 entries
-// (bpf_map__set_max_entries) for both sizes; frontends share service ids modulo 65536 and one
-// ring. The route lookups see the namespace of tests/support/lb_netns.h.
+// The services maps are loaded with room for 131072 entries (bpf_map__set_max_entries, as
+// xlbd's [node] max_services does) for both sizes; each frontend has its own service id (and
+// counters), all share one ring. The route lookups see the namespace of tests/support/lb_netns.h.
 //
 //   sudo ./build/bench/xdp_bench
 #include <arpa/inet.h>

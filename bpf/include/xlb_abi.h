@@ -21,11 +21,20 @@
 
 #define XLB_ABI_VERSION 1
 
-/* Map sizes. A "service" in the maps is one frontend (address, port, protocol) with its own
- * ring; user space gives each frontend a service id below XLB_MAX_SERVICES and each backend an
- * id below XLB_MAX_BACKENDS, so both index the per-CPU counter arrays directly. */
-#define XLB_MAX_SERVICES 65536
-#define XLB_MAX_BACKENDS 65536
+/* Ids and capacity. A "service" in the maps is one frontend (address, port, protocol) with
+ * its own ring. User space gives each frontend a service id and each backend a backend id
+ * below these bounds; no map is indexed by id (the counters are hashes), so the bounds cost
+ * nothing and only keep ids in a range both sides agree on. They were 65536 when the counters
+ * were arrays indexed by id; raising them changed no key or value, and a map of a version-1
+ * pin holds ids below the old bound, which are below the new one. */
+#define XLB_MAX_SERVICES (1U << 22)
+#define XLB_MAX_BACKENDS (1U << 22)
+/* How many services (frontends) and backends the maps hold: their max_entries, set by user
+ * space at load time from the node's configuration; these are the defaults. 10,000 Services of
+ * 10 endpoints, or 100,000 single-stack Services, fit. Hash maps without preallocation: the
+ * memory a map takes follows its entries, plus 16 bytes per entry of capacity for its buckets. */
+#define XLB_DEFAULT_SERVICES 131072
+#define XLB_DEFAULT_BACKENDS 131072
 /* The largest Maglev table size the daemon may choose (a prime, see design.md). */
 #define XLB_MAX_RING_SIZE 131071
 /* Flow tables are LRU: when full, the least recently used flow is forgotten, never refused. */
@@ -190,7 +199,8 @@ struct xlb_dsr_config {
 
 /* ---- counters and events ----------------------------------------------------------------- */
 
-/* xlb_service_stats[service id], xlb_backend_stats[backend id] (PERCPU_ARRAY): user space sums
+/* xlb_service_stats, xlb_backend_stats (PERCPU_HASH, by service / backend id; user space
+ * creates and deletes the entries) and xlb_reason_stats (PERCPU_ARRAY, below): user space sums
  * over CPUs. */
 struct xlb_stats {
 	__u64 packets;

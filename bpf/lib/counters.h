@@ -1,9 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Counters: per service, per backend and per reason (struct xlb_stats). Per-CPU arrays, so
- * that counting is a plain add with no atomic and no shared cache line; user space sums the
- * CPUs. Service and backend ids index the arrays directly (user space keeps them below
- * XLB_MAX_SERVICES and XLB_MAX_BACKENDS; a larger id is simply not counted).
+ * Counters: per service, per backend and per reason (struct xlb_stats). Per-CPU, so that
+ * counting is a plain add with no atomic and no shared cache line; user space sums the CPUs.
+ *
+ * Service and backend counters are per-CPU hashes keyed by id, not arrays indexed by it: ids
+ * come from a space far larger than what a node holds (XLB_MAX_SERVICES / XLB_MAX_BACKENDS),
+ * and an array over it would cost 24 bytes x ids x possible CPUs whatever is in use (a 64-CPU
+ * node with 1 Mi ids: 1.5 GiB). Without preallocation a hash costs what its entries use.
+ * User space creates a service's or backend's entry (zeroed) before it writes the service or
+ * backend, and deletes it after; the programs never create one, so an id without an entry is
+ * simply not counted. max_entries is set at load time from the node's capacity (xlbd's
+ * [node] max_services / max_backends); the values here are the defaults.
  *
  * Every packet the XDP program sees is counted under exactly one reason; the tc program
  * counts only the replies it translates (every other packet on the link is XDP's to count).
@@ -17,15 +24,17 @@
 #include "xlb_abi.h"
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XLB_MAX_SERVICES);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, XLB_DEFAULT_SERVICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32); /* service id */
 	__type(value, struct xlb_stats);
 } xlb_service_stats SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XLB_MAX_BACKENDS);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, XLB_DEFAULT_BACKENDS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32); /* backend id */
 	__type(value, struct xlb_stats);
 } xlb_backend_stats SEC(".maps");

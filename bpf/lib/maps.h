@@ -8,6 +8,10 @@
  * could read half of the next value. Without preallocation, old elements are freed only
  * after every reader is done (RCU). Writes come from the control plane, rarely, so the
  * allocation at update time costs nothing that matters.
+ *
+ * Their max_entries here are defaults: xlbd sets them at load time from the node's capacity
+ * ([node] max_services for the services, addresses and rings, max_backends for the backends),
+ * or keeps those of the maps it adopts from the pin directory.
  */
 #ifndef XLB_LIB_MAPS_H
 #define XLB_LIB_MAPS_H
@@ -19,7 +23,7 @@
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XLB_MAX_SERVICES);
+	__uint(max_entries, XLB_DEFAULT_SERVICES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct xlb_service_key_v4);
 	__type(value, struct xlb_service_value);
@@ -27,7 +31,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XLB_MAX_SERVICES);
+	__uint(max_entries, XLB_DEFAULT_SERVICES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct xlb_service_key_v6);
 	__type(value, struct xlb_service_value);
@@ -37,7 +41,7 @@ struct {
  * well-formed TCP and UDP need just the one lookup in xlb_services_v4/v6. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XLB_MAX_SERVICES);
+	__uint(max_entries, XLB_DEFAULT_SERVICES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct xlb_frontend_addr_key);
 	__type(value, __u32); /* frontends at this address */
@@ -59,7 +63,7 @@ struct xlb_ring {
 /* Replacing a service's ring is one update here: readers see the old ring or the new one. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-	__uint(max_entries, XLB_MAX_SERVICES);
+	__uint(max_entries, XLB_DEFAULT_SERVICES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32); /* service id */
 	__array(values, struct xlb_ring);
@@ -67,7 +71,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XLB_MAX_BACKENDS);
+	__uint(max_entries, XLB_DEFAULT_BACKENDS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32); /* backend id */
 	__type(value, struct xlb_backend);

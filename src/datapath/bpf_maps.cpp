@@ -12,6 +12,7 @@
 #include <numeric>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "datapath/errno_error.h"
 #include "datapath/local_addresses.h"
@@ -99,19 +100,105 @@ Result<std::vector<Key>> keys_of(int fd, std::string_view what) {
   }
 }
 
+Result<uint32_t> max_entries(int fd, std::string_view what) {
+  bpf_map_info info{};
+  __u32 length = sizeof info;
+  if (int err = bpf_obj_get_info_by_fd(fd, &info, &length); err != 0)
+    return errno_error("read the size of map " + std::string(what), -err);
+  return info.max_entries;
+}
+
 }  // namespace
 
 Result<BpfMaps> BpfMaps::open(const MapFds& fds) {
-  auto v4 = duplicate(fds.services_v4, "xlb_services_v4");
-  auto v6 = duplicate(fds.services_v6, "xlb_services_v6");
-  auto rings = duplicate(fds.rings, "xlb_rings");
-  auto backends = duplicate(fds.backends, "xlb_backends");
-  auto addrs = duplicate(fds.frontend_addrs, "xlb_frontend_addrs");
-  auto cache = duplicate(fds.backend_cache, "xlb_backend_cache");
-  for (const auto* r : {&v4, &v6, &rings, &backends, &addrs, &cache})
-    if (!*r) return r->error();
-  return BpfMaps(std::move(*v4), std::move(*v6), std::move(*rings), std::move(*backends), std::move(*addrs),
-                 std::move(*cache));
+  BpfMaps m;
+  for (auto [fd, to, name] : {std::tuple{fds.services_v4, &m.services_v4_, "xlb_services_v4"},
+                              std::tuple{fds.services_v6, &m.services_v6_, "xlb_services_v6"},
+                              std::tuple{fds.rings, &m.rings_, "xlb_rings"},
+                              std::tuple{fds.backends, &m.backends_, "xlb_backends"},
+                              std::tuple{fds.frontend_addrs, &m.frontend_addrs_, "xlb_frontend_addrs"},
+                              std::tuple{fds.backend_cache, &m.backend_cache_, "xlb_backend_cache"},
+                              std::tuple{fds.service_stats, &m.service_stats_, "xlb_service_stats"},
+                              std::tuple{fds.backend_stats, &m.backend_stats_, "xlb_backend_stats"}}) {
+    auto copy = duplicate(fd, name);
+    if (!copy) return copy.error();
+    *to = std::move(*copy);
+  }
+  // The smallest map of each kind is what the node holds.
+  m.service_capacity_ = UINT32_MAX;
+  for (auto [fd, name] : {std::pair{m.services_v4_.get(), "xlb_services_v4"}, std::pair{m.services_v6_.get(), "xlb_services_v6"},
+                          std::pair{m.rings_.get(), "xlb_rings"}, std::pair{m.service_stats_.get(), "xlb_service_stats"}}) {
+    auto n = max_entries(fd, name);
+    if (!n) return n.error();
+    m.service_capacity_ = std::min(m.service_capacity_, *n);
+  }
+  m.backend_capacity_ = UINT32_MAX;
+  for (auto [fd, name] : {std::pair{m.backends_.get(), "xlb_backends"}, std::pair{m.backend_stats_.get(), "xlb_backend_stats"}}) {
+    auto n = max_entries(fd, name);
+    if (!n) return n.error();
+    m.backend_capacity_ = std::min(m.backend_capacity_, *n);
+  }
+  if (Status s = m.adopt_counters(); !s) return s.error();
+  return m;
+}
+
+// Counter maps are made anew when their layout changes (a new size, or an xlb that kept them in
+// arrays), while the services and backends are adopted: every id they hold gets its entry again.
+Status BpfMaps::adopt_counters() {
+  auto backends = keys_of<BackendId>(backends_.get(), "xlb_backends");
+  if (!backends) return backends.error();
+  auto count_each = [&](int stats, const std::vector<uint32_t>& ids, std::string_view kind) -> Status {
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) return errno_error("count CPUs", cpus < 0 ? -cpus : EINVAL);
+    std::vector<xlb_stats> values(static_cast<size_t>(cpus));
+    for (uint32_t id : ids) {
+      if (bpf_map_lookup_elem(stats, &id, values.data()) == 0) continue;
+      if (Status s = create_counters(stats, id, std::string(kind) + " " + std::to_string(id)); !s) return s;
+    }
+    return {};
+  };
+  if (Status s = count_each(backend_stats_.get(), *backends, "backend"); !s) return s;
+  std::vector<uint32_t> services;
+  auto collect = [&](int fd, const auto& keys) -> Status {
+    for (const auto& k : keys) {
+      auto value = lookup<xlb_service_value>(fd, &k, "read a service entry");
+      if (!value) return value.error();
+      if (value->has_value()) services.push_back((*value)->service_id);
+    }
+    return {};
+  };
+  auto v4 = keys_of<xlb_service_key_v4>(services_v4_.get(), "xlb_services_v4");
+  if (!v4) return v4.error();
+  if (Status s = collect(services_v4_.get(), *v4); !s) return s;
+  auto v6 = keys_of<xlb_service_key_v6>(services_v6_.get(), "xlb_services_v6");
+  if (!v6) return v6.error();
+  if (Status s = collect(services_v6_.get(), *v6); !s) return s;
+  return count_each(service_stats_.get(), services, "service id");
+}
+
+Error BpfMaps::full(std::string_view what, bool backends) const {
+  const uint32_t capacity = backends ? backend_capacity_ : service_capacity_;
+  const std::string things = backends ? "backends" : "frontends (service ids)";
+  const std::string key = backends ? "max_backends" : "max_services";
+  return Error{std::string(what) + ": the datapath is full: it holds at most " + std::to_string(capacity) + " " +
+               things + ". Raise [node] " + key +
+               " in the configuration; the maps pinned now keep their size until xlbd --cleanup (which interrupts "
+               "traffic) and the next start"};
+}
+
+Status BpfMaps::create_counters(int fd, uint32_t id, std::string_view what) {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return errno_error("count CPUs", cpus < 0 ? -cpus : EINVAL);
+  // Per-CPU values, one per possible CPU, each 8-byte aligned (xlb_stats is 24 bytes).
+  const std::vector<xlb_stats> zeros(static_cast<size_t>(cpus));
+  const int err = bpf_map_update_elem(fd, &id, zeros.data(), BPF_ANY);
+  if (err == -E2BIG) return full(std::string(what) + ": create its counters", fd == backend_stats_.get());
+  if (err != 0) return errno_error(std::string(what) + ": create its counters", -err);
+  return {};
+}
+
+Status BpfMaps::delete_counters(int fd, uint32_t id, std::string_view what) {
+  return delete_if_present(fd, &id, std::string(what) + ": delete its counters");
 }
 
 Status BpfMaps::upsert_backend(const BackendEntry& b) {
@@ -124,11 +211,22 @@ Status BpfMaps::upsert_backend(const BackendEntry& b) {
   value.port = htons(b.port);
   value.family = b.address.is_v4() ? XLB_AF_INET : XLB_AF_INET6;
   value.state = b.draining ? XLB_BACKEND_DRAINING : XLB_BACKEND_ACTIVE;
-  return update(backends_.get(), &b.id, &value, what);
+  auto old = lookup<xlb_backend>(backends_.get(), &b.id, what);
+  if (!old) return old.error();
+  // A new backend's counters exist before the programs can reach it, and start from zero.
+  if (!old->has_value())
+    if (Status s = create_counters(backend_stats_.get(), b.id, what); !s) return s;
+  const int err = bpf_map_update_elem(backends_.get(), &b.id, &value, BPF_ANY);
+  if (err == 0) return {};
+  if (!old->has_value()) (void)delete_counters(backend_stats_.get(), b.id, what);
+  if (err == -E2BIG) return full(what, true);
+  return errno_error(what, -err);
 }
 
 Status BpfMaps::remove_backend(BackendId id) {
-  if (Status s = delete_if_present(backends_.get(), &id, "remove backend " + std::to_string(id)); !s) return s;
+  const std::string what = "remove backend " + std::to_string(id);
+  if (Status s = delete_if_present(backends_.get(), &id, what); !s) return s;
+  if (Status s = delete_counters(backend_stats_.get(), id, what); !s) return s;
   return forget_cached_backend(id);
 }
 
@@ -158,7 +256,11 @@ Status BpfMaps::count_frontend_address(const model::IpAddress& address, int delt
   const int64_t now = static_cast<int64_t>(count->value_or(0)) + delta;
   if (now <= 0) return delete_if_present(frontend_addrs_.get(), &key, what);
   const auto value = static_cast<__u32>(now);
-  return update(frontend_addrs_.get(), &key, &value, what);
+  if (int err = bpf_map_update_elem(frontend_addrs_.get(), &key, &value, BPF_ANY); err == -E2BIG)
+    return full(what, false);
+  else if (err != 0)
+    return errno_error(what, -err);
+  return {};
 }
 
 namespace {
@@ -204,6 +306,9 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
     p.value.flags = (f.snat ? XLB_SERVICE_F_SNAT : 0) | (f.dsr ? XLB_SERVICE_F_DSR : 0) |
                     (f.affinity ? XLB_SERVICE_F_AFFINITY : 0);
     p.value.affinity_timeout_s = f.affinity_timeout_s;
+    // A new service id's counters exist before its entry, and start from zero.
+    if (!p.old || p.old->service_id != f.service_id)
+      if (Status s = create_counters(service_stats_.get(), f.service_id, what); !s) return s;
     if (!f.ring.empty()) {
       auto ring = create_ring(f.ring);
       if (!ring) return prefixed(what, ring.error());
@@ -215,10 +320,10 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
   auto write_entries = [&](bool shrinking) -> Status {
     for (const auto& p : pending)
       if (p.shrinks() == shrinking)
-        if (Status s = update(p.services_fd, p.key.data(), &p.value,
-                              "write frontend " + p.entry->key.to_string() + ": write the service entry");
-            !s)
-          return s;
+        if (int err = bpf_map_update_elem(p.services_fd, p.key.data(), &p.value, BPF_ANY); err != 0) {
+          const std::string what = "write frontend " + p.entry->key.to_string() + ": write the service entry";
+          return err == -E2BIG ? full(what, false) : errno_error(what, -err);
+        }
     return {};
   };
   if (Status s = write_entries(true); !s) return s;
@@ -238,6 +343,14 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
   if (Status s = write_entries(false); !s) return s;
   std::erase_if(unused_rings, [&](ServiceId id) { return std::find(ring_ids.begin(), ring_ids.end(), id) != ring_ids.end(); });
   if (Status s = remove_rings(std::move(unused_rings)); !s) return s;
+  // The counters of a service id that no frontend of this batch took over.
+  std::set<ServiceId> now_used;
+  for (const auto& p : pending) now_used.insert(p.value.service_id);
+  for (const auto& p : pending)
+    if (p.old && p.old->service_id != p.value.service_id && !now_used.count(p.old->service_id))
+      if (Status s = delete_counters(service_stats_.get(), p.old->service_id, "service id " + std::to_string(p.old->service_id));
+          !s)
+        return s;
   return sync_local_addresses();
 }
 
@@ -255,6 +368,8 @@ Status BpfMaps::remove_frontends(const std::vector<FrontendKey>& keys) {
     if (Status s = count_frontend_address(k.address, -1); !s) return s;
     rings.push_back((*old)->service_id);
   }
+  for (ServiceId id : rings)
+    if (Status s = delete_counters(service_stats_.get(), id, "service id " + std::to_string(id)); !s) return s;
   if (Status s = remove_rings(std::move(rings)); !s) return s;
   return sync_local_addresses();
 }
@@ -333,8 +448,10 @@ Status BpfMaps::install_rings(const std::vector<uint32_t>& ids, const std::vecto
   if (ids.empty()) return {};
   __u32 count = static_cast<__u32>(ids.size());
   if (const int err = bpf_map_update_batch(rings_.get(), ids.data(), fds.data(), &count, nullptr); err != 0)
-    return errno_error("swap in " + std::to_string(ids.size()) + " rings (" + std::to_string(count) + " done)", -err,
-                       err == -E2BIG ? "the map is full" : "");
+    return err == -E2BIG ? full("swap in " + std::to_string(ids.size()) + " rings", false)
+                         : errno_error("swap in " + std::to_string(ids.size()) + " rings (" + std::to_string(count) +
+                                           " done)",
+                                       -err);
   return {};
 }
 

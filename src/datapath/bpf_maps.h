@@ -17,6 +17,8 @@ struct MapFds {
   int backends = -1;
   int frontend_addrs = -1;
   int backend_cache = -1;
+  int service_stats = -1;
+  int backend_stats = -1;
 };
 
 class BpfMaps final : public MapWriter {
@@ -25,6 +27,10 @@ class BpfMaps final : public MapWriter {
   static Result<BpfMaps> open(const MapFds& fds);
 
   Result<State> read() const override;
+  // How many frontends (service ids) and backends the maps hold: their max_entries.
+  uint32_t service_capacity() const { return service_capacity_; }
+  uint32_t backend_capacity() const { return backend_capacity_; }
+
   Status upsert_backend(const BackendEntry& backend) override;
   Status remove_backend(BackendId id) override;
   Status upsert_frontends(const std::vector<FrontendEntry>& frontends) override;
@@ -36,11 +42,7 @@ class BpfMaps final : public MapWriter {
   Status set_local_dsr_frontends(bool on);
 
  private:
-  BpfMaps(UniqueFd v4, UniqueFd v6, UniqueFd rings, UniqueFd backends, UniqueFd frontend_addrs,
-          UniqueFd backend_cache)
-      : services_v4_(std::move(v4)), services_v6_(std::move(v6)), rings_(std::move(rings)),
-        backends_(std::move(backends)), frontend_addrs_(std::move(frontend_addrs)),
-        backend_cache_(std::move(backend_cache)) {}
+  BpfMaps() = default;
 
   Status check_backends_exist(const std::vector<BackendId>& ring, std::set<BackendId>& known) const;
   Result<UniqueFd> create_ring(const std::vector<BackendId>& ring) const;
@@ -51,6 +53,13 @@ class BpfMaps final : public MapWriter {
   // down after it is gone, so a crash leaves a count too high (harmless), never too low.
   Status count_frontend_address(const model::IpAddress& address, int delta);
   Status forget_cached_backend(BackendId id);
+  // A zeroed counter entry for a new service or backend id (bpf/lib/counters.h: the programs
+  // count only ids that have one), and its removal.
+  Status create_counters(int fd, uint32_t id, std::string_view what);
+  Status delete_counters(int fd, uint32_t id, std::string_view what);
+  Status adopt_counters();
+  // A write refused because a map is full, said in terms of the node's capacity.
+  Error full(std::string_view what, bool backends) const;
   Result<std::vector<BackendId>> read_ring(ServiceId id, uint32_t size) const;
   Status read_frontends(bool v6, State& state) const;
   Result<std::set<model::IpAddress>> dsr_frontend_addresses() const;
@@ -62,6 +71,10 @@ class BpfMaps final : public MapWriter {
   UniqueFd backends_;
   UniqueFd frontend_addrs_;
   UniqueFd backend_cache_;
+  UniqueFd service_stats_;
+  UniqueFd backend_stats_;
+  uint32_t service_capacity_ = 0;
+  uint32_t backend_capacity_ = 0;
   bool local_dsr_frontends_ = false;
 };
 

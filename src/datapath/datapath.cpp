@@ -12,6 +12,7 @@
 #include <cstring>
 #include <algorithm>
 #include <functional>
+#include <tuple>
 #include <type_traits>
 
 #include "base/unique_fd.h"
@@ -125,9 +126,57 @@ Status drop_incompatible_counters(bpf_map* map, const fs::path& pin) {
   return {};
 }
 
+static_assert(kDefaultMaxServices == XLB_DEFAULT_SERVICES && kDefaultMaxBackends == XLB_DEFAULT_BACKENDS,
+              "LoadOptions' defaults are the ABI's");
+
+// The maps whose max_entries is the node's capacity: of services (frontends, their addresses,
+// rings and counters) or of backends.
+enum class Sized { no, services, backends };
+Sized sized_by(std::string_view name) {
+  if (name == "xlb_services_v4" || name == "xlb_services_v6" || name == "xlb_frontend_addrs" || name == "xlb_rings" ||
+      name == "xlb_service_stats")
+    return Sized::services;
+  if (name == "xlb_backends" || name == "xlb_backend_stats") return Sized::backends;
+  return Sized::no;
+}
+
+// The max_entries of a pinned map, if there is one.
+Result<std::optional<uint32_t>> pinned_size(const fs::path& pin) {
+  std::error_code ec;
+  if (!fs::exists(pin, ec)) return std::optional<uint32_t>();
+  UniqueFd pinned(bpf_obj_get(pin.c_str()));
+  if (!pinned) return errno_error("open the pinned map " + pin.string(), errno);
+  bpf_map_info info{};
+  __u32 length = sizeof info;
+  if (int err = bpf_obj_get_info_by_fd(pinned.get(), &info, &length); err != 0)
+    return errno_error("read the pinned map " + pin.string(), -err);
+  return std::optional(info.max_entries);
+}
+
+// The sizes to load with: the options', or those of the maps a previous xlbd pinned (the maps
+// that hold state: xlb_services_v4 and xlb_backends), which are adopted as they are.
+Result<Capacity> capacity_to_load(const LoadOptions& options) {
+  Capacity c{options.max_services, options.max_backends, ""};
+  for (auto [what, name, size, key, ids] :
+       {std::tuple{"services", "xlb_services_v4", &c.services, "max_services", XLB_MAX_SERVICES},
+        std::tuple{"backends", "xlb_backends", &c.backends, "max_backends", XLB_MAX_BACKENDS}}) {
+    if (*size == 0 || *size >= ids)
+      return Error{std::string(key) + " " + std::to_string(*size) + ": it goes from 1 to " + std::to_string(ids - 1)};
+    if (options.pin_dir.empty()) continue;
+    auto pinned = pinned_size(options.pin_dir / name);
+    if (!pinned) return pinned.error();
+    if (!*pinned || **pinned == *size) continue;
+    if (!c.note.empty()) c.note += "; ";
+    c.note += "the pinned maps hold " + std::to_string(**pinned) + " " + what + ", adopted as they are: " + key + " " +
+              std::to_string(*size) + " takes effect after xlbd --cleanup (which interrupts traffic) and a start";
+    *size = **pinned;
+  }
+  return c;
+}
+
 // Every map of every object is one shared instance per name: the first object to load creates it
 // (or adopts it from the pin directory), later ones re-use its fd.
-Status share_maps(Object& o, const std::map<std::string, int>& loaded, const fs::path& pin_dir) {
+Status share_maps(Object& o, const std::map<std::string, int>& loaded, const fs::path& pin_dir, const Capacity& capacity) {
   bpf_map* map;
   bpf_object__for_each_map(map, o.object) {
     if (bpf_map__is_internal(map)) continue;  // .rodata, .bss: each object's own
@@ -135,7 +184,13 @@ Status share_maps(Object& o, const std::map<std::string, int>& loaded, const fs:
     if (auto it = loaded.find(name); it != loaded.end()) {
       if (int err = bpf_map__reuse_fd(map, it->second); err != 0)
         return errno_error("share map " + name + " with " + o.name, -err);
-    } else if (!pin_dir.empty()) {
+      continue;
+    }
+    if (Sized kind = sized_by(name); kind != Sized::no)
+      if (int err = bpf_map__set_max_entries(map, kind == Sized::services ? capacity.services : capacity.backends);
+          err != 0)
+        return errno_error("size map " + name, -err);
+    if (!pin_dir.empty()) {
       if (Status s = drop_incompatible_counters(map, pin_dir / name); !s) return s;
       if (int err = bpf_map__set_pin_path(map, (pin_dir / name).c_str()); err != 0)
         return errno_error("pin map " + name, -err);
@@ -153,8 +208,8 @@ struct LinkDeleter {
   void operator()(bpf_link* link) const { bpf_link__destroy(link); }
 };
 
-// Sums a per-CPU array of struct xlb_stats over CPUs, keeping only entries with traffic. Read in
-// batches: one system call per few thousand entries, not one per entry of a 64 Ki array.
+// Sums a per-CPU map (array or hash) of struct xlb_stats over CPUs, keeping only entries with
+// traffic. Read in batches: one system call per few thousand entries, not one per entry.
 template <class Key>
 Status read_stats(int fd, uint32_t entries, std::map<Key, Counter>& out, std::string_view what) {
   const int cpus = libbpf_num_possible_cpus();
@@ -192,6 +247,7 @@ struct Datapath::Objects {
   fs::path pin_dir;
   std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;  // unpinned links live as long as this
   std::optional<BpfMaps> writer;
+  std::string capacity_note;
 
   const Object& xdp() const { return objects.at(0); }
   const Object& tc() const { return objects.at(1); }
@@ -261,8 +317,11 @@ Result<Datapath> Datapath::load(const LoadOptions& options) {
       return Error{"create pin directory " + options.pin_dir.string() + ": " + ec.message() +
                    " (is bpffs mounted? mount -t bpf bpf /sys/fs/bpf)"};
   }
+  auto capacity = capacity_to_load(options);
+  if (!capacity) return capacity.error();
   auto objects = std::make_unique<Objects>();
   objects->pin_dir = options.pin_dir;
+  objects->capacity_note = capacity->note;
   // libbpf loads quietly first; only when the verifier refuses does it load again with the
   // log on, into this buffer, so that the error can say why.
   std::string verifier_log(kVerifierLogSize, '\0');
@@ -275,7 +334,7 @@ Result<Datapath> Datapath::load(const LoadOptions& options) {
   for (auto& open : openers) {
     auto o = open();
     if (!o) return o.error();
-    if (auto s = share_maps(*o, objects->maps, options.pin_dir); !s) return s.error();
+    if (auto s = share_maps(*o, objects->maps, options.pin_dir, *capacity); !s) return s.error();
     if (int err = bpf_object__load(o->object); err != 0) {
       if (-err == EINVAL && !options.pin_dir.empty())
         return errno_error("load BPF programs " + o->name, -err,
@@ -292,13 +351,24 @@ Result<Datapath> Datapath::load(const LoadOptions& options) {
 
   auto writer = BpfMaps::open({map_fd(objects->maps, "xlb_services_v4"), map_fd(objects->maps, "xlb_services_v6"),
                                map_fd(objects->maps, "xlb_rings"), map_fd(objects->maps, "xlb_backends"),
-                               map_fd(objects->maps, "xlb_frontend_addrs"), map_fd(objects->maps, "xlb_backend_cache")});
+                               map_fd(objects->maps, "xlb_frontend_addrs"), map_fd(objects->maps, "xlb_backend_cache"),
+                               map_fd(objects->maps, "xlb_service_stats"), map_fd(objects->maps, "xlb_backend_stats")});
   if (!writer) return writer.error();
   objects->writer.emplace(std::move(*writer));
   return Datapath(std::move(objects));
 }
 
 MapWriter& Datapath::maps() { return *objects_->writer; }
+
+int Datapath::program_fd(std::string_view name) const {
+  for (const auto& o : objects_->objects)
+    if (bpf_program* p = bpf_object__find_program_by_name(o.object, std::string(name).c_str())) return bpf_program__fd(p);
+  return -1;
+}
+
+Capacity Datapath::capacity() const {
+  return {objects_->writer->service_capacity(), objects_->writer->backend_capacity(), objects_->capacity_note};
+}
 
 Status Datapath::write_node(const NodeSettings& s) {
   xlb_node_config config{};
@@ -512,10 +582,11 @@ Result<uint32_t> Datapath::destroy_sockets_to(const model::IpAddress& address, u
 
 Result<Counters> Datapath::read_counters() const {
   Counters c;
-  if (auto s = read_stats(map_fd(objects_->maps, "xlb_service_stats"), XLB_MAX_SERVICES, c.services, "service counters");
+  const Capacity capacity = this->capacity();
+  if (auto s = read_stats(map_fd(objects_->maps, "xlb_service_stats"), capacity.services, c.services, "service counters");
       !s)
     return s.error();
-  if (auto s = read_stats(map_fd(objects_->maps, "xlb_backend_stats"), XLB_MAX_BACKENDS, c.backends, "backend counters");
+  if (auto s = read_stats(map_fd(objects_->maps, "xlb_backend_stats"), capacity.backends, c.backends, "backend counters");
       !s)
     return s.error();
   std::map<uint32_t, Counter> reasons;

@@ -33,11 +33,28 @@ std::filesystem::path default_pin_dir();
 enum class XdpMode { native, generic };
 std::string_view to_string(XdpMode);
 
+// XLB_DEFAULT_SERVICES / XLB_DEFAULT_BACKENDS (checked in datapath.cpp).
+inline constexpr uint32_t kDefaultMaxServices = 131072;
+inline constexpr uint32_t kDefaultMaxBackends = 131072;
+
 struct LoadOptions {
   // Where maps (and the cgroup link) are pinned, e.g. /sys/fs/bpf/xlb/v1: the ABI version is in
   // the path, so a new layout never adopts an old one's maps. Empty: nothing is pinned, and the
   // maps live only as long as the programs that use them (tests).
   std::filesystem::path pin_dir;
+  // How many frontends (service ids) and backends the maps hold ([node] max_services and
+  // max_backends): the max_entries of the maps sized by them, set before load. Maps adopted
+  // from the pin directory keep the size they were made with (a restart adopts what is
+  // pinned; a new size takes effect after xlbd --cleanup): see Datapath::capacity().
+  uint32_t max_services = kDefaultMaxServices;
+  uint32_t max_backends = kDefaultMaxBackends;
+};
+
+// What the loaded maps hold, and why it differs from what was asked, if it does.
+struct Capacity {
+  uint32_t services = 0;
+  uint32_t backends = 0;
+  std::string note;  // empty, or e.g. "the pinned maps hold 131072 backends; max_backends 262144 takes effect ..."
 };
 
 // An address prefix, e.g. 10.99.0.0/16.
@@ -90,6 +107,10 @@ class Datapath {
   ~Datapath();
 
   MapWriter& maps();
+  Capacity capacity() const;
+  // The fd of one of xlb's programs by name ("xlb_xdp", "xlb_tc", "xlb_connect4", ...), owned
+  // by this object; -1 if there is none. For tests and benchmarks (BPF_PROG_TEST_RUN).
+  int program_fd(std::string_view name) const;
   Status write_node(const NodeSettings& settings);
 
   // XDP on a link for traffic that reaches the node. native falls back to generic (with the

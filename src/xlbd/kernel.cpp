@@ -32,8 +32,9 @@ Result<datapath::Datapath> load_datapath(const config::NodeConfig& node, const s
   if (auto s = preflight(node, pin_dir, log); !s) return s.error();
   std::error_code ec;
   const bool adopting = std::filesystem::exists(pin_dir / "xlb_conntrack", ec);
-  auto datapath = datapath::Datapath::load({pin_dir});
+  auto datapath = datapath::Datapath::load({pin_dir, node.max_services, node.max_backends});
   if (!datapath) return datapath.error();
+  if (const auto capacity = datapath->capacity(); !capacity.note.empty()) log.warning("datapath: " + capacity.note);
   datapath::NodeSettings settings;
   settings.snat_ipv4 = node.snat_ipv4;
   settings.snat_ipv6 = node.snat_ipv6;

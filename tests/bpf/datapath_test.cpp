@@ -11,7 +11,9 @@
 #include "datapath/datapath.h"
 #include "datapath/local_addresses.h"
 #include "support/command.h"
+#include "support/lb_netns.h"
 #include "support/netns.h"
+#include "support/packet.h"
 #include "support/requirements.h"
 #include "support/status.h"
 #include "xlb_abi.h"
@@ -155,6 +157,136 @@ TEST_F(DatapathTest, ACounterMapOfAnOlderLayoutIsMadeAnewAndStateIsKept) {
   auto state = datapath->maps().read();
   XLB_ASSERT_OK(state);
   EXPECT_EQ(state->backends.size(), 1u) << "the backends map was adopted";
+}
+
+// The runs of the XDP program of a loaded datapath on one frame (BPF_PROG_TEST_RUN), in this
+// thread's network namespace.
+struct XdpRun {
+  int action = -1;
+  test::Bytes out;
+};
+XdpRun run_xdp(const Datapath& datapath, const test::Bytes& frame, int ingress_ifindex) {
+  XdpRun run;
+  run.out.resize(frame.size() + 256);
+  xdp_md ctx{};
+  ctx.data_end = static_cast<__u32>(frame.size());
+  ctx.ingress_ifindex = static_cast<__u32>(ingress_ifindex);
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  opts.data_in = frame.data();
+  opts.data_size_in = static_cast<__u32>(frame.size());
+  opts.data_out = run.out.data();
+  opts.data_size_out = static_cast<__u32>(run.out.size());
+  opts.ctx_in = &ctx;
+  opts.ctx_size_in = sizeof ctx;
+  opts.repeat = 1;
+  EXPECT_EQ(bpf_prog_test_run_opts(datapath.program_fd("xlb_xdp"), &opts), 0) << "test run of xlb_xdp";
+  run.action = static_cast<int>(opts.retval);
+  run.out.resize(opts.data_size_out);
+  return run;
+}
+
+// 10,000 Services of 10 endpoints are 100,000 backends: more than the 65,536 ids the maps once
+// had. They are written through BpfMaps, a frontend under a service id above 65,536 sends its
+// flows to the backend with the highest id, and the counters of both count them.
+TEST_F(DatapathTest, MoreThan65536BackendsAreWrittenAndForwardedTo) {
+  XLB_ASSERT_OK(test::enter_private_netns());
+  XLB_ASSERT_OK(test::lbnet::build());
+  auto datapath = Datapath::load({pins_});
+  XLB_ASSERT_OK(datapath);
+  EXPECT_GE(datapath->capacity().backends, 100000u);
+  auto& maps = datapath->maps();
+  constexpr BackendId kBackends = 100000;
+  for (BackendId id = 1; id < kBackends; ++id)
+    XLB_ASSERT_OK(maps.upsert_backend({id, ip("10." + std::to_string(id >> 16) + "." + std::to_string((id >> 8) & 255) +
+                                               "." + std::to_string(id & 255)),
+                                       8080, false}));
+  const test::lbnet::Family f = test::lbnet::v4();
+  XLB_ASSERT_OK(maps.upsert_backend({kBackends, ip(f.backend[1].str()), 8080, false}));
+  constexpr ServiceId kService = 70000;
+  XLB_ASSERT_OK(maps.upsert_frontends({frontend(f.frontend.str(), 80, kService, std::vector<BackendId>(251, kBackends))}));
+  auto state = maps.read();
+  XLB_ASSERT_OK(state);
+  EXPECT_EQ(state->backends.size(), kBackends);
+
+  test::PacketSpec in;
+  in.eth_src = test::lbnet::kClientMac;
+  in.eth_dst = test::lbnet::kClientLinkMac;
+  in.src = f.client;
+  in.dst = f.frontend;
+  in.protocol = IPPROTO_TCP;
+  in.sport = 40000;
+  in.dport = 80;
+  in.payload = test::Bytes{'h', 'i'};
+  const XdpRun run = run_xdp(*datapath, test::build_frame(in), test::lbnet::ifindex(test::lbnet::kClientLink));
+  EXPECT_EQ(run.action, XDP_REDIRECT);
+  test::PacketSpec out = in;
+  out.eth_src = test::lbnet::kBackendLinkMac;
+  out.eth_dst = test::lbnet::backend_mac(1);
+  out.dst = f.backend[1];
+  out.dport = 8080;
+  out.ttl = static_cast<uint8_t>(in.ttl - 1);
+  EXPECT_EQ(run.out, test::build_frame(out)) << "not translated to backend " << kBackends;
+
+  auto counters = datapath->read_counters();
+  XLB_ASSERT_OK(counters);
+  EXPECT_EQ(counters->backends[kBackends].packets, 1u);
+  EXPECT_EQ(counters->backends[kBackends].new_flows, 1u);
+  EXPECT_EQ(counters->services[kService].new_flows, 1u);
+
+  // A removed backend takes its counters with it; a new one with its id starts from zero.
+  XLB_ASSERT_OK(maps.upsert_frontends({frontend(f.frontend.str(), 80, kService, {})}));
+  XLB_ASSERT_OK(maps.remove_backend(kBackends));
+  XLB_ASSERT_OK(maps.upsert_backend({kBackends, ip(f.backend[2].str()), 8080, false}));
+  counters = datapath->read_counters();
+  XLB_ASSERT_OK(counters);
+  EXPECT_EQ(counters->backends.count(kBackends), 0u);
+}
+
+// The maps hold what [node] max_services / max_backends say; one more is refused with words an
+// operator can act on, and a restart with other sizes adopts the pinned maps as they are.
+TEST_F(DatapathTest, TheConfiguredCapacityIsHeldAndTheErrorAboveItSaysWhatToChange) {
+  {
+    auto datapath = Datapath::load({pins_, 16, 8});
+    XLB_ASSERT_OK(datapath);
+    EXPECT_EQ(datapath->capacity().services, 16u);
+    EXPECT_EQ(datapath->capacity().backends, 8u);
+    EXPECT_EQ(datapath->capacity().note, "");
+    auto& maps = datapath->maps();
+    for (BackendId id = 1; id <= 8; ++id)
+      XLB_ASSERT_OK(maps.upsert_backend({id + 100000, ip("10.0.0." + std::to_string(id)), 80, false}));
+    const Status refused = maps.upsert_backend({200000, ip("10.0.0.99"), 80, false});
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().message,
+              "write backend 200000 (10.0.0.99:80): create its counters: the datapath is full: it holds at most 8 "
+              "backends. Raise [node] max_backends in the configuration; the maps pinned now keep their size until "
+              "xlbd --cleanup (which interrupts traffic) and the next start");
+    auto state = maps.read();
+    XLB_ASSERT_OK(state);
+    EXPECT_EQ(state->backends.size(), 8u) << "nothing of the refused backend stays";
+    std::vector<FrontendEntry> frontends;
+    for (ServiceId id = 1; id <= 17; ++id)
+      frontends.push_back(frontend("198.18.0." + std::to_string(id), 80, id + 100000, {100001}));
+    const Status full = maps.upsert_frontends(frontends);
+    ASSERT_FALSE(full);
+    EXPECT_NE(full.error().message.find("the datapath is full: it holds at most 16 frontends (service ids). Raise [node] "
+                                        "max_services"),
+              std::string::npos)
+        << full.error().message;
+  }
+  auto datapath = Datapath::load({pins_, 1000, 2000});
+  XLB_ASSERT_OK(datapath);
+  const Capacity capacity = datapath->capacity();
+  EXPECT_EQ(capacity.services, 16u);
+  EXPECT_EQ(capacity.backends, 8u);
+  EXPECT_EQ(capacity.note,
+            "the pinned maps hold 16 services, adopted as they are: max_services 1000 takes effect after xlbd --cleanup "
+            "(which interrupts traffic) and a start; the pinned maps hold 8 backends, adopted as they are: max_backends "
+            "2000 takes effect after xlbd --cleanup (which interrupts traffic) and a start");
+  auto state = datapath->maps().read();
+  XLB_ASSERT_OK(state);
+  EXPECT_EQ(state->backends.size(), 8u);
+  EXPECT_FALSE(Datapath::load({{}, 0, 10})) << "a capacity of 0";
 }
 
 // A backend node of dsr services (decap on) has their frontend addresses on lo, marked as xlb's,

@@ -867,7 +867,7 @@ TEST(SockLbAttach, RingsMayOnlyHoldBackendsThatExist) {
             "(write backends before the services that use them)");
   const Status reserved = datapath->maps().upsert_backend({0, ip(kIpv4.loopback), 9, false});
   ASSERT_FALSE(reserved.ok());
-  EXPECT_EQ(reserved.error().message, "write backend 0 (127.0.0.1:9): backend ids go from 1 to 65535");
+  EXPECT_EQ(reserved.error().message, "write backend 0 (127.0.0.1:9): backend ids go from 1 to " + std::to_string(XLB_MAX_BACKENDS - 1));
 }
 
 }  // namespace

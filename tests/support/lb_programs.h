@@ -59,8 +59,7 @@ inline xlb_flow_key flow_key(const IpAddr& src, uint16_t sport, const IpAddr& ds
 class LbPrograms {
  public:
   struct Options {
-    // Overrides the services maps' size before load, e.g. for a benchmark with more
-    // frontends than XLB_MAX_SERVICES.
+    // Overrides the services maps' size before load, as xlbd's [node] max_services does.
     std::optional<uint32_t> services_max_entries;
     bool load_tc = true;
   };
@@ -79,6 +78,8 @@ class LbPrograms {
       bpf_map__set_max_entries(p->xdp_->maps.xlb_services_v4, *options.services_max_entries);
       bpf_map__set_max_entries(p->xdp_->maps.xlb_services_v6, *options.services_max_entries);
       bpf_map__set_max_entries(p->xdp_->maps.xlb_frontend_addrs, *options.services_max_entries);
+      bpf_map__set_max_entries(p->xdp_->maps.xlb_rings, *options.services_max_entries);
+      bpf_map__set_max_entries(p->xdp_->maps.xlb_service_stats, *options.services_max_entries);
     }
     if (int err = xlb_xdp__load(p->xdp_); err != 0) return p->load_error("xlb_xdp", err);
     if (!options.load_tc) return p;
@@ -162,7 +163,17 @@ class LbPrograms {
     backend.port = htons(port);
     backend.family = abi_family(address);
     backend.state = state;
+    if (Status s = create_counters(xdp_->maps.xlb_backend_stats, id); !s) return s;
     return update(xdp_->maps.xlb_backends, &id, &backend, "backend");
+  }
+
+  // The zeroed counter entry xlbd makes for a new service or backend id (bpf/lib/counters.h:
+  // the programs count only ids that have one); an existing one keeps its counts.
+  Status create_counters(bpf_map* map, uint32_t id) const {
+    const std::vector<xlb_stats> zeros(static_cast<size_t>(libbpf_num_possible_cpus()));
+    if (bpf_map_update_elem(fd(map), &id, zeros.data(), BPF_NOEXIST) != 0 && errno != EEXIST)
+      return errno_error(std::string("create the counters of id ") + std::to_string(id), errno);
+    return {};
   }
 
   Status remove_backend(uint32_t id) const {
@@ -192,6 +203,7 @@ class LbPrograms {
 
   // The frontend's entry, and its address in xlb_frontend_addrs.
   Status upsert_service(const IpAddr& address, uint16_t port, uint8_t protocol, const xlb_service_value& value) const {
+    if (Status s = create_counters(xdp_->maps.xlb_service_stats, value.service_id); !s) return s;
     if (address.v6()) {
       xlb_service_key_v6 key{};
       copy_addr(key.address, address);
