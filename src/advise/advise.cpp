@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 
 namespace xlb::advise {
 
@@ -24,7 +25,45 @@ std::optional<std::pair<int, int>> kernel_version(std::string_view release) {
   return std::pair{major, minor};
 }
 
+std::optional<uint32_t> crossover(const std::vector<MeasuredPoint>& points) {
+  std::optional<uint32_t> from;
+  // Walk down from the largest size while socket-LB still clearly wins.
+  for (auto p = points.rbegin(); p != points.rend(); ++p) {
+    const bool wins = p->socket_lb_p50_us > 0 && p->iptables_p50_us >= p->socket_lb_p50_us * kClearMargin;
+    if (!wins) break;
+    from = p->services;
+  }
+  return from;
+}
+
 namespace {
+
+const MeasuredPoint* point_at(const Measured& m, uint32_t services) {
+  for (const auto& p : m.points)
+    if (p.services == services) return &p;
+  return &m.points.back();
+}
+
+std::string us(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f", v);
+  return text;
+}
+
+// Why the Services did not decide, in the words of the measurement when there is one.
+std::string services_not_enough(const Inputs& in, uint32_t services) {
+  if (!in.measured)
+    return std::to_string(services) + " Services, no need for observability, L7 policy or a mesh: iptables matches "
+           "eBPF at this size and costs less to operate";
+  const auto& m = *in.measured;
+  if (m.crossover)
+    return std::to_string(services) + " Services, below this node's measured crossover of " +
+           std::to_string(*m.crossover) + ", and no need for observability, L7 policy or a mesh: iptables matches "
+           "socket-LB here at this size and costs less to operate";
+  return std::to_string(services) + " Services, and socket-LB did not beat iptables by " +
+         std::to_string(static_cast<int>((kClearMargin - 1) * 100 + 0.5)) + "% at any size measured here (up to " +
+         std::to_string(m.largest()) + "); no need for observability, L7 policy or a mesh";
+}
 
 std::optional<Advice> blocked(const Inputs& in) {
   const auto version = kernel_version(in.kernel);
@@ -50,9 +89,19 @@ std::string reason_to_replace(const Inputs& in) {
     return std::to_string(*in.nodes) + " nodes (from " + std::to_string(kNodesThreshold) +
            " an eBPF datapath pays for its operation)";
   const uint32_t services = std::max(in.services, in.kube_proxy_services);
-  if (services >= kServicesThreshold)
+  if (in.measured) {
+    // Measured on this node: the crossover replaces the rule of thumb's 100 Services.
+    const auto& m = *in.measured;
+    if (m.crossover && services >= *m.crossover) {
+      const MeasuredPoint* at = point_at(m, *m.crossover);
+      return std::to_string(services) + " Services, at or above this node's measured crossover of " +
+             std::to_string(*m.crossover) + " (there socket-LB's connect() p50 is " + us(at->socket_lb_p50_us) +
+             " us, iptables' " + us(at->iptables_p50_us) + " us)";
+    }
+  } else if (services >= kServicesThreshold) {
     return std::to_string(services) + " Services (from " + std::to_string(kServicesThreshold) +
            " iptables' per-connection cost grows past socket-LB's constant one)";
+  }
   if (in.needs.l7_policy) return "L7 policy is needed: an eBPF dataplane is the way to it";
   if (in.needs.mesh) return "a multi-cluster mesh is needed: an eBPF dataplane is the way to it";
   return {};
@@ -69,10 +118,11 @@ Advice decide(const Inputs& in) {
   } else {
     a.verdict = Verdict::keep_kube_proxy;
     a.reason = (in.nodes ? std::to_string(*in.nodes) + " nodes" : std::string("an unknown number of nodes")) +
-               " and " + std::to_string(std::max(in.services, in.kube_proxy_services)) +
-               " Services, no need for observability, L7 policy or a mesh: iptables matches eBPF at this size "
-               "and costs less to operate";
+               " and " + services_not_enough(in, std::max(in.services, in.kube_proxy_services));
   }
+  if (in.measured && std::max(in.services, in.kube_proxy_services) > in.measured->largest())
+    a.notes.push_back("the measurement went up to " + std::to_string(in.measured->largest()) +
+                      " Services, fewer than this node has: run xlbctl advise --measure again to measure its size");
   if (in.needs.l7_policy || in.needs.mesh)
     a.notes.push_back("xlb balances Services; it has no L7 policy and no mesh: those need a full eBPF dataplane such as Cilium");
   if (!in.nodes) a.notes.push_back("the node count is unknown (pass --nodes, or enable [kubernetes]); it can only add reasons");

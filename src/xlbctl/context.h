@@ -42,6 +42,9 @@ struct CommandOptions {
   std::string pin_dir;        // rollback: xlbd's pinned maps and links, removed to detach them
   std::optional<long> nodes;  // advise: the cluster's node count
   std::vector<std::string> needs;  // advise: l7, observability, mesh
+  bool measure = false;            // advise: measure the crossover on this node
+  std::string sizes;               // advise --measure: catalog sizes, "10,100,1000" (default: this node's)
+  double run_seconds = 1.0;        // advise --measure: seconds of one run
 };
 
 // Why a command could not do its work: what to tell the person, and the exit code.

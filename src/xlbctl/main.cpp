@@ -38,7 +38,8 @@ const char* const kUsage =
     "                                        xlbd stays in shadow mode\n"
     "  advise                                does replacing kube-proxy with xlb pay off on this node?\n"
     "                                        every input, the verdict and why; exit 0 when it does\n"
-    "                                        (--nodes N, --need l7|observability|mesh)\n"
+    "                                        (--nodes N, --need l7|observability|mesh); --measure: the\n"
+    "                                        crossover measured here, iptables vs socket-LB (root, ~1 min)\n"
     "\n"
     "Exit codes: 0 success, 1 the answer is no (not found, rejected, invalid config),\n"
     "2 bad usage, 3 xlbd unreachable.\n";
@@ -61,7 +62,10 @@ po::options_description visible_options() {
       "pin-dir", po::value<std::string>()->default_value(xlb::datapath::default_pin_dir().string()),
       "rollback: xlbd's --pin-dir, removed to detach its datapath")(
       "nodes", po::value<long>(), "advise: the cluster's node count (default: from [kubernetes], else unknown)")(
-      "need", po::value<std::vector<std::string>>()->composing(), "advise: l7, observability or mesh (repeatable)");
+      "need", po::value<std::vector<std::string>>()->composing(), "advise: l7, observability or mesh (repeatable)")(
+      "measure", "advise: measure connect() latency, iptables vs socket-LB, here (root, about a minute)")(
+      "sizes", po::value<std::string>()->default_value(""), "advise --measure: catalog sizes, e.g. 10,100,1000")(
+      "run-seconds", po::value<double>()->default_value(1.0), "advise --measure: seconds of each run");
   po::options_description visible;
   visible.add(global).add(command);
   return visible;
@@ -91,6 +95,9 @@ CommandOptions command_options(const po::variables_map& vm) {
   options.pin_dir = vm["pin-dir"].as<std::string>();
   if (vm.count("nodes")) options.nodes = vm["nodes"].as<long>();
   if (vm.count("need")) options.needs = vm["need"].as<std::vector<std::string>>();
+  options.measure = vm.count("measure") > 0;
+  options.sizes = vm["sizes"].as<std::string>();
+  options.run_seconds = vm["run-seconds"].as<double>();
   return options;
 }
 
