@@ -7,7 +7,8 @@
  * User space writes the backend into sock_destroy_target (the object's .bss) and reads an
  * iterator of iter/tcp and one of iter/udp: each visits every socket of the reader's network
  * namespace and destroys those connected to the target through xlb (xlb_sock_revnat knows the
- * socket), so a process that connected to the backend's address directly is left alone.
+ * socket), so a process that connected to the backend's address directly is left alone. User
+ * space reads them once in every network namespace of the host (pods have their own).
  *
  * The iterator context types come from the running kernel's BTF: the local declarations below
  * hold only the fields used, and preserve_access_index lets libbpf relocate their offsets

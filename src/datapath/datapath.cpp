@@ -6,12 +6,16 @@
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
 #include <functional>
+#include <set>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 
@@ -531,6 +535,48 @@ Status Datapath::attach_cgroup(const fs::path& cgroup) {
   return {};
 }
 
+namespace {
+
+// The network namespaces of this host, each once: those of every process (/proc/PID/ns/net)
+// and the named ones (/run/netns/NAME, which may have no process but still hold sockets). An
+// fd keeps each alive while a pass runs; one that went away meanwhile is simply not there.
+std::vector<UniqueFd> network_namespaces() {
+  std::vector<UniqueFd> namespaces;
+  std::set<std::pair<dev_t, ino_t>> seen;
+  auto add = [&](const fs::path& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0) return;
+    if (seen.emplace(st.st_dev, st.st_ino).second) namespaces.push_back(std::move(fd));
+  };
+  add("/proc/thread-self/ns/net");  // this thread's own first
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.empty() && std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      add(entry.path() / "ns" / "net");
+  }
+  for (const auto& entry : fs::directory_iterator("/run/netns", ec)) add(entry.path());
+  return namespaces;
+}
+
+// Reads each iterator once in the calling thread's network namespace: the tcp and udp
+// iterators visit the sockets of the namespace their reader was in when it created them.
+Status run_iterators(const std::vector<bpf_link*>& links, const std::string& what) {
+  for (bpf_link* link : links) {
+    UniqueFd iterator(bpf_iter_create(bpf_link__fd(link)));
+    if (!iterator) return errno_error(what + ": create a socket iterator", errno);
+    char buffer[64];
+    ssize_t n;
+    while ((n = ::read(iterator.get(), buffer, sizeof buffer)) > 0) {
+    }
+    if (n < 0) return errno_error(what + ": run a socket iterator", errno);
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<uint32_t> Datapath::destroy_sockets_to(const model::IpAddress& address, uint16_t port) {
   const std::string what = "destroy the sockets connected to backend " + address.to_string() + ":" +
                            std::to_string(port);
@@ -551,21 +597,38 @@ Result<uint32_t> Datapath::destroy_sockets_to(const model::IpAddress& address, u
   if (int err = bpf_map_update_elem(bpf_map__fd(bss), &zero, &run, BPF_ANY); err != 0)
     return errno_error(what + ": write the target", -err);
 
-  // Each read of an iterator visits every TCP (UDP) socket of this network namespace once; the
-  // program destroys the matching ones as it goes and writes nothing, so the read ends at once.
+  std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;
+  std::vector<bpf_link*> raw_links;
   for (const char* name : {"xlb_sock_destroy_tcp", "xlb_sock_destroy_udp"}) {
     bpf_program* program = bpf_object__find_program_by_name(object, name);
     if (!program) return Error{what + ": the xlb_sock object has no " + name + " program"};
     std::unique_ptr<bpf_link, LinkDeleter> link(bpf_program__attach_iter(program, nullptr));
     if (!link) return errno_error(what + ": attach " + name, errno);
-    UniqueFd iterator(bpf_iter_create(bpf_link__fd(link.get())));
-    if (!iterator) return errno_error(what + ": create the iterator " + name, errno);
-    char buffer[64];
-    ssize_t n;
-    while ((n = ::read(iterator.get(), buffer, sizeof buffer)) > 0) {
-    }
-    if (n < 0) return errno_error(what + ": run " + name, errno);
+    raw_links.push_back(link.get());
+    links.push_back(std::move(link));
   }
+
+  // Pods live in network namespaces of their own, and an iterator sees only its reader's: one
+  // pass per namespace, from a thread of its own that enters each in turn (a thread's network
+  // namespace is its own, so the caller's stays as it is; the thread ends with the pass). The
+  // program destroys the matching sockets as it goes and writes nothing, so each read ends at
+  // once.
+  const std::vector<UniqueFd> namespaces = network_namespaces();
+  Status passed;
+  std::thread([&] {
+    for (const UniqueFd& netns : namespaces) {
+      if (::setns(netns.get(), CLONE_NEWNET) != 0) {
+        passed = errno_error(what + ": enter a network namespace", errno);
+        return;
+      }
+      if (Status s = run_iterators(raw_links, what); !s) {
+        passed = s;
+        return;
+      }
+    }
+  }).join();
+  if (!passed) return passed.error();
+
   if (int err = bpf_map_lookup_elem(bpf_map__fd(bss), &zero, &run); err != 0)
     return errno_error(what + ": read what the iterators did", -err);
   const uint32_t destroyed = run.sock_destroy_done;

@@ -128,7 +128,8 @@ class Datapath {
   Status attach_cgroup(const std::filesystem::path& cgroup);
 
   // Destroys the TCP and UDP sockets that socket-LB connected (or sent datagrams) to this
-  // backend, in this process's network namespace: their owners' next call fails with
+  // backend, in every network namespace of the host (pods have their own: one pass per
+  // namespace of a process, or named under /run/netns): their owners' next call fails with
   // ECONNABORTED, so a client does not stay pinned to a backend that left. Sockets that reached
   // the address without xlb's translation are left alone. Needs kernel 6.5+ (bpf_sock_destroy).
   // Call it after the backend is out of every ring, or new sockets may reach it again. Returns

@@ -12,10 +12,12 @@
 // What the kernel really connected a socket to is read from /proc/net (kernel_peer): with
 // socket-LB, getpeername shows the service instead.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -702,6 +704,47 @@ TEST_P(SockLbTest, SocketsConnectedToARemovedBackendAreDestroyed) {
     EXPECT_EQ(error, 0) << "the direct socket: " << std::strerror(error);
     EXPECT_EQ(::send(direct.get(), "d", 1, 0), 1) << errno_text("send on the direct socket");
   }
+}
+
+// A pod: a network namespace of its own (held by an fd, so nothing is left behind) with a UDP
+// backend on its loopback. Made by a thread of its own: the test's thread stays where it is.
+struct Pod {
+  UniqueFd netns;
+  Backend backend;
+};
+Pod make_pod(const Family& f) {
+  Pod pod;
+  std::thread([&] {
+    if (!test::enter_private_netns().ok()) return;
+    pod.netns = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    pod.backend = Backend::open(f, SOCK_DGRAM);
+  }).join();
+  return pod;
+}
+
+// As a pod's resolver: a UDP client in the cgroup but in another network namespace than xlbd's
+// (here the test's) is connected to a backend by socket-LB; when the backend leaves, the pass
+// over every namespace destroys its socket too.
+TEST_P(SockLbTest, ASocketOfAClientInAnotherNetworkNamespaceIsDestroyed) {
+  const Family f = family();
+  const Pod pod = make_pod(f);
+  ASSERT_TRUE(pod.netns && pod.backend.fd) << "could not make the pod's network namespace and backend";
+  XLB_ASSERT_OK(upsert_backend(1, pod.backend.port));
+  XLB_ASSERT_OK(upsert_service(Protocol::udp, 1, {1}));
+
+  const int pod_netns = pod.netns.get();
+  BlockedClient client(cgroup_->path(), [&] {
+    if (::setns(pod_netns, CLONE_NEWNET) != 0) return errno_text("setns into the pod");
+    return wait_on_service(f.af, SOCK_DGRAM, f.service);
+  });
+  ASSERT_EQ(receive(pod.backend.fd, SOCK_DGRAM), "hello") << "the pod's client did not reach its backend";
+
+  XLB_ASSERT_OK(upsert_service(Protocol::udp, 1, {}));
+  XLB_ASSERT_OK(datapath_->maps().remove_backend(1));
+  const Result<uint32_t> destroyed = datapath_->destroy_sockets_to(ip(f.loopback), pod.backend.port);
+  XLB_ASSERT_OK(destroyed);
+  EXPECT_EQ(*destroyed, 1U) << "the pod's socket, from the test's own namespace";
+  EXPECT_EQ(client.finish(), "recv: " + std::string(std::strerror(ECONNABORTED)));
 }
 
 // Where a tool is installed, or "" (test processes start programs by path: execv).
