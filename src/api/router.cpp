@@ -7,6 +7,8 @@
 #include <charconv>
 #include <optional>
 
+#include "advise/measured.h"
+#include "api/advice_view.h"
 #include "api/metrics.h"
 #include "api/token.h"
 #include "api/uri.h"
@@ -30,7 +32,7 @@ Response error(int status, const std::string& message) { return json_response(st
 
 Response not_found(const Request& request) {
   return error(404, "nothing at " + request.path +
-                        "; the API is under /api/v1/ (services, node, events, revisions, drops, trace)");
+                        "; the API is under /api/v1/ (services, node, events, revisions, drops, trace, advice)");
 }
 
 Response method_not_allowed(const Request& request, const char* allowed) {
@@ -119,6 +121,7 @@ Target target_of(const Path& p) {
     if (p[2] == "drops") return Target::drops;
     if (p[2] == "trace") return Target::trace;
     if (p[2] == "reload") return Target::reload;
+    if (p[2] == "advice") return Target::advice;
     return Target::none;
   }
   if (p[2] != "services") return Target::none;
@@ -132,12 +135,14 @@ Target target_of(const Path& p) {
 
 }  // namespace
 
-Router::Router(Provider& provider, std::string token, const ServerConfig& config, const Logger& log)
+Router::Router(Provider& provider, std::string token, const ServerConfig& config, const Logger& log,
+               std::filesystem::path state_dir)
     : provider_(provider),
       token_(std::move(token)),
       config_(config),
       log_(log),
       hostname_(lowercase(local_hostname())),
+      state_dir_(std::move(state_dir)),
       write_limiter_(config.write_burst, config.writes_per_second) {}
 
 Response Router::handle(const Request& request) {
@@ -174,6 +179,7 @@ Response Router::route(const Request& request, const Path& path) {
   if (writes) return write(request, target, path);
   switch (target) {
     case Target::node: return node();
+    case Target::advice: return advice();
     case Target::services: return services();
     case Target::service: return service(path[3]);
     case Target::revisions: return revisions(request);
@@ -207,6 +213,10 @@ Response Router::write(const Request& request, Target target, const Path& path) 
 }
 
 Response Router::node() { return json_response(200, node_json(provider_.snapshot())); }
+
+Response Router::advice() {
+  return json_response(200, advice_json(provider_.snapshot(), state_dir_ / advise::kSavedFile));
+}
 
 Response Router::services() { return json_response(200, services_json(provider_.snapshot())); }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -28,7 +29,7 @@ struct Request {
 
 // What a request path names.
 enum class Target {
-  none, node, services, service, revisions, events, drops, trace, drain, undrain, reload, healthz, metrics, file
+  none, node, services, service, revisions, events, drops, trace, drain, undrain, reload, healthz, metrics, file, advice
 };
 
 struct Response {
@@ -40,7 +41,9 @@ struct Response {
 
 class Router {
  public:
-  Router(Provider& provider, std::string token, const ServerConfig& config, const Logger& log);
+  // `state_dir`: xlbd's, where `xlbctl advise --measure` leaves what it measured (advise.json).
+  Router(Provider& provider, std::string token, const ServerConfig& config, const Logger& log,
+         std::filesystem::path state_dir = {});
 
   // Thread-safe; blocks only for a long poll of /api/v1/events or /api/v1/drops.
   Response handle(const Request& request);
@@ -54,6 +57,7 @@ class Router {
   Response route(const Request& request, const std::vector<std::string>& path);
   Response write(const Request& request, Target target, const std::vector<std::string>& path);
   Response node();
+  Response advice();
   Response services();
   Response service(const std::string& name);
   Response revisions(const Request& request);
@@ -72,6 +76,7 @@ class Router {
   const ServerConfig config_;
   const Logger& log_;
   const std::string hostname_;
+  const std::filesystem::path state_dir_;
   RateLimiter write_limiter_;
 
   std::mutex wait_mutex_;

@@ -174,7 +174,7 @@ Result<std::unique_ptr<Server>> Server::start(const ServerConfig& config, Provid
   if (!token) return Error{"api: " + token.error().message};
 
   std::unique_ptr<Server> server(new Server());
-  server->router_ = std::make_unique<Router>(provider, std::move(*token), config, log);
+  server->router_ = std::make_unique<Router>(provider, std::move(*token), config, log, state_dir);
   server->civetweb_ = std::make_unique<Civetweb>(*server->router_, config.max_body, log);
   if (auto s = server->civetweb_->start(*ports, config.threads); !s) return s.error();
   server->host_ = config.listen.substr(0, config.listen.rfind(':'));

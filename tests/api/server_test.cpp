@@ -7,11 +7,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
 #include <thread>
 
+#include "advise/measured.h"
 #include "api/metrics.h"
 #include "fake_provider.h"
 #include "http_client.h"
@@ -99,6 +101,52 @@ TEST_F(ServerTest, NodeHasItsFieldsAndTotals) {
   EXPECT_EQ(j["totals"]["bytes"], 6000);
   EXPECT_EQ(j["totals"]["new_flows"], 6);
   EXPECT_EQ(j["drops"]["no backend"], 4);
+}
+
+TEST_F(ServerTest, AdviceIsTheRuleOnThisNodeAndTheLastMeasurement) {
+  // Never measured: the rule of thumb on what xlbd knows (2 services, kernel 6.18.0, preflight).
+  auto r = get("/api/v1/advice");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = r.json();
+  EXPECT_EQ(j["verdict_code"], "keep_kube_proxy") << r.body;
+  EXPECT_EQ(j["verdict"], "keep kube-proxy");
+  EXPECT_TRUE(j["measured"].is_null());
+  std::map<std::string, std::string> inputs;
+  for (const auto& i : j["inputs"]) inputs[i["input"]] = i["value"];
+  EXPECT_EQ(inputs["kernel"], "6.18.0");
+  EXPECT_EQ(inputs["services"], "2");
+  EXPECT_EQ(inputs["crossover"], "not measured");
+
+  // xlbctl advise --measure found socket-LB ahead from 2 services here, on a 3-node cluster.
+  advise::Saved saved;
+  saved.measured.points = {{1, 20, 20}, {2, 20, 30}};
+  saved.measured.measured_at = "2026-11-26T12:00:00Z";
+  saved.measured.kernel = "6.18.0";
+  saved.nodes = 3;
+  saved.kube_proxy_mode = "iptables";
+  saved.kube_proxy_services = 2;
+  ASSERT_TRUE(advise::save(dir_ / advise::kSavedFile, saved).ok());
+  r = get("/api/v1/advice");
+  ASSERT_EQ(r.status, 200) << r.body;
+  j = r.json();
+  EXPECT_EQ(j["verdict_code"], "replace") << r.body;
+  EXPECT_NE(j["reason"].get<std::string>().find("measured crossover of 2"), std::string::npos) << r.body;
+  EXPECT_EQ(j["measured"]["crossover"], 2);
+  ASSERT_EQ(j["measured"]["points"].size(), 2u);
+  EXPECT_EQ(j["measured"]["points"][1]["iptables_p50_us"], 30.0);
+  inputs.clear();
+  for (const auto& i : j["inputs"]) inputs[i["input"]] = i["value"];
+  EXPECT_EQ(inputs["nodes"], "3");
+  EXPECT_EQ(inputs["kube-proxy"], "iptables mode, 2 services");
+  EXPECT_EQ(inputs["crossover"], "2 services");
+
+  // A file that is not a measurement: the rule without it, and a note that says so.
+  std::ofstream(dir_ / advise::kSavedFile) << "{\"measured\": 1}";
+  r = get("/api/v1/advice");
+  ASSERT_EQ(r.status, 200) << r.body;
+  j = r.json();
+  EXPECT_TRUE(j["measured"].is_null());
+  EXPECT_NE(j["notes"].dump().find("unreadable"), std::string::npos) << r.body;
 }
 
 TEST_F(ServerTest, ServicesListEveryServiceWithRingsAndCounters) {

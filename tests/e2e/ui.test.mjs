@@ -3,9 +3,9 @@
 // a drain through the API shows on the page, and service names that are markup stay text.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { chromium } from "playwright-core";
 
 const base = process.env.XLB_URL;
@@ -68,6 +68,36 @@ test("the overview shows the node and the totals", async () => {
   assert.match(await page.textContent("#node-facts"), /Revision in force/);
   assert.equal(await page.textContent("#total-endpoints"), "4 frontends, 6 backends");
   await shot(page, "overview");
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test("the overview shows the decision rule's verdict and inputs, and the crossover once measured", async () => {
+  const { page, problems } = await open("/");
+  const advice = await api("/api/v1/advice");
+  await page.waitForFunction((v) => document.getElementById("advice-verdict").textContent === v, advice.verdict);
+  assert.equal(await page.textContent("#advice-reason"), advice.reason);
+  assert.match(await page.textContent("#advice-inputs"), /kernel/);
+  assert.equal(await page.isHidden("#advice-measured"), true);
+  // What xlbctl advise --measure leaves in xlbd's state directory: socket-LB ahead from 2 services.
+  const saved = join(dirname(process.env.XLB_TOKEN_FILE), "advise.json");
+  writeFileSync(saved, JSON.stringify({
+    measured: { points: [{ services: 1, socket_lb_p50_us: 20, iptables_p50_us: 20 },
+                         { services: 2, socket_lb_p50_us: 20, iptables_p50_us: 31 }],
+                measured_at: "2026-11-26T12:00:00Z", kernel: "6.18.0", seconds: 30 },
+    nodes: 2, kube_proxy_mode: "", kube_proxy_services: 0, needs: [] }));
+  try {
+    await page.reload();
+    await page.waitForFunction(() => !document.getElementById("advice-measured").hidden);
+    assert.match(await page.textContent("#advice-measured-when"), /crossover: 2 services/);
+    assert.equal(await page.locator("#advice-points tr").count(), 2);
+    // 4 services here, at or above the crossover measured: the verdict follows the measurement.
+    await page.waitForFunction(() => document.getElementById("advice-verdict").textContent === "replace kube-proxy with xlb");
+    assert.match(await page.textContent("#advice-reason"), /measured crossover of 2/);
+    await shot(page, "overview-advice");
+  } finally {
+    rmSync(saved, { force: true });
+  }
   assert.deepEqual(problems, []);
   await page.close();
 });
