@@ -5,9 +5,30 @@
 // was lost (the final maps are what the final catalog needs, read back from the kernel), and the
 // resident memory at the start and the end.
 //
+// While clients keep connecting: a client process in a network namespace of its own (like a
+// pod) and in a test cgroup with xlb's socket-LB attached keeps connecting, during the churn, to
+// the ClusterIPs of a few more Services whose endpoints never change (listeners inside that
+// namespace). Their frontends and backends are in the same maps that the churn rewrites, so each
+// connect() goes through the real datapath; one that fails counts (expected: none). The client
+// connects one at a time, at most kClientRate per second.
+//
 //   sudo ./build/bench/k8s_sustained [SECONDS=60] [SERVICES=10000]
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -17,12 +38,14 @@
 #include <unordered_map>
 
 #include "bench_pins.h"
+#include "datapath/cgroup.h"
 #include "datapath/datapath.h"
 #include "engine/engine.h"
 #include "k8s/k8s.h"
 #include "store/store.h"
 #include "support/fake_apiserver.h"
 #include "support/k8s_objects.h"
+#include "support/temp_cgroup.h"
 #include "support/temp_dir.h"
 
 namespace {
@@ -61,6 +84,176 @@ long rss_kib() {
   return -1;
 }
 
+// ---- the client ----------------------------------------------------------------------------
+
+// Services that the churn leaves alone, each with kEndpoints listeners in the client's namespace.
+constexpr int kStableServices = 4;
+constexpr int kClientRate = 200;  // connections per second, at most
+std::string stable_ip(int i) { return "10.97.0." + std::to_string(i + 1); }
+std::string stable_backend_ip(int k) { return "10.250.0." + std::to_string(k + 1); }
+
+void write_line(int fd, const std::string& line) {
+  const std::string text = line + "\n";
+  (void)!::write(fd, text.data(), text.size());
+}
+
+// One line from a pipe (a few bytes at a time is enough here); empty at the end.
+std::string read_line(int fd) {
+  std::string line;
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n') line += c;
+  return line;
+}
+
+// Connects once to ip:80; 0 or the errno.
+int connect_once(const std::string& ip) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  const timeval timeout{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(80);
+  ::inet_pton(AF_INET, ip.c_str(), &to.sin_addr);
+  const int err = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0 ? 0 : errno;
+  const linger reset{1, 0};  // no TIME_WAIT left behind per connection
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  ::close(fd);
+  return err;
+}
+
+// The client process, forked before the bench starts any thread: a network namespace of its
+// own with the stable Services' endpoints on lo and a listener on :8080; on "go CGROUP" it joins
+// the cgroup and connects until "stop", then answers "OK FAILED FIRST_ERROR".
+[[noreturn]] void client_main(int commands, int results) {
+  if (::unshare(CLONE_NEWNET) != 0) {
+    write_line(results, std::string("error unshare: ") + std::strerror(errno));
+    ::_exit(1);
+  }
+  std::string setup = "ip link set lo up";
+  for (int k = 0; k < kEndpoints; ++k) setup += " && ip address add " + stable_backend_ip(k) + "/32 dev lo";
+  if (std::system(setup.c_str()) != 0) {
+    write_line(results, "error: " + setup + " failed");
+    ::_exit(1);
+  }
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int on = 1;
+  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_port = htons(8080);
+  if (::bind(listener, reinterpret_cast<const sockaddr*>(&any), sizeof any) != 0 || ::listen(listener, 4096) != 0) {
+    write_line(results, std::string("error listen: ") + std::strerror(errno));
+    ::_exit(1);
+  }
+  std::thread([listener] {
+    for (;;) {
+      const int c = ::accept(listener, nullptr, nullptr);
+      if (c >= 0) ::close(c);
+    }
+  }).detach();
+  write_line(results, "ready");
+
+  const std::string go = read_line(commands);
+  if (!go.starts_with("go ")) ::_exit(1);
+  if (auto joined = xlb::test::join_cgroup(go.substr(3)); !joined) {
+    write_line(results, "error " + joined.error().message);
+    ::_exit(1);
+  }
+  long ok = 0, failed = 0;
+  std::string first_error = "-";
+  pollfd stop{commands, POLLIN, 0};
+  for (int n = 0; ::poll(&stop, 1, 1000 / kClientRate) == 0; ++n) {
+    const int err = connect_once(stable_ip(n % kStableServices));
+    if (err == 0) {
+      ++ok;
+    } else {
+      if (failed++ == 0) first_error = std::strerror(err);
+    }
+  }
+  write_line(results, std::to_string(ok) + " " + std::to_string(failed) + " " + first_error);
+  ::_exit(0);
+}
+
+// The parent's handle on the client: stops and reaps it however the bench ends.
+class Client {
+ public:
+  Client() {
+    int to_child[2], from_child[2];
+    if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(to_child[1]);
+      ::close(from_child[0]);
+      client_main(to_child[0], from_child[1]);
+    }
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    commands_ = to_child[1];
+    results_ = from_child[0];
+  }
+  ~Client() {
+    if (commands_ >= 0) ::close(commands_);  // the client stops at the end of its pipe
+    if (pid_ > 0) {
+      for (int i = 0; i < 50 && ::waitpid(pid_, nullptr, WNOHANG) == 0; ++i) ::usleep(100000);
+      if (::waitpid(pid_, nullptr, WNOHANG) == 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+      }
+    }
+    if (results_ >= 0) ::close(results_);
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  std::string wait_ready() { return pid_ > 0 ? read_line(results_) : "error fork"; }
+  void go(const std::filesystem::path& cgroup) { write_line(commands_, "go " + cgroup.string()); }
+  std::string stop() {
+    write_line(commands_, "stop");
+    return read_line(results_);
+  }
+  // The client is in the cgroup only while it runs: reap it before the cgroup goes.
+  void reap() {
+    if (commands_ >= 0) ::close(commands_);
+    commands_ = -1;
+    if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int commands_ = -1;
+  int results_ = -1;
+};
+
+// What the kernel charges for the pinned maps (memlock, as bpftool map show says it): the sum,
+// and each map's. Read from /proc/self/fdinfo of an fd of each.
+std::pair<long, std::string> maps_memlock(const std::filesystem::path& pin_dir) {
+  long total = 0;
+  std::string each;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(pin_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with("link_")) continue;
+    const int fd = bpf_obj_get(entry.path().c_str());
+    if (fd < 0) continue;
+    std::ifstream info("/proc/self/fdinfo/" + std::to_string(fd));
+    std::string key;
+    long value = 0;
+    while (info >> key) {
+      if (key == "memlock:") {
+        info >> value;
+        break;
+      }
+      info.ignore(1 << 12, '\n');
+    }
+    ::close(fd);
+    total += value;
+    if (value >= 1 << 20) each += " " + name + " " + std::to_string(value >> 20) + " MiB;";
+  }
+  return {total, each};
+}
+
 double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -72,6 +265,11 @@ double percentile(std::vector<double> v, double q) {
 int main(int argc, char** argv) {
   const int seconds = argc > 1 ? std::atoi(argv[1]) : 60;
   const int count = argc > 2 ? std::atoi(argv[2]) : 10000;
+  Client client;  // forked first, while this process has one thread
+  if (const std::string ready = client.wait_ready(); ready != "ready") {
+    std::fprintf(stderr, "the client: %s\n", ready.c_str());
+    return 1;
+  }
   xlb::test::FakeApiServer server("bench-token", 5.0);
   if (!server.error().empty()) {
     std::fprintf(stderr, "%s\n", server.error().c_str());
@@ -92,6 +290,21 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  {
+    json services = json::array(), slices = json::array();
+    for (int i = 0; i < kStableServices; ++i) {
+      const std::string name = "stable-" + std::to_string(i);
+      services.push_back(xlb::test::service_json(name, {{"clusterIP", stable_ip(i)}, {"ports", json::array({xlb::test::http_port()})}}));
+      json endpoints = json::array();
+      for (int k = 0; k < kEndpoints; ++k) endpoints.push_back(xlb::test::endpoint(stable_backend_ip(k)));
+      slices.push_back(xlb::test::slice_json(name + "-x", name, endpoints));
+    }
+    if (!server.control("apply", {{"resource", "services"}, {"objects", services}}) ||
+        !server.control("apply", {{"resource", "endpointslices"}, {"objects", slices}})) {
+      std::fprintf(stderr, "loading the API server failed\n");
+      return 1;
+    }
+  }
 
   xlb::test::TempDir dir("xlb-k8s-sustained");
   const xlb::bench::BenchPins pins(dir.path().filename().string());  // before the datapath: outlives it
@@ -100,6 +313,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "loading the datapath (root?): %s\n", datapath.error().message.c_str());
     return 1;
   }
+  const auto [empty_memlock, empty_each] = maps_memlock(pins.pin_dir());
+  std::printf("datapath maps, empty, room for %u services and %u backends: %.1f MiB memlock (%s )\n",
+              datapath->capacity().services, datapath->capacity().backends, static_cast<double>(empty_memlock) / (1 << 20),
+              empty_each.c_str());
   auto store = xlb::store::Store::open(dir / "state.db");
   if (!store) return 1;
   xlb::Logger log(xlb::LogLevel::error);
@@ -130,12 +347,14 @@ int main(int argc, char** argv) {
     }
     const auto done = Clock::now();
     std::unordered_map<std::string_view, const xlb::model::Service*> by_name;
-    for (const auto& s : engine.catalog().services) by_name.emplace(s.name, &s);
+    // A copy held here: the engine may hand out its catalog by value.
+    const xlb::model::Catalog catalog = engine.catalog();
+    for (const auto& s : catalog.services) by_name.emplace(s.name, &s);
     std::lock_guard lock(mutex);
     ++publications;
     if (synced) apply_ms.push_back(std::chrono::duration<double, std::milli>(done - apply_started).count());
     if (synced) arrival_ms.push_back(std::chrono::duration<double, std::milli>(apply_started - p.first_change).count());
-    if (!synced && by_name.size() == static_cast<size_t>(count)) {
+    if (!synced && by_name.size() == static_cast<size_t>(count + kStableServices)) {
       synced = true;
       std::printf("initial sync: %.1f s\n", std::chrono::duration<double>(done - started).count());
     }
@@ -162,8 +381,29 @@ int main(int argc, char** argv) {
     }
   }
   const long rss_start = rss_kib();
-  std::printf("churn: 100 EndpointSlice changes per second for %d s (10 every 100 ms)\n", seconds);
+  const auto [full_memlock, full_each] = maps_memlock(pins.pin_dir());
+  std::printf("datapath maps with the catalog: %.1f MiB memlock (%s )\n", static_cast<double>(full_memlock) / (1 << 20),
+              full_each.c_str());
+  // Socket-LB for the client's cgroup only, through links pinned with the maps (removed with them).
+  const auto cgroup2 = xlb::datapath::find_cgroup2_mount();
+  if (!cgroup2) {
+    std::fprintf(stderr, "%s\n", cgroup2.error().message.c_str());
+    return 1;
+  }
+  auto cgroup = xlb::test::TempCgroup::create(*cgroup2);
+  if (!cgroup) {
+    std::fprintf(stderr, "%s\n", cgroup.error().message.c_str());
+    return 1;
+  }
+  if (auto attached = datapath->attach_cgroup(cgroup->path()); !attached) {
+    std::fprintf(stderr, "%s\n", attached.error().message.c_str());
+    return 1;
+  }
+  std::printf("churn: 100 EndpointSlice changes per second for %d s (10 every 100 ms); a client connects to %d "
+              "unchanged Services meanwhile (at most %d/s)\n",
+              seconds, kStableServices, kClientRate);
   std::fflush(stdout);
+  client.go(cgroup->path());
   std::minstd_rand random(7);
   std::vector<int> generation(static_cast<size_t>(count), 0);
   size_t changes = 0;
@@ -185,6 +425,8 @@ int main(int argc, char** argv) {
     if (!server.control("apply", {{"resource", "endpointslices"}, {"objects", batch}})) return 1;
     changes += 10;
   }
+  const std::string connections = client.stop();
+  client.reap();  // out of the cgroup before it is removed
   {
     std::unique_lock lock(mutex);
     if (!cv.wait_for(lock, 60s, [&] { return pending.empty(); }))
@@ -194,8 +436,9 @@ int main(int argc, char** argv) {
   auto actual = datapath->maps().read();
   const bool maps_match = actual && *actual == engine.map_state();
   size_t wrong = 0;
+  const xlb::model::Catalog final_catalog = engine.catalog();
   for (int i = 0; i < count; ++i) {
-    const auto* s = engine.catalog().find("default/svc-" + std::to_string(i) + ":http");
+    const auto* s = final_catalog.find("default/svc-" + std::to_string(i) + ":http");
     const std::string key = moving_ip(i, generation[static_cast<size_t>(i)]) + ":8080";
     if (!s || std::none_of(s->backends.begin(), s->backends.end(), [&](const auto& b) { return b.key() == key; })) ++wrong;
   }
@@ -206,5 +449,10 @@ int main(int argc, char** argv) {
   std::printf("no change lost: %s (services not at their last generation: %zu); maps read back == engine's state: %s\n",
               wrong == 0 ? "yes" : "NO", wrong, maps_match ? "yes" : "NO");
   std::printf("RSS: %ld MiB after the initial sync, %ld MiB at the end\n", rss_start / 1024, rss_end / 1024);
-  return wrong == 0 && maps_match ? 0 : 1;
+  long connected = 0, refused = -1;
+  char first_error[128] = "";
+  std::sscanf(connections.c_str(), "%ld %ld %127[^\n]", &connected, &refused, first_error);
+  std::printf("while churning, connections to unchanged Services: %ld ok, %ld failed%s%s\n", connected, refused,
+              refused > 0 ? "; the first: " : "", refused > 0 ? first_error : "");
+  return wrong == 0 && maps_match && refused == 0 && connected > 0 ? 0 : 1;
 }
