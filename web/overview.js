@@ -50,5 +50,21 @@
       el("tr", {}, el("td", {}, c.name), el("td", {}, xlb.badge(c.ok ? "active" : "down")), el("td", {}, c.detail)));
     rows(byId("drops"), Object.entries(node.drops), "No packet dropped", ([reason, n]) =>
       el("tr", {}, el("td", {}, reason), el("td", { class: "num" }, count(n))));
+    bgp(node.bgp);
   });
+
+  // The VIPs this node announces over BGP, and its sessions; shown only with [bgp] enabled.
+  function bgp(b) {
+    byId("bgp").hidden = !b || !b.enabled;
+    if (!b || !b.enabled) return;
+    const error = byId("bgp-error");
+    error.hidden = !b.error;
+    error.textContent = b.error ? "bird: " + b.error : "";
+    rows(byId("bgp-vips"), b.vips, "No VIP", (v) =>
+      el("tr", {}, el("td", {}, v.address), el("td", {}, xlb.badge(v.announced ? "active" : "down")),
+         el("td", {}, v.announced ? v.services.join(", ") : v.reason)));
+    rows(byId("bgp-peers"), b.peers, "No peer", (p) =>
+      el("tr", {}, el("td", {}, p.address + " (AS " + p.asn + ")"), el("td", {}, xlb.badge(p.established ? "active" : "down")),
+         el("td", {}, p.state + " " + p.info)));
+  }
 })();

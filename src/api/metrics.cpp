@@ -104,6 +104,17 @@ void backend_metrics(Writer& w, const Snapshot& s) {
                  share.slots);
 }
 
+// Only with [bgp] enabled: an ECMP fleet's dashboards compare these across nodes.
+void bgp_metrics(Writer& w, const Snapshot& s) {
+  if (!s.bgp.enabled) return;
+  w.family("xlb_bgp_vip_announced", "gauge", "1 while this node announces the VIP over BGP, 0 while it holds it back.");
+  for (const auto& v : s.bgp.vips) w.sample("xlb_bgp_vip_announced", {{"vip", v.address}}, v.announced ? 1 : 0);
+  w.family("xlb_bgp_peer_up", "gauge", "1 while the BGP session with the peer is established.");
+  for (const auto& p : s.bgp.peers) w.sample("xlb_bgp_peer_up", {{"peer", p.address}}, p.established ? 1 : 0);
+  w.family("xlb_bgp_configured", "gauge", "1 when bird accepted xlb's current routes, 0 while it has not.");
+  w.sample("xlb_bgp_configured", {}, s.bgp.configured ? 1 : 0);
+}
+
 }  // namespace
 
 std::string escape_label_value(std::string_view value) {
@@ -123,6 +134,7 @@ std::string render_metrics(const Snapshot& s) {
   node_metrics(w, s);
   service_metrics(w, s);
   backend_metrics(w, s);
+  bgp_metrics(w, s);
   return w.take();
 }
 

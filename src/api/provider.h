@@ -80,6 +80,32 @@ struct SourceView {
   std::vector<std::string> problems;  // objects skipped and frontends claimed twice, with reasons
 };
 
+// The VIPs this node announces over BGP (src/bgp) and its sessions with the routers.
+struct BgpVipView {
+  std::string address;
+  std::vector<std::string> services;
+  bool announced = false;
+  std::string reason;  // why not, when not
+};
+struct BgpPeerView {
+  std::string name;  // bird's protocol
+  std::string address;
+  uint32_t asn = 0;
+  std::string state;  // bird's: "up", "start", ...; "unknown" while bird does not answer
+  std::string since;
+  std::string info;   // "Established", "Active  Socket: Connection refused", ...
+  bool established = false;
+};
+struct BgpView {
+  bool enabled = false;  // [bgp] enabled
+  bool configured = false;  // bird accepted the current plan
+  std::string error;        // the last failure to drive bird; empty when fine
+  std::string include_file;
+  std::string bird_socket;
+  std::vector<BgpVipView> vips;
+  std::vector<BgpPeerView> peers;
+};
+
 struct Snapshot {
   NodeView node;
   std::vector<SourceView> sources;
@@ -87,6 +113,7 @@ struct Snapshot {
   int64_t sampled_at_ms = 0;  // Unix time of the counters, for rates
   std::vector<ServiceView> services;
   std::map<std::string, uint64_t> drops;  // packets dropped, by reason in words
+  BgpView bgp;
 };
 
 struct RevisionView {

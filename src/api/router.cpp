@@ -32,7 +32,7 @@ Response error(int status, const std::string& message) { return json_response(st
 
 Response not_found(const Request& request) {
   return error(404, "nothing at " + request.path +
-                        "; the API is under /api/v1/ (services, node, events, revisions, drops, trace, advice)");
+                        "; the API is under /api/v1/ (services, node, events, revisions, drops, trace, bgp, advice)");
 }
 
 Response method_not_allowed(const Request& request, const char* allowed) {
@@ -121,6 +121,7 @@ Target target_of(const Path& p) {
     if (p[2] == "drops") return Target::drops;
     if (p[2] == "trace") return Target::trace;
     if (p[2] == "reload") return Target::reload;
+    if (p[2] == "bgp") return Target::bgp;
     if (p[2] == "advice") return Target::advice;
     return Target::none;
   }
@@ -186,6 +187,7 @@ Response Router::route(const Request& request, const Path& path) {
     case Target::events: return events(request);
     case Target::drops: return drops(request);
     case Target::trace: return trace(request);
+    case Target::bgp: return json_response(200, to_json(provider_.snapshot().bgp));
     case Target::healthz: return {200, "text/plain; charset=utf-8", "ok\n", {}};
     case Target::metrics:
       return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(provider_.snapshot()), {}};

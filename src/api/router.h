@@ -29,7 +29,7 @@ struct Request {
 
 // What a request path names.
 enum class Target {
-  none, node, services, service, revisions, events, drops, trace, drain, undrain, reload, healthz, metrics, file, advice
+  none, node, services, service, revisions, events, drops, trace, drain, undrain, reload, healthz, metrics, file, bgp, advice
 };
 
 struct Response {

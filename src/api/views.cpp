@@ -90,7 +90,8 @@ json node_json(const Snapshot& s) {
           {"revision", s.revision},
           {"sampled_at_ms", s.sampled_at_ms},
           {"totals", totals(s)},
-          {"drops", s.drops}};
+          {"drops", s.drops},
+          {"bgp", to_json(s.bgp)}};
 }
 
 json services_json(const Snapshot& s) {
@@ -136,6 +137,18 @@ json to_json(const TraceView& t) {
   if (t.conntrack) conntrack = {{"backend", t.conntrack_backend}, {"idle_ms", t.conntrack_idle_ms}};
   return {{"verdict", t.verdict}, {"service", t.service}, {"backend", t.backend},   {"why", t.why},
           {"hash", t.hash},       {"slot", t.slot},       {"ring_size", t.ring_size}, {"conntrack", std::move(conntrack)}};
+}
+
+json to_json(const BgpView& b) {
+  json vips = json::array();
+  for (const auto& v : b.vips)
+    vips.push_back({{"address", v.address}, {"services", v.services}, {"announced", v.announced}, {"reason", v.reason}});
+  json peers = json::array();
+  for (const auto& p : b.peers)
+    peers.push_back({{"name", p.name}, {"address", p.address}, {"asn", p.asn}, {"state", p.state},
+                     {"since", p.since}, {"info", p.info}, {"established", p.established}});
+  return {{"enabled", b.enabled}, {"configured", b.configured}, {"error", b.error}, {"include_file", b.include_file},
+          {"bird_socket", b.bird_socket}, {"vips", vips}, {"peers", peers}};
 }
 
 }  // namespace xlb::api

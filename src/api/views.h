@@ -25,5 +25,9 @@ nlohmann::json to_json(const DropsView&);
 // {"verdict", "service", "backend", "why", "hash", "slot", "ring_size",
 //  "conntrack": null | {"backend", "idle_ms"}}
 nlohmann::json to_json(const TraceView&);
+// {"enabled", "configured", "error", "include_file", "bird_socket",
+//  "vips": [{"address", "services", "announced", "reason"}...],
+//  "peers": [{"name", "address", "asn", "state", "since", "info", "established"}...]}
+nlohmann::json to_json(const BgpView&);
 
 }  // namespace xlb::api

@@ -20,6 +20,7 @@ int history(const Context& ctx, const Args& args, const CommandOptions& options)
 int events(const Context& ctx, const Args& args, const CommandOptions& options);
 int drops(const Context& ctx, const Args& args, const CommandOptions& options);
 int trace(const Context& ctx, const Args& args);  // SRC_IP:PORT VIP:PORT[/PROTO]
+int bgp(const Context& ctx, const Args& args);    // VIPs announced, BGP sessions
 int diff(const Context& ctx, const Args& args, const CommandOptions& options);  // kube-proxy
 int takeover(const Context& ctx, const Args& args, const CommandOptions& options);
 int rollback(const Context& ctx, const Args& args, const CommandOptions& options);

@@ -27,6 +27,8 @@ const char* const kUsage =
     "                                        waits for new ones\n"
     "  trace SRC_IP:PORT VIP:PORT[/PROTO]    which backend this flow gets and why: conntrack,\n"
     "                                        affinity, or ring slot N; exit 1 when none\n"
+    "  bgp                                   the VIPs announced over BGP (and why others are not) and\n"
+    "                                        the sessions with the routers; exit 1 unless all are up\n"
     "  validate FILE                         check an xlb TOML config with the same rules as xlbd\n"
     "  preflight                             probe this node for what the datapath needs (root)\n"
     "  diff kube-proxy                       kube-proxy's rules on this node against xlb's services;\n"
@@ -112,6 +114,7 @@ int dispatch(const Context& ctx, const std::string& command, const Args& args, c
   if (command == "events") return events(ctx, args, options);
   if (command == "drops") return drops(ctx, args, options);
   if (command == "trace") return trace(ctx, args);
+  if (command == "bgp") return bgp(ctx, args);
   if (command == "diff") return diff(ctx, args, options);
   if (command == "takeover") return takeover(ctx, args, options);
   if (command == "rollback") return rollback(ctx, args, options);

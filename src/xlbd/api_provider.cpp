@@ -153,6 +153,7 @@ api::Snapshot ApiProvider::snapshot() {
   snapshot.sampled_at_ms = unix_ms_now();
   for (const auto& state : engine_.services()) snapshot.services.push_back(view_of(state));
   if (sources_) snapshot.sources = sources_();
+  if (bgp_) snapshot.bgp = bgp_();
   add_counters(snapshot);
   return snapshot;
 }

@@ -42,6 +42,8 @@ class ApiProvider final : public api::Provider {
   api::Outcome set_drained(std::string_view service, std::string_view backend, bool drained,
                            const api::Actor& actor) override;
   api::Outcome reload(const api::Actor& actor) override;
+  // The BGP announcer's state for snapshots (called with `state` held); none: [bgp] is off.
+  void set_bgp(std::function<api::BgpView()> bgp) { bgp_ = std::move(bgp); }
 
  private:
   // Fills the snapshot's counters and drops from the datapath's per-CPU maps.
@@ -57,6 +59,7 @@ class ApiProvider final : public api::Provider {
   const std::function<Status()> reload_;
   const std::function<std::vector<api::SourceView>()> sources_;
   const Logger& log_;
+  std::function<api::BgpView()> bgp_;
   // Null in shadow mode, or when the datapath would not give them (logged at start).
   std::unique_ptr<datapath::DropLog> drop_log_;
   std::optional<datapath::FlowTables> flow_tables_;

@@ -61,7 +61,8 @@ bool restart_needed(const config::Config& running, const config::Config& loaded)
          a.snat_ipv4 != b.snat_ipv4 || a.snat_ipv6 != b.snat_ipv6 || a.snat_port_min != b.snat_port_min ||
          a.snat_port_max != b.snat_port_max || a.dsr_source_ipv4 != b.dsr_source_ipv4 ||
          a.dsr_source_ipv6 != b.dsr_source_ipv6 || a.decap != b.decap || m.seed != n.seed ||
-         m.min_table_size != n.min_table_size || m.max_table_size != n.max_table_size || running.kubernetes != loaded.kubernetes;
+         m.min_table_size != n.min_table_size || m.max_table_size != n.max_table_size || running.kubernetes != loaded.kubernetes ||
+         running.bgp != loaded.bgp;
 }
 
 // STATE_DIR/mode: "serve" or "shadow", written by xlbctl takeover and rollback.
@@ -124,6 +125,11 @@ Status Daemon::start() {
     auto attached = attach_datapath(*datapath_, *config, log_);
     if (!attached) return attached.error();
     attachments_ = std::move(*attached);
+  }
+  if (config->bgp.enabled) {  // attached first: a VIP is announced only once this node can serve it
+    std::lock_guard state(state_mutex_);  // the health checker may already call announce()
+    announcer_ = std::make_unique<bgp::Announcer>(config->bgp, log_);
+    announce();
   }
   return start_kubernetes(config->kubernetes);
 }
@@ -216,6 +222,7 @@ Status Daemon::apply_sources(std::string_view why, const std::string& source) {
               " stays in force (" + counts + ")");
   if (applied->map_writes > 0) log_.info(std::string(why) + ": datapath: " + applied->plan);
   update_health(c);
+  announce();
   return {};
 }
 
@@ -305,6 +312,48 @@ void Daemon::on_health(const health::Transition& t) {
   std::snprintf(share, sizeof share, "%.1f%%", moved * 100);
   log_.info(what + "; applied revision " + std::to_string(applied->revision) + ", " + share +
             " of ring slots moved" + (applied->map_writes > 0 ? "; datapath: " + applied->plan : ""));
+  announce();
+}
+
+void Daemon::announce() {
+  if (!announcer_) return;
+  bgp::NodeInputs node;
+  node.datapath_attached = datapath_ && started_with_.node.xdp_mode != config::XdpMode::off && !attachments_.empty();
+  announcer_->update(bgp::plan_vips(engine_->catalog(), node));
+}
+
+api::BgpView Daemon::bgp_view() const {
+  const bgp::Report r = announcer_->report();
+  api::BgpView view{true, r.configured, r.error, r.include_file, r.bird_socket, {}, {}};
+  for (const auto& v : r.vips) view.vips.push_back({v.address.to_string(), v.services, v.announced, v.reason});
+  for (const auto& p : r.peers)
+    view.peers.push_back({p.name, p.address, p.asn, p.state, p.since, p.info, p.established()});
+  return view;
+}
+
+void Daemon::withdraw_and_drain(int signal_fd) {
+  if (!announcer_) return;
+  if (auto s = announcer_->withdraw_all("xlbd is stopping"); !s) {
+    log_.error("bgp: could not withdraw the VIPs: " + s.error().message +
+               "; the routers send traffic here until bird's sessions end (the datapath keeps forwarding)");
+    return;
+  }
+  const auto drain = started_with_.bgp.drain_time;
+  log_.info("bgp: every VIP withdrawn; forwarding goes on for " + std::to_string(drain.count()) +
+            " ms ([bgp] drain_time) while the routers move the traffic away");
+  notify("STATUS=draining: VIPs withdrawn over BGP");
+  pollfd signals{signal_fd, POLLIN, 0};
+  const auto end = std::chrono::steady_clock::now() + drain;
+  for (auto now = std::chrono::steady_clock::now(); now < end; now = std::chrono::steady_clock::now()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - now).count();
+    if (::poll(&signals, 1, static_cast<int>(left) + 1) > 0) {
+      signalfd_siginfo info{};
+      if (::read(signal_fd, &info, sizeof info) == sizeof info && info.ssi_signo != SIGHUP) {
+        log_.info("a second signal: stopping before the end of the drain time");
+        return;
+      }
+    }
+  }
 }
 
 Status Daemon::reload() {
@@ -312,7 +361,7 @@ Status Daemon::reload() {
   auto config = load_config();
   Status status = config ? apply(*config, "reload") : Status(config.error());
   if (config && restart_needed(started_with_, *config))
-    log_.warning("reload: [node] or [maglev] settings changed; they take effect at the next restart (services were "
+    log_.warning("reload: [node], [maglev], [kubernetes] or [bgp] settings changed; they take effect at the next restart (services were "
                  "reloaded)");
   if (!status) {
     log_.error(status.error().message);
@@ -340,6 +389,7 @@ void Daemon::start_api(const config::Config& config) {
     log_.error(server.error().message + "; xlbd goes on without its web UI and API (fix [api] listen and restart)");
     return;
   }
+  if (announcer_) api_provider_->set_bgp([this] { return bgp_view(); });
   api_server_ = std::move(*server);
   log_.info("api: dashboard and REST API at " + api_server_->url());
 }
@@ -363,6 +413,16 @@ int Daemon::run() {
   }
   if (auto s = start(); !s) {
     log_.error(s.error().message);
+    // A node that cannot serve (a failed preflight, say) must not attract traffic. Only with the
+    // state directory locked: otherwise another xlbd serves here and its VIPs are not ours to drop.
+    if (lock_ && started_with_.bgp.enabled) {
+      const Status withdrawn = announcer_ ? announcer_->withdraw_all("xlbd failed to start")
+                                          : bgp::configure_bird(started_with_.bgp, {});
+      if (withdrawn)
+        log_.info("bgp: every VIP withdrawn (xlbd failed to start)");
+      else
+        log_.error("bgp: could not withdraw the VIPs: " + withdrawn.error().message);
+    }
     return 1;
   }
   start_api(started_with_);
@@ -418,6 +478,7 @@ int Daemon::run() {
     }
     log_.info(std::string(info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT") + ": stopping");
     notify("STOPPING=1");
+    withdraw_and_drain(signals->get());
     return 0;
   }
 }

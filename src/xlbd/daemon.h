@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "bgp/bgp.h"
 #include "config/config.h"
 #include "datapath/datapath.h"
 #include "engine/engine.h"
@@ -65,6 +66,13 @@ class Daemon {
   void update_health(const model::Catalog& catalog);
   // On the checker's thread: takes state_mutex_, applies the transition, logs it.
   void on_health(const health::Transition& transition);
+  // BGP ([bgp] enabled): the VIPs this node can serve now, to the announcer. After each apply
+  // and health change; with state_mutex_ held once the API runs.
+  void announce();
+  // A graceful stop: withdraw every VIP, then keep forwarding for drain_time (a second signal
+  // ends the wait), so that the routers move the traffic away before this node stops.
+  void withdraw_and_drain(int signal_fd);
+  api::BgpView bgp_view() const;
 
   Options options_;
   const Logger& log_;
@@ -78,6 +86,8 @@ class Daemon {
   model::Catalog kubernetes_catalog_;  // the Kubernetes source's, as last published (or restored)
   std::vector<std::string> conflicts_; // of the last merge
   std::mutex state_mutex_;        // guards engine_ and store_ once the API runs
+  // Thread-safe on its own; before the API and the health checker, which use it, so it outlives them.
+  std::unique_ptr<bgp::Announcer> announcer_;
   // Last, so they go first: the server's threads call the provider, which reads the engine.
   std::unique_ptr<ApiProvider> api_provider_;
   std::unique_ptr<api::Server> api_server_;
