@@ -40,12 +40,17 @@ bool Drains::set(std::string_view service, std::string_view backend, bool draine
   return drained ? keys_.insert(std::move(key)).second : keys_.erase(key) > 0;
 }
 
+model::Service Drains::overlay(model::Service service) const {
+  if (keys_.empty()) return service;
+  for (auto& backend : service.backends)
+    if (backend.state == model::BackendState::active && contains(service.name, backend.key()))
+      backend.state = model::BackendState::draining;
+  return service;
+}
+
 model::Catalog Drains::overlay(model::Catalog catalog) const {
   if (keys_.empty()) return catalog;
-  for (auto& service : catalog.services)
-    for (auto& backend : service.backends)
-      if (backend.state == model::BackendState::active && contains(service.name, backend.key()))
-        backend.state = model::BackendState::draining;
+  for (auto& service : catalog.services) service = overlay(std::move(service));
   return catalog;
 }
 

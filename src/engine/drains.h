@@ -31,6 +31,7 @@ class Drains {
   // The catalog with every drained backend that is active marked draining: it keeps its place
   // and established flows, and takes no new ones. A backend that is down stays down.
   model::Catalog overlay(model::Catalog catalog) const;
+  model::Service overlay(model::Service service) const;
 
  private:
   std::set<std::pair<std::string, std::string>> keys_;  // (service, backend key)

@@ -1,6 +1,9 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
 #include <cstdio>
 #include <string_view>
 #include <unordered_map>
@@ -19,11 +22,10 @@ uint32_t ring_weight(const model::Backend& b) {
   return b.state == model::BackendState::active ? b.weight : 0;
 }
 
-const ServiceState* find(const std::vector<ServiceState>& states, std::string_view name) {
-  for (const auto& s : states)
-    if (s.service.name == name) return &s;
-  return nullptr;
-}
+// A whole catalog is snapshotted when the services changed since the last snapshot reach the
+// catalog's size: a restart replays at most about one catalog's worth of changes, and a
+// change pays for snapshots in proportion to its own size.
+constexpr size_t kMinSnapshotSpacing = 64;
 
 const Ring* find(const std::vector<Ring>& rings, model::IpAddress::Family family) {
   for (const auto& r : rings)
@@ -61,33 +63,57 @@ Result<Ring> Engine::build_ring(const model::Service& service, model::IpAddress:
   return Ring{family, std::move(*table)};
 }
 
-Result<std::vector<ServiceState>> Engine::build_states(const model::Catalog& catalog) const {
-  std::vector<ServiceState> states;
-  states.reserve(catalog.services.size());
-  std::unordered_map<std::string_view, const ServiceState*> current;
-  for (const auto& s : services_) current.emplace(s.service.name, &s);
-  for (const auto& service : catalog.services) {
-    auto found = current.find(service.name);
-    const ServiceState* before = found == current.end() ? nullptr : found->second;
-    // An unchanged service keeps its rings: the same members and seed build the same table.
-    if (before && before->service == service) {
-      states.push_back(*before);
-      continue;
-    }
-    ServiceState state{service, {}, 0};
-    for (auto family : {model::IpAddress::Family::v4, model::IpAddress::Family::v6}) {
-      const bool used = std::any_of(service.frontends.begin(), service.frontends.end(),
-                                    [&](const model::Frontend& f) { return f.address.family() == family; });
-      if (!used) continue;
-      auto ring = build_ring(service, family);
-      if (!ring) return ring.error();
-      state.rings.push_back(std::move(*ring));
-    }
-    state.last_disruption = disruption(before, state);
-    states.push_back(std::move(state));
-  }
-  return states;
+Engine::Engine(store::Store& store, const Logger& log, MaglevSettings maglev, datapath::MapWriter* maps,
+               SocketEnder end_sockets)
+    : store_(store), log_(log), maglev_(std::move(maglev)), maps_(maps), end_sockets_(std::move(end_sockets)),
+      book_(std::make_unique<MapBook>()) {}
+
+Engine::~Engine() = default;
+Engine::Engine(Engine&&) noexcept = default;
+
+const datapath::State& Engine::map_state() const { return book_->state(); }
+
+const ServiceState* Engine::find(std::string_view service) const {
+  auto it = services_.find(service);
+  return it == services_.end() ? nullptr : &it->second;
 }
+
+model::Catalog Engine::catalog() const {
+  model::Catalog c;
+  c.services.reserve(services_.size());
+  for (const auto& [name, state] : services_) c.services.push_back(state.service);
+  return c;
+}
+
+Result<ServiceState> Engine::build_state(const model::Service& service, const ServiceState* before) const {
+  ServiceState state{service, {}, 0};
+  for (auto family : {model::IpAddress::Family::v4, model::IpAddress::Family::v6}) {
+    const bool used = std::any_of(service.frontends.begin(), service.frontends.end(),
+                                  [&](const model::Frontend& f) { return f.address.family() == family; });
+    if (!used) continue;
+    auto ring = build_ring(service, family);
+    if (!ring) return ring.error();
+    state.rings.push_back(std::move(*ring));
+  }
+  state.last_disruption = disruption(before, state);
+  return state;
+}
+
+namespace {
+
+void add(Counts& counts, const model::Service& s) {
+  counts.services += 1;
+  counts.frontends += s.frontends.size();
+  counts.backends += s.backends.size();
+}
+
+void subtract(Counts& counts, const model::Service& s) {
+  counts.services -= 1;
+  counts.frontends -= s.frontends.size();
+  counts.backends -= s.backends.size();
+}
+
+}  // namespace
 
 Status Engine::restore() {
   auto drains = Drains::load(store_);
@@ -96,37 +122,64 @@ Status Engine::restore() {
   auto latest = store_.latest_revision();
   if (!latest) return latest.error();
   if (!*latest) return {};
-  auto states = build_states((*latest)->catalog);
-  if (!states) return Error{"revision " + std::to_string((*latest)->id) + ": " + states.error().message};
-  catalog_ = std::move((*latest)->catalog);
-  services_ = std::move(*states);
+  Services services;
+  Counts counts;
+  for (auto& service : (*latest)->catalog.services) {
+    auto state = build_state(service, nullptr);
+    if (!state) return Error{"revision " + std::to_string((*latest)->id) + ": " + state.error().message};
+    add(counts, service);
+    services.insert_or_assign(service.name, std::move(*state));
+  }
+  services_ = std::move(services);
+  counts_ = counts;
   revision_ = (*latest)->id;
-  log_.info("restored revision " + std::to_string(revision_) + " (" + std::to_string(catalog_.services.size()) +
+  log_.info("restored revision " + std::to_string(revision_) + " (" + std::to_string(services_.size()) +
             " services) from the state database");
   return {};
 }
 
-Result<std::pair<size_t, std::string>> Engine::sync_maps(const std::vector<ServiceState>& states) {
+Result<std::pair<size_t, std::string>> Engine::sync_all(const Services& services) {
   if (!maps_) return std::pair<size_t, std::string>{0, "no datapath"};
   // The maps are read back once (after a start, or a failed write); after that the engine, their
   // only writer, knows what they hold, and a change costs what changed, not the catalog's size.
-  if (!maps_known_) {
+  datapath::State actual;
+  if (maps_known_) {
+    actual = book_->state();
+  } else {
     auto read = maps_->read();
     if (!read) return Error{"reading the datapath's maps: " + read.error().message};
-    map_state_ = std::move(*read);
-    maps_known_ = true;
+    actual = std::move(*read);
   }
-  const datapath::State* actual = &map_state_;
-  auto desired = desired_state(states, *actual);
+  maps_known_ = false;  // until the writes below have all been made
+  auto desired = desired_state(services, actual);
   if (!desired) return desired.error();
-  const Plan plan = make_plan(*desired, *actual);
-  if (auto s = execute(plan, *maps_); !s) {
-    maps_known_ = false;  // some steps may have been written: read the maps again next time
+  const Plan plan = make_plan(*desired, actual);
+  if (auto s = execute(plan, *maps_); !s)
     return Error{"writing the datapath's maps (" + plan.summary() + " planned): " + s.error().message};
-  }
-  const datapath::State before = std::exchange(map_state_, std::move(*desired));
-  end_sockets_of_removed(plan, before);
+  *book_ = MapBook(std::move(*desired), services);
+  maps_known_ = true;
+  end_sockets_of_removed(plan, actual);
   return std::pair{plan.steps.size(), plan.summary()};
+}
+
+Result<std::pair<size_t, std::string>> Engine::sync_changes(const std::vector<ServiceDelta>& changes) {
+  if (!maps_) return std::pair<size_t, std::string>{0, "no datapath"};
+  maps_known_ = false;  // until the plan is written: a plan not written leaves the book wrong
+  auto plan = book_->plan(changes);
+  if (!plan) return plan.error();
+  if (auto s = execute(*plan, *maps_); !s)
+    return Error{"writing the datapath's maps (" + plan->summary() + " planned): " + s.error().message};
+  // Removed backends are named from the book before it forgets them.
+  std::vector<std::pair<model::IpAddress, uint16_t>> removed;
+  for (const auto& step : plan->steps)
+    if (const auto* r = std::get_if<RemoveBackend>(&step)) {
+      const auto& b = book_->state().backends.at(r->id);
+      removed.emplace_back(b.address, b.port);
+    }
+  book_->commit(*plan, changes);
+  maps_known_ = true;
+  for (const auto& [address, port] : removed) end_sockets_to(address, port, "left");
+  return std::pair{plan->steps.size(), plan->summary()};
 }
 
 // A backend gone from the maps takes no new connection, but a UDP client that socket-LB connected
@@ -153,19 +206,54 @@ void Engine::end_sockets_to(const model::IpAddress& address, uint16_t port, std:
 }
 
 Result<Applied> Engine::apply(const model::Catalog& catalog, std::string_view source) {
-  auto applied = commit(health_.overlay(drains_.overlay(catalog)), source);
-  if (applied) source_catalog_ = catalog;
+  std::vector<model::Service> upserted;
+  upserted.reserve(catalog.services.size());
+  std::set<std::string_view> names;
+  for (const auto& s : catalog.services) {
+    names.insert(s.name);
+    upserted.push_back(overlay(s));
+  }
+  std::vector<std::string> removed;
+  for (const auto& [name, state] : services_)
+    if (!names.count(name)) removed.push_back(name);
+  auto applied = commit(std::move(upserted), removed, source);
+  if (!applied) return applied;
+  if (!applied->changed) {
+    maps_known_ = false;  // nothing to change: read the maps back, and repair what differs
+    auto synced = sync_all(services_);
+    if (!synced) return Error{"the catalog was not applied: " + synced.error().message};
+    applied->map_writes = synced->first;
+    applied->plan = synced->second;
+  }
+  sources_.clear();
+  for (const auto& s : catalog.services) sources_.insert_or_assign(s.name, s);
+  has_sources_ = true;
+  return applied;
+}
+
+Result<Applied> Engine::apply_changes(const model::CatalogChanges& changes, std::string_view source) {
+  if (!has_sources_) return Error{"no catalog has been applied yet"};
+  std::vector<model::Service> upserted;
+  upserted.reserve(changes.upserted.size());
+  for (const auto& s : changes.upserted) upserted.push_back(overlay(s));
+  auto applied = commit(std::move(upserted), changes.removed, source);
+  if (!applied) return applied;
+  for (const auto& s : changes.upserted) sources_.insert_or_assign(s.name, s);
+  for (const auto& name : changes.removed)
+    if (auto it = sources_.find(name); it != sources_.end()) sources_.erase(it);
   return applied;
 }
 
 Result<Applied> Engine::set_drained(std::string_view service, std::string_view backend, bool drained,
                                     std::string_view source) {
-  if (!source_catalog_) return Error{"no catalog has been applied yet"};
+  if (!has_sources_) return Error{"no catalog has been applied yet"};
   Drains next = drains_;
   if (!next.set(service, backend, drained)) return Applied{false, revision_, "no change", 0, "no change"};
   // Saved first: a crash between the two then drains at the next start rather than forgetting.
   if (auto s = next.save(store_); !s) return s.error();
-  auto applied = commit(health_.overlay(next.overlay(*source_catalog_)), source);
+  Result<Applied> applied = Applied{false, revision_, "no change", 0, "no change"};
+  if (auto it = sources_.find(service); it != sources_.end())
+    applied = commit({health_.overlay(next.overlay(it->second))}, {}, source);
   if (!applied) {
     if (auto s = drains_.save(store_); !s) log_.error("could not restore the drained backends: " + s.error().message);
     return applied;
@@ -176,13 +264,13 @@ Result<Applied> Engine::set_drained(std::string_view service, std::string_view b
 
 Result<Applied> Engine::set_health(std::string_view service, std::string_view backend, bool up,
                                    std::string_view reason) {
-  if (!source_catalog_) return Error{"no catalog has been applied yet"};
+  if (!has_sources_) return Error{"no catalog has been applied yet"};
   HealthOverlay next = health_;
   if (!next.set_down(service, backend, !up)) return Applied{false, revision_, "no change", 0, "no change"};
   auto applied = apply_health(std::move(next), service, backend, std::string(up ? "up: " : "down: ") + std::string(reason));
   // A dead backend keeps no client: unlike a drained one, its established sockets have nowhere to go.
   if (applied && !up)
-    if (const ServiceState* state = find(services_, service))
+    if (const ServiceState* state = find(service))
       for (const auto& b : state->service.backends)
         if (b.key() == backend) end_sockets_to(b.address, b.port, "is down");
   return applied;
@@ -190,7 +278,7 @@ Result<Applied> Engine::set_health(std::string_view service, std::string_view ba
 
 Result<Applied> Engine::set_slow(std::string_view service, std::string_view backend, bool slow,
                                  std::string_view reason) {
-  if (!source_catalog_) return Error{"no catalog has been applied yet"};
+  if (!has_sources_) return Error{"no catalog has been applied yet"};
   HealthOverlay next = health_;
   if (!next.set_slow(service, backend, slow)) return Applied{false, revision_, "no change", 0, "no change"};
   const std::string share = slow ? "1/" + std::to_string(HealthOverlay::kSlowShare) + " of its share of new flows"
@@ -201,12 +289,14 @@ Result<Applied> Engine::set_slow(std::string_view service, std::string_view back
 
 Result<Applied> Engine::apply_health(HealthOverlay next, std::string_view service, std::string_view backend,
                                      std::string message) {
-  auto applied = commit(next.overlay(drains_.overlay(*source_catalog_)), "health");
+  Result<Applied> applied = Applied{false, revision_, "no change", 0, "no change"};
+  if (auto it = sources_.find(service); it != sources_.end())
+    applied = commit({next.overlay(drains_.overlay(it->second))}, {}, "health");
   if (!applied) return applied;
   health_ = std::move(next);
   // A backend the ring does not hold (absent, in maintenance, a service without probes) moves nothing.
   double moved = 0;
-  const ServiceState* state = find(services_, service);
+  const ServiceState* state = find(service);
   if (applied->changed && state) moved = state->last_disruption;
   char share[32];
   std::snprintf(share, sizeof share, "%.1f%%", moved * 100);
@@ -216,36 +306,99 @@ Result<Applied> Engine::apply_health(HealthOverlay next, std::string_view servic
   return applied;
 }
 
-Result<Applied> Engine::commit(const model::Catalog& catalog, std::string_view source) {
-  const auto changes = model::diff(catalog_, catalog);
-  const bool changed = !changes.empty() || revision_ == 0;
-  if (!changed) {
-    maps_known_ = false;  // nothing to change: read the maps back, and repair what differs
-    auto synced = sync_maps(services_);
-    if (!synced) return Error{"the catalog was not applied: " + synced.error().message};
-    return Applied{false, revision_, "no change", synced->first, synced->second};
+Services Engine::services_after(const std::vector<ServiceState>& states, const std::vector<std::string>& removed) const {
+  if (!maps_) return {};  // nothing to sync
+  Services next = services_;
+  for (const auto& name : removed) next.erase(name);
+  for (const auto& state : states) next.insert_or_assign(state.service.name, state);
+  return next;
+}
+
+model::Catalog Engine::catalog_after(const std::vector<ServiceDelta>& changes) const {
+  std::map<std::string_view, const model::Service*> changed;  // null: removed
+  for (const auto& c : changes)
+    changed[c.after ? c.after->service.name : c.before->service.name] = c.after ? &c.after->service : nullptr;
+  model::Catalog out;
+  out.services.reserve(services_.size() + changes.size());
+  for (const auto& [name, state] : services_)
+    if (!changed.count(name)) out.services.push_back(state.service);
+  for (const auto& [name, service] : changed)
+    if (service) out.services.push_back(*service);
+  std::sort(out.services.begin(), out.services.end(),
+            [](const model::Service& a, const model::Service& b) { return a.name < b.name; });
+  return out;
+}
+
+Result<Applied> Engine::commit(std::vector<model::Service> upserted, const std::vector<std::string>& removed,
+                               std::string_view source) {
+  // What really changes, and the rings of what does.
+  std::vector<ServiceState> states;
+  model::CatalogDiff diff;
+  model::CatalogChanges delta;
+  std::set<std::string_view> seen;
+  for (auto& service : upserted) {
+    if (!seen.insert(service.name).second)
+      return Error{"the catalog was not applied: service \"" + service.name + "\" is given twice"};
+    const ServiceState* before = find(service.name);
+    auto change = model::diff(before ? &before->service : nullptr, &service);
+    if (!change) continue;
+    auto state = build_state(service, before);
+    if (!state) return Error{"the catalog was not applied: " + state.error().message};
+    diff.changes.push_back(std::move(*change));
+    states.push_back(std::move(*state));
   }
-  auto states = build_states(catalog);
-  if (!states) return Error{"the catalog was not applied: " + states.error().message};
+  for (const auto& name : removed) {
+    const ServiceState* before = find(name);
+    if (!before || seen.count(name)) continue;
+    diff.changes.push_back({model::ServiceChange::Kind::removed, name, {}});
+    delta.removed.push_back(name);
+  }
+  if (diff.empty() && revision_ != 0) return Applied{false, revision_, "no change", 0, "no change"};
+  std::vector<ServiceDelta> changes;
+  changes.reserve(states.size() + delta.removed.size());
+  for (const auto& state : states) {
+    changes.push_back({find(state.service.name), &state});
+    delta.upserted.push_back(state.service);
+  }
+  for (const auto& name : delta.removed) changes.push_back({find(name), nullptr});
+
   // The revision and the maps change together or not at all: the database first (a locked or
   // full one stops everything here), the maps inside its transaction, then the commit.
   auto transaction = store_.begin();
   if (!transaction) return Error{"the catalog was not applied: " + transaction.error().message};
-  const std::string summary = changes.empty() ? "empty catalog" : changes.summary();
-  auto id = store_.record_revision(source, summary, catalog);
+  const std::string summary = diff.empty() ? "empty catalog" : diff.summary();
+  const size_t size_after = services_.size() + states.size() - delta.removed.size();  // upper bound
+  const bool snapshot = revision_ == 0 || changed_since_snapshot_ + changes.size() >= std::max(size_after, kMinSnapshotSpacing);
+  std::optional<model::Catalog> whole;
+  if (snapshot) whole = catalog_after(changes);
+  auto id = store_.record({source, summary, diff.changes, snapshot ? nullptr : &delta, whole ? &*whole : nullptr});
   if (!id) return Error{"the catalog was not applied: " + id.error().message};
-  auto synced = sync_maps(*states);
+
+  const bool incremental = maps_known_;
+  auto synced = incremental ? sync_changes(changes) : sync_all(services_after(states, delta.removed));
   if (!synced) return Error{"the catalog was not applied: " + synced.error().message};
   if (auto committed = transaction->commit(); !committed) {
     // The maps hold the new catalog and the database the old one: put the maps back.
-    if (auto back = sync_maps(services_); !back)
+    std::vector<ServiceDelta> reverse;
+    for (const auto& c : changes) reverse.push_back({c.after, c.before});
+    if (auto back = incremental ? sync_changes(reverse) : sync_all(services_); !back)
       log_.error("could not put the datapath back to revision " + std::to_string(revision_) + ": " +
                  back.error().message);
     return Error{"the catalog was not applied: " + committed.error().message};
   }
-  catalog_ = catalog;
-  services_ = std::move(*states);
+
+  for (const auto& name : delta.removed) {
+    auto it = services_.find(name);
+    subtract(counts_, it->second.service);
+    services_.erase(it);
+  }
+  for (auto& state : states) {
+    if (const ServiceState* before = find(state.service.name)) subtract(counts_, before->service);
+    add(counts_, state.service);
+    services_.insert_or_assign(state.service.name, std::move(state));
+  }
   revision_ = *id;
+  changed_since_snapshot_ = snapshot ? 0 : changed_since_snapshot_ + changes.size();
   return Applied{true, revision_, summary, synced->first, synced->second};
 }
 

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,7 +22,9 @@
 
 namespace xlb::engine {
 
-struct Plan;  // engine/plan.h
+struct Plan;     // engine/plan.h
+class MapBook;   // engine/plan.h
+struct ServiceDelta;
 
 struct MaglevSettings {
   std::string seed = "xlb-default-seed";
@@ -39,6 +43,15 @@ struct ServiceState {
   double last_disruption = 0;   // share of ring slots that changed owner at its last change
 };
 
+// The catalog in force, by service name.
+using Services = std::map<std::string, ServiceState, std::less<>>;
+
+struct Counts {
+  size_t services = 0;
+  size_t frontends = 0;
+  size_t backends = 0;
+};
+
 struct Applied {
   bool changed = false;
   int64_t revision = 0;  // the revision now in force
@@ -54,8 +67,10 @@ class Engine {
   using SocketEnder = std::function<Result<uint32_t>(const model::IpAddress&, uint16_t port)>;
 
   Engine(store::Store& store, const Logger& log, MaglevSettings maglev = {}, datapath::MapWriter* maps = nullptr,
-         SocketEnder end_sockets = {})
-      : store_(store), log_(log), maglev_(std::move(maglev)), maps_(maps), end_sockets_(std::move(end_sockets)) {}
+         SocketEnder end_sockets = {});
+  ~Engine();
+  Engine(Engine&&) noexcept;
+  Engine& operator=(Engine&&) = delete;
 
   // Takes up the last applied catalog from the store, so the first apply after a restart
   // records only what really changed while xlbd was down.
@@ -66,6 +81,11 @@ class Engine {
   // Nothing is written or recorded if any service's rings cannot be built.
   // The operator's drains (drains.h) are laid over the catalog first.
   Result<Applied> apply(const model::Catalog& catalog, std::string_view source);
+  // Applies a change to the catalog last applied: only the services it names are compared,
+  // rebuilt, planned and recorded, so its cost follows the change, not the catalog. The caller
+  // keeps the catalog valid (as a whole catalog is validated before apply()); a frontend that
+  // another service already has is refused. Needs a catalog applied before.
+  Result<Applied> apply_changes(const model::CatalogChanges& changes, std::string_view source);
 
   // Drains or undrains one backend ("10.0.1.2:8080") of a service, saves that, and applies the
   // last source catalog again with it. On error the saved drains stay as they were, and the
@@ -86,39 +106,58 @@ class Engine {
   Result<Applied> set_slow(std::string_view service, std::string_view backend, bool slow, std::string_view reason);
   const HealthOverlay& health() const { return health_; }
 
-  const model::Catalog& catalog() const { return catalog_; }
-  const std::vector<ServiceState>& services() const { return services_; }
+  // The catalog in force (drains and health laid over), by service name.
+  const Services& services() const { return services_; }
+  const ServiceState* find(std::string_view service) const;
+  // A copy of it as a catalog, services by name: its cost follows the catalog's size.
+  model::Catalog catalog() const;
+  Counts counts() const { return counts_; }
   int64_t revision() const { return revision_; }
   // What the engine last wrote to the maps (ids included), to name the counters the maps keep.
-  const datapath::State& map_state() const { return map_state_; }
+  const datapath::State& map_state() const;
 
  private:
-  Result<std::vector<ServiceState>> build_states(const model::Catalog& catalog) const;
+  using Sources = std::map<std::string, model::Service, std::less<>>;
+
+  Result<ServiceState> build_state(const model::Service& service, const ServiceState* before) const;
   Result<Ring> build_ring(const model::Service& service, model::IpAddress::Family family) const;
+  model::Service overlay(model::Service service) const { return health_.overlay(drains_.overlay(std::move(service))); }
   void end_sockets_of_removed(const Plan& plan, const datapath::State& before) const;
   void end_sockets_to(const model::IpAddress& address, uint16_t port, std::string_view why) const;
-  // Applies the source catalog with `next` health overlay and records the event; the share
-  // of `service`'s ring slots that moved is appended to `message`.
+  // Applies the source service again with `next` health overlay and records the event; the
+  // share of `service`'s ring slots that moved is appended to `message`.
   Result<Applied> apply_health(HealthOverlay next, std::string_view service, std::string_view backend,
                                std::string message);
-  // Writes what the maps lack; returns the plan that did it.
-  Result<std::pair<size_t, std::string>> sync_maps(const std::vector<ServiceState>& states);
-  // apply() without the drains: `catalog` is already what should be in force.
-  Result<Applied> commit(const model::Catalog& catalog, std::string_view source);
+  // Brings the maps to `services` from what they hold (read back when not known): a start, a
+  // repair, a failed write before. Returns the plan's size and summary.
+  Result<std::pair<size_t, std::string>> sync_all(const Services& services);
+  // Writes only what `changes` change; the maps are known.
+  Result<std::pair<size_t, std::string>> sync_changes(const std::vector<ServiceDelta>& changes);
+  // Records and writes these services (already overlaid) and removals, as one revision. Services
+  // equal to those in force, and removals of services not there, are no change.
+  Result<Applied> commit(std::vector<model::Service> upserted, const std::vector<std::string>& removed,
+                         std::string_view source);
+  // The services in force with `states` put in and `removed` taken out (none without a datapath:
+  // they would only be synced to it).
+  Services services_after(const std::vector<ServiceState>& states, const std::vector<std::string>& removed) const;
+  // The catalog in force with `changes` made: what a snapshot revision records.
+  model::Catalog catalog_after(const std::vector<ServiceDelta>& changes) const;
 
   store::Store& store_;
   const Logger& log_;
   MaglevSettings maglev_;
   datapath::MapWriter* maps_;
   SocketEnder end_sockets_;
-  model::Catalog catalog_;
-  std::vector<ServiceState> services_;
+  Services services_;
+  Counts counts_;
   int64_t revision_ = 0;
-  datapath::State map_state_;
-  bool maps_known_ = false;  // map_state_ is what the maps hold (read back, or written since)
+  std::unique_ptr<MapBook> book_;  // what the maps hold, while maps_known_
+  bool maps_known_ = false;        // the book is what the maps hold (read back, or written since)
+  size_t changed_since_snapshot_ = 0;  // services changed by revisions since the last snapshot
   Drains drains_;
   HealthOverlay health_;  // runtime only: a restart probes again
-  std::optional<model::Catalog> source_catalog_;  // as the source last handed it, before drains
+  Sources sources_;       // as the sources last handed them, before drains and health
+  bool has_sources_ = false;
 };
 
 }  // namespace xlb::engine

@@ -28,22 +28,25 @@ constexpr uint32_t kMaxWeight = 65535;  // as model::validate allows
 
 }  // namespace
 
+model::Service HealthOverlay::overlay(model::Service service) const {
+  if ((down_.empty() && slow_.empty()) || service.health.type == model::HealthCheckType::none) return service;
+  bool any_slow = false;
+  for (auto& backend : service.backends) {
+    const bool routable =
+        backend.state == model::BackendState::active || backend.state == model::BackendState::draining;
+    if (routable && is_down(service.name, backend.key())) backend.state = model::BackendState::down;
+    any_slow = any_slow || (service.health.slow_factor > 0 && backend.state == model::BackendState::active &&
+                            is_slow(service.name, backend.key()));
+  }
+  if (!any_slow) return service;
+  for (auto& backend : service.backends)
+    if (!is_slow(service.name, backend.key())) backend.weight = std::min(backend.weight * kSlowShare, kMaxWeight);
+  return service;
+}
+
 model::Catalog HealthOverlay::overlay(model::Catalog catalog) const {
   if (down_.empty() && slow_.empty()) return catalog;
-  for (auto& service : catalog.services) {
-    if (service.health.type == model::HealthCheckType::none) continue;
-    bool any_slow = false;
-    for (auto& backend : service.backends) {
-      const bool routable =
-          backend.state == model::BackendState::active || backend.state == model::BackendState::draining;
-      if (routable && is_down(service.name, backend.key())) backend.state = model::BackendState::down;
-      any_slow = any_slow || (service.health.slow_factor > 0 && backend.state == model::BackendState::active &&
-                              is_slow(service.name, backend.key()));
-    }
-    if (!any_slow) continue;
-    for (auto& backend : service.backends)
-      if (!is_slow(service.name, backend.key())) backend.weight = std::min(backend.weight * kSlowShare, kMaxWeight);
-  }
+  for (auto& service : catalog.services) service = overlay(std::move(service));
   return catalog;
 }
 

@@ -34,6 +34,7 @@ class HealthOverlay {
   // Slow backends of such services keep their weight while their peers' is multiplied by
   // kSlowShare (at most the model's maximum weight).
   model::Catalog overlay(model::Catalog catalog) const;
+  model::Service overlay(model::Service service) const;
 
  private:
   using Keys = std::set<std::pair<std::string, std::string>, std::less<>>;  // (service, backend key)

@@ -77,6 +77,14 @@ CatalogDiff diff(const Catalog& before, const Catalog& after) {
   return d;
 }
 
+std::optional<ServiceChange> diff(const Service* before, const Service* after) {
+  if (!before && !after) return std::nullopt;
+  if (!before) return ServiceChange{ServiceChange::Kind::added, after->name, {}};
+  if (!after) return ServiceChange{ServiceChange::Kind::removed, before->name, {}};
+  if (*before == *after) return std::nullopt;
+  return ServiceChange{ServiceChange::Kind::changed, after->name, diff_service(*before, *after)};
+}
+
 std::string CatalogDiff::summary() const {
   if (changes.empty()) return "no change";
   // A line stays a line: the whole change set of a big sync is in the revision's catalog.

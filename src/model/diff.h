@@ -1,6 +1,7 @@
 // What changed between two catalogs, for revision records, logs and the UI.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@ struct ServiceChange {
   Kind kind;
   std::string service;
   std::vector<std::string> details;  // "+backend 10.0.1.5:80", "mode nat -> dsr", ...
+  bool operator==(const ServiceChange&) const = default;
 };
 
 struct CatalogDiff {
@@ -25,5 +27,7 @@ struct CatalogDiff {
 };
 
 CatalogDiff diff(const Catalog& before, const Catalog& after);
+// One service's change; none when both are equal (or both absent). Null is "not there".
+std::optional<ServiceChange> diff(const Service* before, const Service* after);
 
 }  // namespace xlb::model

@@ -47,6 +47,31 @@ json to_json(const Catalog& c) {
   return {{"services", std::move(services)}};
 }
 
+json to_json(const CatalogChanges& c) {
+  json upserted = json::array();
+  for (const auto& s : c.upserted) upserted.push_back(to_json(s));
+  return {{"upserted", std::move(upserted)}, {"removed", c.removed}};
+}
+
+namespace {
+
+std::string_view to_string(ServiceChange::Kind kind) {
+  switch (kind) {
+    case ServiceChange::Kind::added: return "added";
+    case ServiceChange::Kind::removed: return "removed";
+    case ServiceChange::Kind::changed: return "changed";
+  }
+  return "changed";
+}
+
+}  // namespace
+
+json to_json(const std::vector<ServiceChange>& changes) {
+  json out = json::array();
+  for (const auto& c : changes) out.push_back({{"kind", to_string(c.kind)}, {"service", c.service}, {"details", c.details}});
+  return out;
+}
+
 namespace {
 
 template <class E>
@@ -103,6 +128,34 @@ Result<Catalog> catalog_from_json(const json& j) {
     return c;
   } catch (const std::exception& e) {
     return Error{std::string("malformed catalog snapshot: ") + e.what()};
+  }
+}
+
+Result<CatalogChanges> changes_from_json(const json& j) {
+  try {
+    CatalogChanges c;
+    for (const auto& s : j.at("upserted")) c.upserted.push_back(service_from_json(s));
+    c.removed = j.at("removed").get<std::vector<std::string>>();
+    return c;
+  } catch (const std::exception& e) {
+    return Error{std::string("malformed catalog change: ") + e.what()};
+  }
+}
+
+Result<std::vector<ServiceChange>> service_changes_from_json(const json& j) {
+  try {
+    std::vector<ServiceChange> out;
+    for (const auto& c : j) {
+      const auto kind = c.at("kind").get<std::string>();
+      const auto k = kind == "added"     ? ServiceChange::Kind::added
+                     : kind == "removed" ? ServiceChange::Kind::removed
+                     : kind == "changed" ? ServiceChange::Kind::changed
+                                         : throw std::invalid_argument("kind \"" + kind + "\" is not known");
+      out.push_back({k, c.at("service").get<std::string>(), c.at("details").get<std::vector<std::string>>()});
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return Error{std::string("malformed list of changes: ") + e.what()};
   }
 }
 

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/result.h"
+#include "model/diff.h"
 #include "model/model.h"
 
 namespace xlb::model {
@@ -13,6 +14,11 @@ nlohmann::json to_json(const Backend&);
 nlohmann::json to_json(const Service&);
 nlohmann::json to_json(const Catalog&);
 
+nlohmann::json to_json(const CatalogChanges&);
+nlohmann::json to_json(const std::vector<ServiceChange>&);
+
 Result<Catalog> catalog_from_json(const nlohmann::json&);
+Result<CatalogChanges> changes_from_json(const nlohmann::json&);
+Result<std::vector<ServiceChange>> service_changes_from_json(const nlohmann::json&);
 
 }  // namespace xlb::model

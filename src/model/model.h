@@ -126,6 +126,17 @@ struct Catalog {
   bool operator==(const Catalog&) const = default;
 };
 
+// A change to a catalog by service name: the whole new value of each service added or changed,
+// the name of each one removed. Sources that know what changed (Kubernetes) hand these over
+// instead of whole catalogs, so that a change costs what changed, not the catalog's size.
+struct CatalogChanges {
+  std::vector<Service> upserted;
+  std::vector<std::string> removed;
+
+  bool empty() const { return upserted.empty() && removed.empty(); }
+  bool operator==(const CatalogChanges&) const = default;
+};
+
 // Where in a catalog a problem is, so that a source can map it back to its own input
 // (a TOML line, a Kubernetes object).
 struct Location {

@@ -1,6 +1,9 @@
 #include "store/store.h"
 
+#include <algorithm>
 #include <array>
+#include <set>
+#include <unordered_map>
 
 #include "model/json.h"
 
@@ -46,6 +49,15 @@ constexpr std::array<std::string_view, Store::kSchemaVersion> kMigrations{
       SELECT id, created_at, source, summary, catalog FROM revisions;
     DROP TABLE revisions;
     ALTER TABLE revisions_v2 RENAME TO revisions;
+    )sql",
+    // 3: a revision records its change (delta) instead of the whole catalog, and a snapshot now
+    // and then; a restart replays the changes since the last snapshot. At ten thousand services a
+    // whole catalog per endpoint change took longer to write than the change took to apply.
+    // `changes` is the history's list of changed services. Revisions from before keep their
+    // catalog (or not) as they were.
+    R"sql(
+    ALTER TABLE revisions ADD COLUMN delta TEXT;
+    ALTER TABLE revisions ADD COLUMN changes TEXT;
     )sql",
 };
 
@@ -171,47 +183,109 @@ Result<Store::Transaction> Store::begin() {
   return Transaction(db_.get());
 }
 
-Result<int64_t> Store::record_revision(std::string_view source, std::string_view summary,
-                                       const model::Catalog& catalog) {
-  Statement s(db_.get(), "INSERT INTO revisions (source, summary, catalog) VALUES (?, ?, ?)");
+Result<int64_t> Store::record(const RevisionRecord& r) {
+  if ((r.delta == nullptr) == (r.snapshot == nullptr))
+    return Error{"recording a revision: it needs either its change or the whole catalog"};
+  std::vector<model::ServiceChange> kept(r.changes.begin(),
+                                         r.changes.begin() + static_cast<std::ptrdiff_t>(
+                                                                 std::min(r.changes.size(), kChangesKept)));
+  Statement s(db_.get(), "INSERT INTO revisions (source, summary, catalog, delta, changes) VALUES (?, ?, ?, ?, ?)");
   if (!s.prepared()) return s.error("recording a revision");
-  s.bind(1, source).bind(2, summary).bind(3, model::to_json(catalog).dump());
+  s.bind(1, r.source).bind(2, r.summary).bind(5, model::to_json(kept).dump());
+  if (r.snapshot) s.bind(3, model::to_json(*r.snapshot).dump());
+  if (r.delta) s.bind(4, model::to_json(*r.delta).dump());
   if (s.step() != SQLITE_DONE) return s.error("recording a revision");
   const int64_t id = sqlite3_last_insert_rowid(db_.get());
-  if (auto pruned = prune_revisions(id); !pruned) return pruned.error();
+  if (auto pruned = prune_revisions(id, r.snapshot != nullptr); !pruned) return pruned.error();
   return id;
 }
 
-Status Store::prune_revisions(int64_t newest) {
-  Statement forget(db_.get(), "UPDATE revisions SET catalog = NULL WHERE id <= ? AND catalog IS NOT NULL");
-  Statement remove(db_.get(), "DELETE FROM revisions WHERE id <= ?");
-  if (!forget.prepared() || !remove.prepared()) return Error{"pruning revisions: " + std::string(sqlite3_errmsg(db_.get()))};
-  forget.bind(1, newest - static_cast<int64_t>(kCatalogsKept));
+Result<int64_t> Store::record_revision(std::string_view source, std::string_view summary,
+                                       const model::Catalog& catalog) {
+  return record({source, summary, {}, nullptr, &catalog});
+}
+
+// The newest snapshot and the changes after it are the restart memory: nothing older is needed
+// to restart, and a snapshot's predecessors lose their catalogs and changes (their summary and
+// list of changes stay for the history until they are the oldest).
+Status Store::prune_revisions(int64_t newest, bool snapshot) {
+  if (snapshot) {
+    Statement forget(db_.get(),
+                     "UPDATE revisions SET catalog = NULL, delta = NULL WHERE id < ? AND "
+                     "(catalog IS NOT NULL OR delta IS NOT NULL)");
+    if (!forget.prepared()) return forget.error("pruning revisions");
+    forget.bind(1, newest);
+    if (forget.step() != SQLITE_DONE) return forget.error("pruning revisions");
+  }
+  Statement remove(db_.get(),
+                   "DELETE FROM revisions WHERE id <= ? AND id < "
+                   "(SELECT COALESCE(MAX(id), 0) FROM revisions WHERE catalog IS NOT NULL)");
+  if (!remove.prepared()) return remove.error("pruning revisions");
   remove.bind(1, newest - static_cast<int64_t>(kRevisionsKept));
-  if (forget.step() != SQLITE_DONE) return forget.error("pruning revisions");
   if (remove.step() != SQLITE_DONE) return remove.error("pruning revisions");
   return {};
 }
 
+namespace {
+
+Result<nlohmann::json> parse_column(const std::string& text, int64_t id, std::string_view what) {
+  auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded())
+    return Error{"revision " + std::to_string(id) + ": the stored " + std::string(what) +
+                 " is not valid JSON (damaged database?)"};
+  return json;
+}
+
+Result<model::Catalog> parse_catalog(const std::string& text, int64_t id) {
+  auto json = parse_column(text, id, "catalog");
+  if (!json) return json.error();
+  auto catalog = model::catalog_from_json(*json);
+  if (!catalog) return Error{"revision " + std::to_string(id) + ": " + catalog.error().message};
+  return catalog;
+}
+
+// Changes are replayed in order; a service keeps its place, a new one comes last.
+void replay(model::Catalog& catalog, model::CatalogChanges delta) {
+  std::unordered_map<std::string, size_t> at;
+  for (size_t i = 0; i < catalog.services.size(); ++i) at.emplace(catalog.services[i].name, i);
+  for (auto& service : delta.upserted) {
+    if (auto it = at.find(service.name); it != at.end()) {
+      catalog.services[it->second] = std::move(service);
+    } else {
+      at.emplace(service.name, catalog.services.size());
+      catalog.services.push_back(std::move(service));
+    }
+  }
+  if (delta.removed.empty()) return;
+  const std::set<std::string> removed(delta.removed.begin(), delta.removed.end());
+  std::erase_if(catalog.services, [&](const model::Service& s) { return removed.count(s.name) > 0; });
+}
+
+}  // namespace
+
 Result<std::vector<Revision>> Store::revisions(size_t limit) {
   Statement s(db_.get(),
-              "SELECT id, created_at, source, summary, catalog FROM revisions ORDER BY id DESC LIMIT ?");
+              "SELECT id, created_at, source, summary, changes, CASE WHEN changes IS NULL THEN catalog END, "
+              "catalog IS NOT NULL FROM revisions ORDER BY id DESC LIMIT ?");
   if (!s.prepared()) return s.error("reading revisions");
   s.bind(1, static_cast<int64_t>(limit));
   std::vector<Revision> out;
   int rc;
   while ((rc = s.step()) == SQLITE_ROW) {
-    Revision r{s.integer(0), s.text(1), s.text(2), s.text(3), {}, !s.is_null(4)};
-    if (!r.has_catalog) {
-      out.push_back(std::move(r));
-      continue;
+    Revision r{s.integer(0), s.text(1), s.text(2), s.text(3), std::nullopt, {}, s.integer(6) != 0};
+    if (!s.is_null(4)) {
+      auto json = parse_column(s.text(4), r.id, "list of changes");
+      if (!json) return json.error();
+      auto changes = model::service_changes_from_json(*json);
+      if (!changes) return Error{"revision " + std::to_string(r.id) + ": " + changes.error().message};
+      r.changes = std::move(*changes);
+    } else if (!s.is_null(5)) {  // from before schema 3: the history diffs catalogs
+      auto catalog = parse_catalog(s.text(5), r.id);
+      if (!catalog) return catalog.error();
+      r.catalog = std::move(*catalog);
+    } else {
+      r.has_catalog = false;
     }
-    auto json = nlohmann::json::parse(s.text(4), nullptr, /*allow_exceptions=*/false);
-    if (json.is_discarded())
-      return Error{"revision " + std::to_string(r.id) + ": the stored catalog is not valid JSON (damaged database?)"};
-    auto catalog = model::catalog_from_json(json);
-    if (!catalog) return Error{"revision " + std::to_string(r.id) + ": " + catalog.error().message};
-    r.catalog = std::move(*catalog);
     out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return s.error("reading revisions");
@@ -219,10 +293,41 @@ Result<std::vector<Revision>> Store::revisions(size_t limit) {
 }
 
 Result<std::optional<Revision>> Store::latest_revision() {
-  auto list = revisions(1);
-  if (!list) return list.error();
-  if (list->empty()) return std::optional<Revision>{};
-  return std::optional<Revision>{std::move(list->front())};
+  Statement s(db_.get(),
+              "SELECT id, created_at, source, summary, catalog, delta FROM revisions WHERE id >= "
+              "(SELECT COALESCE(MAX(id), 0) FROM revisions WHERE catalog IS NOT NULL) ORDER BY id ASC");
+  if (!s.prepared()) return s.error("reading the latest revision");
+  std::optional<Revision> latest;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    const int64_t id = s.integer(0);
+    if (!latest) {
+      if (s.is_null(4))
+        return Error{"revision " + std::to_string(id) +
+                     ": neither its catalog nor an earlier snapshot is stored (damaged database?)"};
+      auto catalog = parse_catalog(s.text(4), id);
+      if (!catalog) return catalog.error();
+      latest = Revision{id, {}, {}, {}, std::nullopt, std::move(*catalog), true};
+    } else if (!s.is_null(4)) {
+      auto catalog = parse_catalog(s.text(4), id);
+      if (!catalog) return catalog.error();
+      latest->catalog = std::move(*catalog);
+    } else if (!s.is_null(5)) {
+      auto json = parse_column(s.text(5), id, "change");
+      if (!json) return json.error();
+      auto delta = model::changes_from_json(*json);
+      if (!delta) return Error{"revision " + std::to_string(id) + ": " + delta.error().message};
+      replay(latest->catalog, std::move(*delta));
+    } else {
+      return Error{"revision " + std::to_string(id) + ": neither its change nor its catalog is stored (damaged database?)"};
+    }
+    latest->id = id;
+    latest->created_at = s.text(1);
+    latest->source = s.text(2);
+    latest->summary = s.text(3);
+  }
+  if (rc != SQLITE_DONE) return s.error("reading the latest revision");
+  return latest;
 }
 
 Result<int64_t> Store::record_event(std::string_view kind, std::string_view subject, std::string_view message) {

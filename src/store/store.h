@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "model/diff.h"
 #include "model/model.h"
 
 namespace xlb::store {
@@ -24,8 +25,21 @@ struct Revision {
   std::string created_at;  // UTC, ISO 8601 with milliseconds
   std::string source;      // "toml:/etc/xlb/xlb.toml", "kubernetes", ...
   std::string summary;     // what changed, one line
+  // What changed, service by service (the first kChangesKept); absent in revisions recorded
+  // before schema 3, which have their catalogs instead while has_catalog.
+  std::optional<std::vector<model::ServiceChange>> changes;
   model::Catalog catalog;  // the whole catalog as applied, while has_catalog
-  bool has_catalog = true;  // older revisions keep their summary only (Store::kCatalogsKept)
+  bool has_catalog = false;
+};
+
+// What a revision records. A revision is either a snapshot (the whole catalog) or the change
+// from the one before it; a restart replays the changes since the last snapshot.
+struct RevisionRecord {
+  std::string_view source;
+  std::string_view summary;
+  std::vector<model::ServiceChange> changes;       // for the history
+  const model::CatalogChanges* delta = nullptr;    // the change itself, or
+  const model::Catalog* snapshot = nullptr;        // the whole catalog after it
 };
 
 struct Event {
@@ -39,11 +53,12 @@ struct Event {
 class Store {
  public:
   // The newest schema this build knows; migrations bring older databases up to it.
-  static constexpr int kSchemaVersion = 2;
-  // The newest revisions keep their whole catalog (restart memory, history diffs); older ones
-  // their summary only, and the oldest go: the database stays small under endpoint churn.
-  static constexpr size_t kCatalogsKept = 50;
+  static constexpr int kSchemaVersion = 3;
+  // The oldest revisions go, so the database stays small under endpoint churn; the newest
+  // snapshot and the changes after it always stay (they are the restart memory). A revision's
+  // list of changes keeps its first kChangesKept services (its summary counts them all).
   static constexpr size_t kRevisionsKept = 10000;
+  static constexpr size_t kChangesKept = 200;
 
   // Opens (creating if needed) and migrates. Fails without writing anything if the file is
   // not an SQLite database or was written by a newer schema.
@@ -68,10 +83,14 @@ class Store {
   };
   Result<Transaction> begin();
 
+  Result<int64_t> record(const RevisionRecord& revision);
+  // A snapshot revision.
   Result<int64_t> record_revision(std::string_view source, std::string_view summary,
                                   const model::Catalog& catalog);
+  // The newest revision with the whole catalog in force after it (its snapshot and the changes
+  // since replayed).
   Result<std::optional<Revision>> latest_revision();
-  // Newest first.
+  // Newest first, without catalogs (but for revisions from before schema 3 that kept theirs).
   Result<std::vector<Revision>> revisions(size_t limit);
 
   Result<int64_t> record_event(std::string_view kind, std::string_view subject, std::string_view message);
@@ -87,7 +106,7 @@ class Store {
   };
   using Handle = std::unique_ptr<sqlite3, Closer>;
 
-  Status prune_revisions(int64_t newest);
+  Status prune_revisions(int64_t newest, bool snapshot);
 
   Store(Handle db, std::filesystem::path path) : db_(std::move(db)), path_(std::move(path)) {}
 

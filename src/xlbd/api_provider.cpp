@@ -151,7 +151,7 @@ api::Snapshot ApiProvider::snapshot() {
   snapshot.node = node_;
   snapshot.revision = engine_.revision();
   snapshot.sampled_at_ms = unix_ms_now();
-  for (const auto& state : engine_.services()) snapshot.services.push_back(view_of(state));
+  for (const auto& [name, state] : engine_.services()) snapshot.services.push_back(view_of(state));
   if (sources_) snapshot.sources = sources_();
   if (bgp_) snapshot.bgp = bgp_();
   add_counters(snapshot);
@@ -199,10 +199,15 @@ Result<std::vector<api::RevisionView>> ApiProvider::revisions(size_t limit) {
   std::vector<api::RevisionView> out;
   for (size_t i = 0; i < stored->size() && i < limit; ++i) {
     const auto& r = (*stored)[i];
+    if (r.changes) {
+      out.push_back({r.id, r.created_at, r.source, r.summary, *r.changes});
+      continue;
+    }
+    // Recorded before schema 3: its changes are the diff of its catalog and its predecessor's,
+    // while both are kept; else it keeps its one-line summary.
     const bool first = i + 1 == stored->size() && stored->size() <= limit;
     const bool both_kept = r.has_catalog && (first || (i + 1 < stored->size() && (*stored)[i + 1].has_catalog));
     const model::Catalog before = i + 1 < stored->size() ? (*stored)[i + 1].catalog : model::Catalog{};
-    // A revision whose catalog (or its predecessor's) was pruned keeps its one-line summary.
     out.push_back({r.id, r.created_at, r.source, r.summary,
                    both_kept ? model::diff(before, r.catalog).changes : std::vector<model::ServiceChange>{}});
   }
@@ -250,7 +255,8 @@ api::Outcome ApiProvider::set_drained(std::string_view service, std::string_view
     return {Code::done, subject + (drained ? " was already drained" : " was not drained"), engine_.revision()};
   // A drain of a backend that left the source can still be lifted; anything else must exist.
   if (!listed) {
-    const model::Service* s = engine_.catalog().find(service);
+    const engine::ServiceState* state = engine_.find(service);
+    const model::Service* s = state ? &state->service : nullptr;
     if (!s) return {Code::not_found, "no service named \"" + std::string(service) + "\"", engine_.revision()};
     if (!has_backend(*s, backend))
       return {Code::not_found,

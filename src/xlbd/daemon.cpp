@@ -117,8 +117,8 @@ Status Daemon::start() {
                   datapath_ ? &datapath_->maps() : nullptr, std::move(end_sockets));
   if (auto s = engine_->restore(); !s) return s;
   if (config->kubernetes.enabled)
-    for (const auto& service : engine_->catalog().services)
-      if (service.source == "kubernetes") kubernetes_catalog_.services.push_back(service);
+    for (const auto& [name, state] : engine_->services())
+      if (state.service.source == "kubernetes") kubernetes_catalog_.services.push_back(state.service);
   // Maps first, attach after: a program attached for the first time finds every service.
   if (auto s = apply(*config, "start"); !s) return s;
   if (datapath_) {
@@ -228,10 +228,10 @@ Status Daemon::apply_sources(std::string_view why, const std::string& source) {
 
 // systemctl status shows it: "revision 12: 40 services, 42 frontends, 118 backends; kubernetes stale".
 std::string Daemon::status_line() const {
-  const auto& c = engine_->catalog();
-  std::string line = "revision " + std::to_string(engine_->revision()) + ": " + std::to_string(c.services.size()) +
-                     " services, " + std::to_string(c.frontend_count()) + " frontends, " +
-                     std::to_string(c.backend_count()) + " backends";
+  const auto c = engine_->counts();
+  std::string line = "revision " + std::to_string(engine_->revision()) + ": " + std::to_string(c.services) +
+                     " services, " + std::to_string(c.frontends) + " frontends, " + std::to_string(c.backends) +
+                     " backends";
   if (!datapath_) line += "; shadow mode";
   if (kubernetes_) {
     const auto status = kubernetes_->status();
@@ -305,9 +305,8 @@ void Daemon::on_health(const health::Transition& t) {
     log_.info(what);
     return;
   }
-  double moved = 0;
-  for (const auto& s : engine_->services())
-    if (s.service.name == t.service) moved = s.last_disruption;
+  const engine::ServiceState* changed = engine_->find(t.service);
+  const double moved = changed ? changed->last_disruption : 0;
   char share[32];
   std::snprintf(share, sizeof share, "%.1f%%", moved * 100);
   log_.info(what + "; applied revision " + std::to_string(applied->revision) + ", " + share +

@@ -25,7 +25,7 @@ model::Catalog catalog(int backends) {
 }
 
 uint32_t slots_of(const Engine& engine, const std::string& key) {
-  const auto& table = engine.services().at(0).rings.at(0).table;
+  const auto& table = engine.services().at("web").rings.at(0).table;
   const auto counts = table.slot_counts();
   for (size_t i = 0; i < table.members.size(); ++i)
     if (table.members[i] == key) return counts[i];
@@ -58,7 +58,7 @@ TEST_F(DrainsTest, ADrainedBackendKeepsItsPlaceWithNoSlotsAndARevisionSaysWho) {
   EXPECT_EQ(applied->revision, 2);
   EXPECT_EQ(engine.catalog().services[0].backends[0].state, model::BackendState::draining);
   EXPECT_EQ(slots_of(engine, "10.0.0.2:8080"), 0u);
-  EXPECT_EQ(engine.services()[0].rings[0].table.members.size(), 3u);
+  EXPECT_EQ(engine.services().at("web").rings[0].table.members.size(), 3u);
   auto latest = store_->latest_revision();
   ASSERT_TRUE(latest.ok() && *latest);
   EXPECT_EQ((*latest)->source, "api: drained by alice");

@@ -147,11 +147,11 @@ TEST_F(XlbctlTest, ServiceListShowsEveryServiceWithItsFrontendsAndBackendsInColu
   const Finished r = xlbctl({"service", "list"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   const auto lines = r.lines();
-  ASSERT_EQ(lines.size(), 4u) << r.output;  // header, web x2 backends, dns
+  ASSERT_EQ(lines.size(), 4u) << r.output;  // header, dns, web x2 backends: by name
   EXPECT_EQ(lines[0], "NAME  FRONTEND            KIND  MODE  SOURCE  BACKENDS");
-  EXPECT_EQ(lines[1], "web   198.18.0.10:80/tcp  vip   nat   toml    10.0.0.2:8080 (active)");
-  EXPECT_EQ(lines[2], "                                              10.0.0.3:8080 (active, weight 2)");
-  EXPECT_EQ(lines[3], "dns   198.18.0.53:53/udp  vip   dsr   toml    10.0.1.2:53 (active)");
+  EXPECT_EQ(lines[1], "dns   198.18.0.53:53/udp  vip   dsr   toml    10.0.1.2:53 (active)");
+  EXPECT_EQ(lines[2], "web   198.18.0.10:80/tcp  vip   nat   toml    10.0.0.2:8080 (active)");
+  EXPECT_EQ(lines[3], "                                              10.0.0.3:8080 (active, weight 2)");
 }
 
 TEST_F(XlbctlTest, ServiceShowGivesFrontendsBackendsSharesAndCounters) {
@@ -279,8 +279,8 @@ TEST_F(XlbctlTest, JsonOutputIsTheApisJson) {
 
   body = parse(xlbctl({"service", "list", "-o", "json"}));
   ASSERT_EQ(body["services"].size(), 2u);
-  EXPECT_EQ(body["services"][0]["name"], "web");
-  EXPECT_EQ(body["services"][1]["frontends"][0]["protocol"], "udp");
+  EXPECT_EQ(body["services"][1]["name"], "web");
+  EXPECT_EQ(body["services"][0]["frontends"][0]["protocol"], "udp");
 
   body = parse(xlbctl({"service", "show", "web", "-o", "json"}));
   EXPECT_EQ(body["service"]["backends"][1]["weight"], 2);
@@ -414,12 +414,12 @@ TEST_F(XlbctlTest, BashCompletionKnowsCommandsOptionsAndServices) {
   EXPECT_EQ(complete("se", api()), "service");
   EXPECT_EQ(complete("service ", api()), "list show");
   EXPECT_EQ(complete("backend ", api()), "drain undrain");
-  EXPECT_EQ(complete("service show ", api()), "web dns");
+  EXPECT_EQ(complete("service show ", api()), "dns web");
   EXPECT_EQ(complete("-o json maglev show w", api()), "web");
   EXPECT_EQ(complete("status -o ", api()), "table json");
   EXPECT_EQ(complete("validate ", api()), "FILES");
   EXPECT_EQ(complete("events --fo", api()), "--follow");
-  EXPECT_EQ(complete("trace 10.0.0.1:40000 ", api()), "198.18.0.10:80/tcp 198.18.0.53:53/udp");
+  EXPECT_EQ(complete("trace 10.0.0.1:40000 ", api()), "198.18.0.53:53/udp 198.18.0.10:80/tcp");
 }
 
 TEST(XlbctlManual, ThePageIsCleanTroffAndNamesEveryCommandAndExitCode) {

@@ -67,14 +67,14 @@ TEST_F(EngineHealthTest, ADownBackendsSocketsAreEndedAndADrainedOnesAreNot) {
 TEST_F(EngineHealthTest, DownBackendLeavesTheRingAndComesBack) {
   Engine engine(*store_, log_);
   ASSERT_TRUE(engine.apply(catalog(), "test").ok());
-  const auto before = engine.services().at(0).rings.at(0).table;
+  const auto before = engine.services().at("web").rings.at(0).table;
   const int64_t first = engine.revision();
 
   auto down = engine.set_health("web", "10.0.0.3:8080", false, "connection refused");
   ASSERT_TRUE(down.ok()) << down.error().message;
   EXPECT_TRUE(down->changed);
   EXPECT_GT(engine.revision(), first);
-  const auto& state = engine.services().at(0);
+  const auto& state = engine.services().at("web");
   EXPECT_EQ(state.service.backends[1].state, model::BackendState::down);
   const auto& ring = state.rings.at(0).table;
   EXPECT_EQ(ring.members.size(), 3u);  // still listed: conntrack'd flows to it go on
@@ -95,8 +95,8 @@ TEST_F(EngineHealthTest, DownBackendLeavesTheRingAndComesBack) {
   auto up = engine.set_health("web", "10.0.0.3:8080", true, "connected");
   ASSERT_TRUE(up.ok()) << up.error().message;
   EXPECT_TRUE(up->changed);
-  EXPECT_EQ(engine.services().at(0).service.backends[1].state, model::BackendState::active);
-  EXPECT_EQ(engine.services().at(0).rings.at(0).table.slots, before.slots);  // Maglev gives back the same slots
+  EXPECT_EQ(engine.services().at("web").service.backends[1].state, model::BackendState::active);
+  EXPECT_EQ(engine.services().at("web").rings.at(0).table.slots, before.slots);  // Maglev gives back the same slots
 
   const auto events = health_events();
   ASSERT_EQ(events.size(), 2u);
@@ -113,10 +113,10 @@ TEST_F(EngineHealthTest, DownBackendKeepsTheRingSize) {
   c.services[0].maglev_table_size.reset();
   Engine engine(*store_, log_);
   ASSERT_TRUE(engine.apply(c, "test").ok());
-  EXPECT_EQ(engine.services().at(0).rings.at(0).table.size(), 509u);
+  EXPECT_EQ(engine.services().at("web").rings.at(0).table.size(), 509u);
   ASSERT_TRUE(engine.set_health("web", "10.0.0.2:8080", false, "connection refused").ok());
-  EXPECT_EQ(engine.services().at(0).rings.at(0).table.size(), 509u);
-  EXPECT_LT(engine.services().at(0).last_disruption, 0.4);
+  EXPECT_EQ(engine.services().at("web").rings.at(0).table.size(), 509u);
+  EXPECT_LT(engine.services().at("web").last_disruption, 0.4);
 }
 
 TEST_F(EngineHealthTest, RepeatedReportsChangeNothing) {
@@ -143,11 +143,11 @@ TEST_F(EngineHealthTest, DownStaysAcrossReloadsAndDrains) {
   auto bigger = catalog();
   bigger.services[0].backends.push_back({ip("10.0.0.9"), 8080, 1, model::BackendState::active, "", ""});
   ASSERT_TRUE(engine.apply(bigger, "test").ok());
-  EXPECT_EQ(engine.services().at(0).service.backends[2].state, model::BackendState::down);
+  EXPECT_EQ(engine.services().at("web").service.backends[2].state, model::BackendState::down);
   // A drain of another backend re-applies the source catalog: still down.
   ASSERT_TRUE(engine.set_drained("web", "10.0.0.2:8080", true, "test").ok());
-  EXPECT_EQ(engine.services().at(0).service.backends[0].state, model::BackendState::draining);
-  EXPECT_EQ(engine.services().at(0).service.backends[2].state, model::BackendState::down);
+  EXPECT_EQ(engine.services().at("web").service.backends[0].state, model::BackendState::draining);
+  EXPECT_EQ(engine.services().at("web").service.backends[2].state, model::BackendState::down);
 }
 
 TEST_F(EngineHealthTest, ServiceWithoutProbesIgnoresHealth) {
@@ -156,7 +156,7 @@ TEST_F(EngineHealthTest, ServiceWithoutProbesIgnoresHealth) {
   ASSERT_TRUE(engine.apply(catalog(), "test").ok());
   ASSERT_TRUE(engine.set_health("web", "10.0.0.2:8080", false, "connection refused").ok());
   ASSERT_TRUE(engine.apply(catalog(model::HealthCheckType::none), "test").ok());
-  EXPECT_EQ(engine.services().at(0).service.backends[0].state, model::BackendState::active);
+  EXPECT_EQ(engine.services().at("web").service.backends[0].state, model::BackendState::active);
 }
 
 TEST_F(EngineHealthTest, NeedsACatalogFirst) {
@@ -169,7 +169,7 @@ TEST_F(EngineHealthTest, ASlowBackendGetsAQuarterShareAndItsFullShareBack) {
   c.services[0].health.slow_factor = 3;
   Engine engine(*store_, log_);
   ASSERT_TRUE(engine.apply(c, "test").ok());
-  auto slots_of = [&](size_t member) { return engine.services().at(0).rings.at(0).table.slot_counts().at(member); };
+  auto slots_of = [&](size_t member) { return engine.services().at("web").rings.at(0).table.slot_counts().at(member); };
   const size_t even = slots_of(2);
 
   auto slow = engine.set_slow("web", "10.0.0.4:8080", true, "probes take 61.0 ms, peers' median 0.4 ms");
@@ -195,9 +195,9 @@ TEST_F(EngineHealthTest, ASlowBackendGetsAQuarterShareAndItsFullShareBack) {
 TEST_F(EngineHealthTest, SlownessIsIgnoredWhereTheServiceHasNoSlowFactor) {
   Engine engine(*store_, log_);
   ASSERT_TRUE(engine.apply(catalog(model::HealthCheckType::http), "test").ok());
-  const auto before = engine.services().at(0).rings.at(0).table;
+  const auto before = engine.services().at("web").rings.at(0).table;
   ASSERT_TRUE(engine.set_slow("web", "10.0.0.4:8080", true, "slow").ok());
-  EXPECT_EQ(engine.services().at(0).rings.at(0).table.slot_counts(), before.slot_counts());
+  EXPECT_EQ(engine.services().at("web").rings.at(0).table.slot_counts(), before.slot_counts());
 }
 
 }  // namespace

@@ -42,7 +42,7 @@ TEST_F(EngineTest, BuildsARightSizedRingPerFamily) {
   s.backends.push_back({ip("2001:db8:1::2"), 8080, 1, model::BackendState::active, "", ""});
   auto applied = engine.apply(model::Catalog{{s}}, "test");
   ASSERT_TRUE(applied.ok()) << applied.error().message;
-  const auto& rings = engine.services().at(0).rings;
+  const auto& rings = engine.services().at("web").rings;
   ASSERT_EQ(rings.size(), 2u);
   EXPECT_EQ(rings[0].family, model::IpAddress::Family::v4);
   EXPECT_EQ(rings[0].table.size(), 509u);  // 3 backends -> smallest size >= 300
@@ -58,14 +58,14 @@ TEST_F(EngineTest, DrainedAndDownBackendsTakeNoSlots) {
   s.backends[0].weight = 0;
   s.backends[1].state = model::BackendState::down;
   ASSERT_TRUE(engine.apply(model::Catalog{{s}}, "test").ok());
-  const auto& ring = engine.services().at(0).rings.at(0).table;
+  const auto& ring = engine.services().at("web").rings.at(0).table;
   EXPECT_EQ(ring.slot_counts(), (std::vector<uint32_t>{0, 0, ring.size()}));
 }
 
 TEST_F(EngineTest, ServiceWithoutBackendsHasAnEmptyRing) {
   Engine engine(*store_, log_);
   ASSERT_TRUE(engine.apply(model::Catalog{{service("web", 0)}}, "test").ok());
-  EXPECT_EQ(engine.services().at(0).rings.at(0).table.size(), 0u);
+  EXPECT_EQ(engine.services().at("web").rings.at(0).table.size(), 0u);
 }
 
 TEST_F(EngineTest, RecordsDisruptionOfTheLastChange) {
@@ -77,16 +77,16 @@ TEST_F(EngineTest, RecordsDisruptionOfTheLastChange) {
   };
   Engine engine(*store_, log_);
   ASSERT_TRUE(engine.apply(model::Catalog{{web(4), service("api", 2)}}, "test").ok());
-  EXPECT_EQ(engine.services().at(0).last_disruption, 0.0);  // a new service moved no flow
+  EXPECT_EQ(engine.services().at("web").last_disruption, 0.0);  // a new service moved no flow
 
   ASSERT_TRUE(engine.apply(model::Catalog{{web(5), service("api", 2)}}, "test").ok());
-  const double moved = engine.services().at(0).last_disruption;
+  const double moved = engine.services().at("web").last_disruption;
   EXPECT_GT(moved, 0.15);  // the new backend takes about 1/5 of the slots
   EXPECT_LT(moved, 0.35);
 
   ASSERT_TRUE(engine.apply(model::Catalog{{web(5), service("api", 3)}}, "test").ok());
-  EXPECT_EQ(engine.services().at(0).last_disruption, moved) << "web did not change: it keeps its figure";
-  EXPECT_GT(engine.services().at(1).last_disruption, 0.0);
+  EXPECT_EQ(engine.services().at("web").last_disruption, moved) << "web did not change: it keeps its figure";
+  EXPECT_GT(engine.services().at("api").last_disruption, 0.0);
 }
 
 TEST_F(EngineTest, NothingChangesWhenARingCannotBeBuilt) {
@@ -113,7 +113,7 @@ TEST_F(EngineTest, RestoreRebuildsRingsFromTheStore) {
   ASSERT_TRUE(engine.restore().ok());
   EXPECT_EQ(engine.revision(), 1);
   ASSERT_EQ(engine.services().size(), 1u);
-  EXPECT_EQ(engine.services()[0].rings.at(0).table.size(), 509u);
+  EXPECT_EQ(engine.services().at("web").rings.at(0).table.size(), 509u);
   auto again = engine.apply(model::Catalog{{service("web", 3)}}, "test");
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->changed);

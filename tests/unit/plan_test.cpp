@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
+#include <set>
 
 namespace xlb::engine {
 namespace {
@@ -84,7 +86,7 @@ class PlanTest : public ::testing::Test {
   }
 
   // The engine's rings for a catalog, as the planner gets them.
-  std::vector<ServiceState> states(const model::Catalog& catalog) {
+  Services states(const model::Catalog& catalog) {
     Engine engine(*store_, log_);
     auto applied = engine.apply(catalog, "test");
     EXPECT_TRUE(applied.ok()) << applied.error().message;
@@ -303,6 +305,119 @@ TEST_F(PlanTest, EngineRecordsNoRevisionWhenTheMapsRefuse) {
             "and 0 backends removed planned): injected failure");
   EXPECT_TRUE(store_->revisions(10)->empty());
   EXPECT_EQ(engine.revision(), 0);
+}
+
+// The incremental path (apply_changes, and every change once the maps are known) must leave the
+// maps exactly as the whole-catalog path would: random changes, each checked against the
+// desired state planned from the whole catalog, with FakeMaps checking every single write.
+TEST_F(PlanTest, ChangesLeaveTheMapsAsAWholeSyncWould) {
+  FakeMaps maps;
+  Engine engine(*store_, log_, {}, &maps);
+  std::mt19937 random(7);
+  auto pick = [&](int n) { return static_cast<int>(random() % static_cast<unsigned>(n)); };
+  // Services share backends (10.0.0.1-12) so that a backend's users and draining are tested.
+  auto make = [&](int i) {
+    std::vector<std::string> backends;
+    for (int b = 0, n = pick(4); b < n; ++b) backends.push_back("10.0.0." + std::to_string(1 + pick(12)));
+    std::sort(backends.begin(), backends.end());
+    backends.erase(std::unique(backends.begin(), backends.end()), backends.end());
+    auto s = service("svc" + std::to_string(i), "198.18.0." + std::to_string(i), backends);
+    if (pick(3) == 0) s.frontends.push_back({ip("198.18.1." + std::to_string(i)), 53, model::Protocol::udp, model::FrontendKind::vip});
+    for (auto& b : s.backends)
+      if (pick(5) == 0) b.weight = 0;
+    if (pick(6) == 0) s.mode = model::ForwardingMode::snat;
+    return s;
+  };
+  model::Catalog first;
+  for (int i = 1; i <= 8; ++i) first.services.push_back(make(i));
+  ASSERT_TRUE(engine.apply(first, "test").ok());
+  for (int round = 0; round < 200; ++round) {
+    model::CatalogChanges changes;
+    std::set<int> named;
+    for (int n = 0, count = 1 + pick(3); n < count; ++n) {
+      const int i = 1 + pick(12);
+      if (!named.insert(i).second) continue;
+      if (pick(4) == 0)
+        changes.removed.push_back("svc" + std::to_string(i));
+      else
+        changes.upserted.push_back(make(i));
+    }
+    auto applied = engine.apply_changes(changes, "test");
+    ASSERT_TRUE(applied.ok()) << "round " << round << ": " << applied.error().message;
+    auto whole = desired_state(engine.services(), maps.state);
+    ASSERT_TRUE(whole.ok()) << whole.error().message;
+    ASSERT_EQ(maps.state, *whole) << "round " << round << ": " << applied->summary;
+    ASSERT_EQ(engine.map_state(), maps.state) << "round " << round;
+  }
+  EXPECT_FALSE(HasFailure());
+}
+
+TEST_F(PlanTest, AChangeWritesOnlyWhatItChanges) {
+  FakeMaps maps;
+  Engine engine(*store_, log_, {}, &maps);
+  model::Catalog c;
+  for (int i = 1; i <= 50; ++i)
+    c.services.push_back(service("svc" + std::to_string(i), "198.18.0." + std::to_string(i), {"10.0.0." + std::to_string(i)}));
+  ASSERT_TRUE(engine.apply(c, "test").ok());
+  maps.writes = 0;
+  auto added = engine.apply_changes({{service("new", "198.18.2.1", {"10.0.2.1", "10.0.2.2"})}, {}}, "kubernetes");
+  ASSERT_TRUE(added.ok()) << added.error().message;
+  EXPECT_EQ(added->summary, "+new");
+  EXPECT_EQ(added->plan, "2 backends and 1 frontends written, 0 frontends and 0 backends removed");
+  EXPECT_EQ(maps.writes, 3);
+  auto removed = engine.apply_changes({{}, {"svc7", "not-there"}}, "kubernetes");
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(removed->summary, "-svc7");
+  EXPECT_EQ(removed->plan, "0 backends and 0 frontends written, 1 frontends and 1 backends removed");
+  auto same = engine.apply_changes({{service("new", "198.18.2.1", {"10.0.2.1", "10.0.2.2"})}, {}}, "kubernetes");
+  ASSERT_TRUE(same.ok());
+  EXPECT_FALSE(same->changed);
+  EXPECT_EQ(engine.counts().services, 50u);
+  EXPECT_EQ(engine.counts().backends, 51u);
+}
+
+TEST_F(PlanTest, AChangeMayNotTakeAnotherServicesFrontend) {
+  FakeMaps maps;
+  Engine engine(*store_, log_, {}, &maps);
+  ASSERT_TRUE(engine.apply(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.2"})}}, "test").ok());
+  const auto before = maps.state;
+  auto taken = engine.apply_changes({{service("thief", "198.18.0.10", {"10.0.0.3"})}, {}}, "kubernetes");
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.error().message,
+            "the catalog was not applied: frontend 198.18.0.10:80/tcp of service \"thief\" is already service \"web\"'s");
+  EXPECT_EQ(maps.state, before);
+  EXPECT_EQ(engine.revision(), 1);
+  EXPECT_EQ(store_->revisions(10)->size(), 1u);
+  // Moved in one change, it is fine: the frontend keeps its id.
+  auto moved = engine.apply_changes({{service("thief", "198.18.0.10", {"10.0.0.3"})}, {"web"}}, "kubernetes");
+  ASSERT_TRUE(moved.ok()) << moved.error().message;
+  EXPECT_EQ(maps.state.frontends.begin()->second.service_id, before.frontends.begin()->second.service_id);
+  // And the next change is planned from the maps again, not from a book the failure spoiled.
+  ASSERT_TRUE(engine.apply_changes({{service("web", "198.18.0.11", {"10.0.0.2"})}, {}}, "kubernetes").ok());
+  EXPECT_EQ(maps.state, desired_state(engine.services(), maps.state).value());
+}
+
+TEST_F(PlanTest, ARestartAfterChangesRestoresTheSameCatalog) {
+  FakeMaps maps;
+  model::Catalog expected;
+  {
+    Engine engine(*store_, log_, {}, &maps);
+    ASSERT_TRUE(engine.apply(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.2"})}}, "test").ok());
+    ASSERT_TRUE(engine.apply_changes({{service("api", "198.18.0.11", {"10.0.0.3"})}, {}}, "kubernetes").ok());
+    ASSERT_TRUE(engine.apply_changes({{service("web", "198.18.0.10", {"10.0.0.4"})}, {"api"}}, "kubernetes").ok());
+    ASSERT_TRUE(engine.apply_changes({{service("db", "198.18.0.12", {"10.0.0.5"})}, {}}, "kubernetes").ok());
+    expected = engine.catalog();
+  }
+  Engine restarted(*store_, log_, {}, &maps);
+  ASSERT_TRUE(restarted.restore().ok());
+  EXPECT_EQ(restarted.revision(), 4);
+  EXPECT_EQ(restarted.catalog(), expected);
+  auto history = store_->revisions(10);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 4u);
+  EXPECT_EQ(history->front().summary, "+db");
+  ASSERT_TRUE((*history)[1].changes);
+  EXPECT_EQ((*history)[1].changes->size(), 2u);  // ~web, -api
 }
 
 }  // namespace

@@ -64,7 +64,9 @@ TEST_F(StoreTest, ReopeningKeepsDataAndVersion) {
   auto list = s->revisions(10);
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->size(), 1u);
-  EXPECT_EQ(list->front().catalog, catalog("web"));
+  auto latest = s->latest_revision();
+  ASSERT_TRUE(latest.ok() && *latest) << (latest.ok() ? "none" : latest.error().message);
+  EXPECT_EQ((*latest)->catalog, catalog("web"));
 }
 
 TEST_F(StoreTest, MigratesAnEmptyVersionZeroFileThatHasOtherTables) {
@@ -118,8 +120,7 @@ TEST_F(StoreTest, RevisionHistoryNewestFirst) {
   EXPECT_EQ((*list)[0].id, *r2);
   EXPECT_EQ((*list)[0].summary, "-web; +api");
   EXPECT_EQ((*list)[0].source, "toml:/etc/xlb/xlb.toml");
-  EXPECT_EQ((*list)[0].catalog, catalog("api"));
-  EXPECT_EQ((*list)[1].catalog, catalog("web"));
+  EXPECT_EQ((*list)[1].summary, "+web");
   EXPECT_EQ((*list)[0].created_at.size(), std::string("2026-11-26T07:27:32.209Z").size());
   auto latest = s->latest_revision();
   ASSERT_TRUE(latest.ok() && latest->has_value());
@@ -166,24 +167,84 @@ TEST_F(StoreTest, EventsAndSettings) {
   EXPECT_EQ(s->setting("token")->value(), "b");
 }
 
-TEST_F(StoreTest, OldRevisionsKeepTheirSummaryOnlyAndTheOldestGo) {
+model::Service service(const std::string& name, const std::string& backend) {
+  model::Service s;
+  s.name = name;
+  s.backends.push_back({*model::IpAddress::parse(backend), 8080, 1, model::BackendState::active, "", ""});
+  return s;
+}
+
+TEST_F(StoreTest, ARestartReplaysTheChangesSinceTheLastSnapshot) {
   auto s = Store::open(db());
   ASSERT_TRUE(s.ok()) << s.error().message;
-  const size_t total = Store::kCatalogsKept + 5;
-  for (size_t i = 1; i <= total; ++i)
-    ASSERT_TRUE(s->record_revision("kubernetes", "change " + std::to_string(i), catalog("svc" + std::to_string(i))).ok());
-  auto all = s->revisions(total);
-  ASSERT_TRUE(all.ok()) << all.error().message;
-  ASSERT_EQ(all->size(), total);
-  EXPECT_TRUE(all->front().has_catalog);
-  EXPECT_EQ(all->front().catalog.services.at(0).name, "svc" + std::to_string(total));
-  EXPECT_TRUE((*all)[Store::kCatalogsKept - 1].has_catalog);
-  EXPECT_FALSE((*all)[Store::kCatalogsKept].has_catalog);
-  EXPECT_EQ(all->back().summary, "change 1");  // the summary stays
-  EXPECT_TRUE(all->back().catalog.services.empty());
+  const model::Catalog first{{service("api", "10.0.0.1"), service("web", "10.0.0.2")}};
+  ASSERT_TRUE(s->record_revision("toml:a", "+api; +web", first).ok());
+  const model::CatalogChanges add{{service("db", "10.0.0.3")}, {}};
+  const model::CatalogChanges change{{service("api", "10.0.0.9")}, {"web"}};
+  const std::vector<model::ServiceChange> listed{{model::ServiceChange::Kind::changed, "api", {"+backend 10.0.0.9:8080"}},
+                                                 {model::ServiceChange::Kind::removed, "web", {}}};
+  ASSERT_TRUE(s->record({"kubernetes", "+db", {{model::ServiceChange::Kind::added, "db", {}}}, &add, nullptr}).ok());
+  ASSERT_TRUE(s->record({"kubernetes", "~api; -web", listed, &change, nullptr}).ok());
+
+  auto reopened = Store::open(db());
+  ASSERT_TRUE(reopened.ok());
+  auto latest = reopened->latest_revision();
+  ASSERT_TRUE(latest.ok() && *latest) << (latest.ok() ? "none" : latest.error().message);
+  EXPECT_EQ((*latest)->id, 3);
+  EXPECT_EQ((*latest)->summary, "~api; -web");
+  // A changed service keeps its place, a new one comes last, a removed one goes.
+  EXPECT_EQ((*latest)->catalog, (model::Catalog{{service("api", "10.0.0.9"), service("db", "10.0.0.3")}}));
+
+  auto history = reopened->revisions(10);
+  ASSERT_TRUE(history.ok()) << history.error().message;
+  ASSERT_EQ(history->size(), 3u);
+  ASSERT_TRUE(history->front().changes);
+  EXPECT_EQ(*history->front().changes, listed);
+  EXPECT_FALSE(history->front().has_catalog);
+  EXPECT_TRUE(history->back().has_catalog);
+}
+
+TEST_F(StoreTest, ASnapshotLetsTheRevisionsBeforeItKeepOnlyTheirHistory) {
+  auto s = Store::open(db());
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  ASSERT_TRUE(s->record_revision("toml:a", "+web", catalog("web")).ok());
+  const model::CatalogChanges add{{service("db", "10.0.0.3")}, {}};
+  const std::vector<model::ServiceChange> added{{model::ServiceChange::Kind::added, "db", {}}};
+  ASSERT_TRUE(s->record({"kubernetes", "+db", added, &add, nullptr}).ok());
+  ASSERT_TRUE(s->record_revision("toml:a", "-db", catalog("web")).ok());
+  auto history = s->revisions(10);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 3u);
+  EXPECT_TRUE((*history)[0].has_catalog);
+  EXPECT_FALSE((*history)[1].has_catalog);
+  EXPECT_FALSE((*history)[2].has_catalog);
+  EXPECT_EQ((*history)[1].summary, "+db");  // the history stays
+  EXPECT_EQ(*(*history)[1].changes, added);
   auto latest = s->latest_revision();
   ASSERT_TRUE(latest.ok() && *latest);
-  EXPECT_EQ((*latest)->catalog.services.at(0).name, "svc" + std::to_string(total));
+  EXPECT_EQ((*latest)->catalog, catalog("web"));
+}
+
+TEST_F(StoreTest, ARevisionIsEitherAChangeOrASnapshot) {
+  auto s = Store::open(db());
+  ASSERT_TRUE(s.ok());
+  auto r = s->record({"toml:a", "nothing", {}, nullptr, nullptr});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "recording a revision: it needs either its change or the whole catalog");
+}
+
+TEST_F(StoreTest, ADamagedChangeIsNamedAtRestart) {
+  {
+    auto s = Store::open(db());
+    ASSERT_TRUE(s->record_revision("toml:a", "+web", catalog("web")).ok());
+    const model::CatalogChanges add{{service("db", "10.0.0.3")}, {}};
+    ASSERT_TRUE(s->record({"kubernetes", "+db", {}, &add, nullptr}).ok());
+  }
+  raw_exec("UPDATE revisions SET delta = '{\"upserted\": 3}' WHERE id = 2");
+  auto s = Store::open(db());
+  auto latest = s->latest_revision();
+  ASSERT_FALSE(latest.ok());
+  EXPECT_EQ(latest.error().message.rfind("revision 2: malformed catalog change: ", 0), 0u) << latest.error().message;
 }
 
 TEST_F(StoreTest, SchemaOneDatabaseIsMigratedWithItsRevisions) {
@@ -200,7 +261,7 @@ TEST_F(StoreTest, SchemaOneDatabaseIsMigratedWithItsRevisions) {
     PRAGMA user_version = 1;)sql");
   auto s = Store::open(db());
   ASSERT_TRUE(s.ok()) << s.error().message;
-  EXPECT_EQ(s->schema_version(), 2);
+  EXPECT_EQ(s->schema_version(), Store::kSchemaVersion);
   auto latest = s->latest_revision();
   ASSERT_TRUE(latest.ok() && *latest);
   EXPECT_EQ((*latest)->summary, "+web");
