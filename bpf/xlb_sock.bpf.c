@@ -148,8 +148,8 @@ static __always_inline int sock_translate(struct bpf_sock_addr *ctx, struct sock
 
 	sock_revnat_key(&key, bpf_get_socket_cookie(ctx), dest->family, backend->address, backend->port);
 	sock_revnat_record(&key, dest->address, dest->port, service->service_id);
-	sock_count_new_flow(&xlb_service_stats, service->service_id);
-	sock_count_new_flow(&xlb_backend_stats, backend_id);
+	sock_count_new_flow(&xlb_service_stats, XLB_SERVICE_STATS_SLOT(service->flags));
+	sock_count_new_flow(&xlb_backend_stats, backend->stats_slot);
 
 	dest->address[0] = backend->address[0];
 	dest->address[1] = backend->address[1];

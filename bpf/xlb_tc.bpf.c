@@ -28,6 +28,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "xlb_abi.h"
+#include "backend_cache.h"
 #include "conntrack.h"
 #include "counters.h"
 #include "decap.h"
@@ -42,10 +43,29 @@ char LICENSE[] SEC("license") = "GPL";
  * and TCP. Drivers and GRO may leave less there; parsing cannot see beyond it. */
 #define XLB_TC_HEADERS (14 + 4 + 40 + 20)
 
-/* The backend a reply comes from, for its counter: the flow's conntrack entry, found from
- * the client and frontend the reverse entry names. */
-static __always_inline __u32 xlb_reply_backend(const struct xlb_reverse_nat *reverse, const struct xlb_packet *pkt)
+/* A backend's counter slot: from this CPU's backend cache when it holds the backend (the XDP
+ * program filled it; a backend keeps its slot for its life, and user space empties the cache
+ * slot when it removes one), else from xlb_backends. 0 (counted nowhere read) if it is gone. */
+static __always_inline __u32 xlb_backend_slot(__u32 backend_id)
 {
+	const struct xlb_backend_cache_entry *cached = xlb_backend_cache_entry(backend_id);
+	const struct xlb_backend *backend;
+
+	if (backend_id == XLB_BACKEND_ID_NONE)
+		return 0;
+	if (cached && cached->backend_id == backend_id)
+		return cached->backend.stats_slot;
+	backend = lb_lookup_backend(backend_id);
+	return backend ? backend->stats_slot : 0;
+}
+
+/* The counter slots of the service and the backend a reply belongs to: from the flow's
+ * conntrack entry, found from the client and frontend the reverse entry names; when conntrack
+ * forgot the flow before the reverse table did, the service's from its entry, no backend's. */
+static __always_inline void xlb_reply_slots(const struct xlb_reverse_nat *reverse, const struct xlb_packet *pkt,
+					    __u32 *service_slot, __u32 *backend_slot)
+{
+	const struct xlb_service_value *service;
 	struct xlb_flow_key flow = {};
 	struct xlb_ct_entry *ct;
 
@@ -56,7 +76,19 @@ static __always_inline __u32 xlb_reply_backend(const struct xlb_reverse_nat *rev
 	flow.protocol = pkt->flow.protocol;
 	flow.family = pkt->flow.family;
 	ct = xlb_ct_lookup(&flow);
-	return ct ? ct->backend_id : XLB_BACKEND_ID_NONE;
+	*service_slot = 0;
+	*backend_slot = 0;
+	if (ct && ct->service_slot) {
+		*service_slot = ct->service_slot;
+		*backend_slot = xlb_backend_slot(ct->backend_id);
+		return;
+	}
+	/* No entry, or one an older program made (no slot yet): the service's entry says. */
+	if (ct)
+		*backend_slot = xlb_backend_slot(ct->backend_id);
+	service = lb_lookup_service(&flow);
+	if (service)
+		*service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
 }
 
 SEC("tc")
@@ -68,7 +100,7 @@ int xlb_tc(struct __sk_buff *skb)
 	struct xlb_nat_target to;
 	struct bpf_fib_lookup fib;
 	struct xlb_packet pkt;
-	__u32 malformed = 0, reason, service_id, backend_id;
+	__u32 malformed = 0, reason, service_slot, backend_slot;
 	__u32 want = skb->len < XLB_TC_HEADERS ? skb->len : XLB_TC_HEADERS;
 	int next_hop;
 
@@ -99,8 +131,7 @@ int xlb_tc(struct __sk_buff *skb)
 	xlb_addr_copy(to.dst, reverse->client);
 	to.sport = reverse->frontend_port;
 	to.dport = reverse->client_port;
-	service_id = reverse->service_id;
-	backend_id = xlb_reply_backend(reverse, &pkt);
+	xlb_reply_slots(reverse, &pkt, &service_slot, &backend_slot);
 
 	/* skb->ifindex is the link the reply arrived on (tc ingress). */
 	xlb_fib_params(&fib, &pkt, &to, skb->ifindex);
@@ -118,10 +149,7 @@ int xlb_tc(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	xlb_count_reason(reason, skb->len);
-	xlb_count(&xlb_service_stats, service_id, skb->len, 0);
-	/* Unknown when conntrack forgot the flow before the reverse table did. */
-	if (backend_id != XLB_BACKEND_ID_NONE)
-		xlb_count(&xlb_backend_stats, backend_id, skb->len, 0);
+	xlb_count_flow(service_slot, backend_slot, skb->len, 0);
 	if (next_hop == XLB_NEXT_HOP_STACK)
 		return TC_ACT_OK;
 

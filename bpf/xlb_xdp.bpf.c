@@ -116,6 +116,8 @@ struct xlb_scratch {
 	__u64 now;
 	__u32 service_id;
 	__u32 backend_id;
+	__u32 service_slot; /* counter slots (counters.h) */
+	__u32 backend_slot;
 	__u8 new_flow;
 	__u8 icmp; /* an ICMP error, rewritten by icmp.h */
 };
@@ -182,10 +184,13 @@ static __always_inline const __be32 *xlb_snat_address(const struct xlb_node_conf
  * (for snat only if the port is still free: never taking another flow's).
  */
 static __always_inline void xlb_ct_refresh(struct xlb_ct_entry *ct, const struct xlb_flow_key *flow,
-					   __u32 service_id, const __be32 *src, __be16 sport,
+					   const struct xlb_service_value *service, const __be32 *src, __be16 sport,
 					   const struct xlb_backend *backend, struct xlb_scratch *s, __u64 now)
 {
+	__u32 service_id = service->service_id;
+
 	ct->last_seen_ns = now;
+	ct->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
 	xlb_reverse_value_of(&s->reverse, flow, service_id);
 	xlb_reverse_key_of(&s->key, flow, src, sport, backend);
 	bpf_map_update_elem(&xlb_reverse_nat, &s->key, &s->reverse, ct->snat_port ? BPF_NOEXIST : BPF_ANY);
@@ -215,11 +220,11 @@ static __always_inline int xlb_forward_cached(struct xdp_md *ctx, const struct x
 		sport = ct->snat_port;
 	}
 	if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS)
-		xlb_ct_refresh(ct, &pkt->flow, service->service_id, src, sport, &cached->backend, s, now);
+		xlb_ct_refresh(ct, &pkt->flow, service, src, sport, &cached->backend, s, now);
 
 	xlb_xdp_rewrite(pkt, data_end, src, cached->backend.address, sport, cached->backend.port, 1);
 	xlb_set_macs(data, data_end, cached->dmac, cached->smac);
-	xlb_count_flow(service->service_id, ct->backend_id, bytes, 0);
+	xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), cached->backend.stats_slot, bytes, 0);
 	action = cached->ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(cached->ifindex, 0);
 	return xlb_exit(ctx, pkt, action, XLB_REASON_FORWARDED, bytes);
 }
@@ -292,14 +297,17 @@ static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const s
 		} else {
 			bpf_map_update_elem(&xlb_reverse_nat, &s->key, &s->reverse, BPF_ANY);
 		}
-		xlb_ct_create(flow, backend_id, service->service_id, snat_port, now);
+		xlb_ct_create(flow, backend_id, service->service_id, XLB_SERVICE_STATS_SLOT(service->flags), snat_port,
+			      now);
 	} else if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS) {
-		xlb_ct_refresh(ct, flow, service->service_id, to->src, to->sport, backend, s, now);
+		xlb_ct_refresh(ct, flow, service, to->src, to->sport, backend, s, now);
 	}
 
 	s->now = now;
 	s->service_id = service->service_id;
 	s->backend_id = backend_id;
+	s->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
+	s->backend_slot = backend->stats_slot;
 	s->new_flow = !established;
 	s->icmp = 0;
 	return 0;
@@ -356,6 +364,8 @@ static __always_inline __u32 xlb_icmp_translate(const struct xlb_packet *pkt, vo
 	s->now = xlb_now(s);
 	s->service_id = ct->service_id;
 	s->backend_id = ct->backend_id;
+	s->service_slot = ct->service_slot;
+	s->backend_slot = backend->stats_slot;
 	s->new_flow = 0;
 	s->icmp = 1;
 	return 0;
@@ -400,7 +410,7 @@ static __always_inline int xlb_forward(struct xdp_md *ctx, const struct xlb_pack
 	else
 		xlb_xdp_rewrite(pkt, data_end, s->to.src, s->to.dst, s->to.sport, s->to.dport,
 				next_hop == XLB_NEXT_HOP_SEND);
-	xlb_count_flow(s->service_id, s->backend_id, bytes, s->new_flow);
+	xlb_count_flow(s->service_slot, s->backend_slot, bytes, s->new_flow);
 
 	if (next_hop == XLB_NEXT_HOP_SEND) {
 		xlb_set_macs(data, data_end, dmac, smac);
@@ -469,13 +479,15 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	ct = xlb_ct_lookup(&pkt->flow);
 	if (ct && !ct->snat_port) {
 		/* The flow keeps its backend while that backend exists, draining or not. */
-		if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS)
+		if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS) {
 			ct->last_seen_ns = now;
+			ct->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
+		}
 		backend_id = ct->backend_id;
 		cached = xlb_backend_cache_entry(backend_id);
 		if (xlb_backend_cache_hit(cached, backend_id, ctx->ingress_ifindex, encap_len, now) &&
 		    cached->backend.family == pkt->flow.family) {
-			xlb_count_flow(service->service_id, backend_id, bytes, 0);
+			xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), cached->backend.stats_slot, bytes, 0);
 			return xlb_dsr_send(ctx, pkt, s->to.src, cached->backend.address, cached->dmac, cached->smac,
 					    cached->ifindex, XLB_REASON_FORWARDED, bytes);
 		}
@@ -487,7 +499,7 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 		backend = xlb_pick_backend(service, &pkt->flow, now, s, &backend_id);
 		if (!backend)
 			return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_BACKEND, bytes);
-		xlb_ct_create(&pkt->flow, backend_id, service->service_id, 0, now);
+		xlb_ct_create(&pkt->flow, backend_id, service->service_id, XLB_SERVICE_STATS_SLOT(service->flags), 0, now);
 		new_flow = 1;
 	}
 	s->backend = *backend;
@@ -502,7 +514,7 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	if (next_hop == XLB_NEXT_HOP_SEND)
 		xlb_backend_cache_store(xlb_backend_cache_entry(backend_id), backend_id, &s->backend, &s->fib,
 					ctx->ingress_ifindex, encap_len, now);
-	xlb_count_flow(service->service_id, backend_id, bytes, new_flow);
+	xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), backend->stats_slot, bytes, new_flow);
 	if (next_hop == XLB_NEXT_HOP_STACK) {
 		/* The stack forwards it and writes the MACs; until then they stay as they arrived
 		 * (ours as destination, so that the stack takes the frame). */

@@ -23,16 +23,19 @@
 
 /* Ids and capacity. A "service" in the maps is one frontend (address, port, protocol) with
  * its own ring. User space gives each frontend a service id and each backend a backend id
- * below these bounds; no map is indexed by id (the counters are hashes), so the bounds cost
- * nothing and only keep ids in a range both sides agree on. They were 65536 when the counters
- * were arrays indexed by id; raising them changed no key or value, and a map of a version-1
- * pin holds ids below the old bound, which are below the new one. */
+ * below these bounds; no map is indexed by id (the counters are indexed by a slot of their own,
+ * below), so the bounds cost nothing and only keep ids in a range both sides agree on. They
+ * were 65536 when the counters were arrays indexed by id; raising them changed no key or value,
+ * and the maps of a pin from then hold ids below the old bound, which are below the new one. */
 #define XLB_MAX_SERVICES (1U << 22)
 #define XLB_MAX_BACKENDS (1U << 22)
 /* How many services (frontends) and backends the maps hold: their max_entries, set by user
  * space at load time from the node's configuration; these are the defaults. 10,000 Services of
  * 10 endpoints, or 100,000 single-stack Services, fit. Hash maps without preallocation: the
- * memory a map takes follows its entries, plus 16 bytes per entry of capacity for its buckets. */
+ * memory a map takes follows its entries, plus 16 bytes per entry of capacity for its buckets.
+ * The counters are per-CPU arrays of capacity + 1 entries (24 bytes x entries x possible CPUs),
+ * indexed by a counter slot that user space gives each service and backend: slot 0 is no slot
+ * (what entries written before slots existed hold; its counts are never read). */
 #define XLB_DEFAULT_SERVICES 131072
 #define XLB_DEFAULT_BACKENDS 131072
 /* The largest Maglev table size the daemon may choose (a prime, see design.md). */
@@ -87,12 +90,20 @@ struct xlb_frontend_addr_key {
  * xlbd, and a newer xlbd replaces the programs before it writes the flag. */
 #define XLB_SERVICE_F_DSR (1U << 2)
 
+/* The service's counter slot: its entry in xlb_service_stats (1 .. capacity; 0 = none). In the
+ * high bits of flags, added without a new ABI version: an older program tests single flags and
+ * never looks there, and entries an older xlbd wrote have slot 0 until a newer one rewrites
+ * them (it does when it adopts the maps). */
+#define XLB_SERVICE_FLAGS_MASK 0xffU
+#define XLB_SERVICE_SLOT_SHIFT 8
+#define XLB_SERVICE_STATS_SLOT(flags) ((flags) >> XLB_SERVICE_SLOT_SHIFT)
+
 struct xlb_service_value {
 	__u32 service_id; /* key of the service's ring in xlb_rings, index of its counters */
 	/* Slots of the ring that the programs may pick from; 0 = no backend. User space keeps
 	 * it no larger than the ring installed under service_id, so every picked slot exists. */
 	__u32 ring_size;
-	__u32 flags;              /* XLB_SERVICE_F_* */
+	__u32 flags;              /* XLB_SERVICE_F_* in bits 0-7; the counter slot in bits 8-31 */
 	__u32 affinity_timeout_s; /* with XLB_SERVICE_F_AFFINITY: idle time before a client may move */
 };
 
@@ -108,7 +119,9 @@ struct xlb_backend {
 	__be16 port;
 	__u8 family; /* XLB_AF_INET or XLB_AF_INET6 */
 	__u8 state;  /* enum xlb_backend_state */
-	__u32 reserved; /* 0 */
+	/* Its entry in xlb_backend_stats (1 .. capacity). Was a reserved 0: entries an older xlbd
+	 * wrote have slot 0 (counted nowhere read) until a newer one rewrites them on adoption. */
+	__u32 stats_slot;
 };
 
 /* xlb_rings (HASH_OF_MAPS): service id -> an array map of ring_size backend ids (__u32), one
@@ -134,7 +147,10 @@ struct xlb_ct_entry {
 	__u32 service_id;
 	__u64 last_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns); refreshed at most once a second */
 	__be16 snat_port;   /* snat: this node's source port toward the backend; else 0 */
-	__u8 pad[6];
+	__u8 pad[2];
+	/* The service's counter slot when the entry was made or last refreshed, for the replies'
+	 * counts (tc). Was padding: 0 in entries an older program made, until their refresh. */
+	__u32 service_slot;
 };
 
 /* xlb_reverse_nat (LRU_HASH): a reply as it arrives from the backend -> how to restore it, so
@@ -199,9 +215,8 @@ struct xlb_dsr_config {
 
 /* ---- counters and events ----------------------------------------------------------------- */
 
-/* xlb_service_stats, xlb_backend_stats (PERCPU_HASH, by service / backend id; user space
- * creates and deletes the entries) and xlb_reason_stats (PERCPU_ARRAY, below): user space sums
- * over CPUs. */
+/* xlb_service_stats, xlb_backend_stats (PERCPU_ARRAY, by counter slot: see XLB_DEFAULT_*) and
+ * xlb_reason_stats (PERCPU_ARRAY, below): user space sums over CPUs. */
 struct xlb_stats {
 	__u64 packets;
 	__u64 bytes;

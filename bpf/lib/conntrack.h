@@ -36,13 +36,14 @@ static __always_inline struct xlb_ct_entry *xlb_ct_lookup(const struct xlb_flow_
  * both write; the pick is a function of the flow and the ring, so they agree but for snat
  * ports, where the last writer wins and the other port's reverse entry ages out unused. */
 static __always_inline void xlb_ct_create(const struct xlb_flow_key *flow, __u32 backend_id, __u32 service_id,
-					  __be16 snat_port, __u64 now)
+					  __u32 service_slot, __be16 snat_port, __u64 now)
 {
 	struct xlb_ct_entry entry = {
 		.backend_id = backend_id,
 		.service_id = service_id,
 		.last_seen_ns = now,
 		.snat_port = snat_port,
+		.service_slot = service_slot,
 	};
 
 	bpf_map_update_elem(&xlb_conntrack, flow, &entry, BPF_ANY);

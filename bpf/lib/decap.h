@@ -103,7 +103,7 @@ static __always_inline int xlb_decap(struct __sk_buff *skb, struct xlb_packet *o
 		return TC_ACT_SHOT;
 	}
 	xlb_count_reason(XLB_DECAPSULATED, len);
-	xlb_count(&xlb_service_stats, service->service_id, len - overhead, 0);
+	xlb_count(&xlb_service_stats, XLB_SERVICE_STATS_SLOT(service->flags), len - overhead, 0);
 	return TC_ACT_OK;
 }
 

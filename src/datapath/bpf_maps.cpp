@@ -124,56 +124,145 @@ Result<BpfMaps> BpfMaps::open(const MapFds& fds) {
     if (!copy) return copy.error();
     *to = std::move(*copy);
   }
-  // The smallest map of each kind is what the node holds.
+  // The smallest map of each kind is what the node holds (a counter array has slot 0 more).
   m.service_capacity_ = UINT32_MAX;
-  for (auto [fd, name] : {std::pair{m.services_v4_.get(), "xlb_services_v4"}, std::pair{m.services_v6_.get(), "xlb_services_v6"},
-                          std::pair{m.rings_.get(), "xlb_rings"}, std::pair{m.service_stats_.get(), "xlb_service_stats"}}) {
+  for (auto [fd, name, extra] : {std::tuple{m.services_v4_.get(), "xlb_services_v4", 0U},
+                                 std::tuple{m.services_v6_.get(), "xlb_services_v6", 0U},
+                                 std::tuple{m.rings_.get(), "xlb_rings", 0U},
+                                 std::tuple{m.service_stats_.get(), "xlb_service_stats", 1U}}) {
     auto n = max_entries(fd, name);
     if (!n) return n.error();
-    m.service_capacity_ = std::min(m.service_capacity_, *n);
+    m.service_capacity_ = std::min(m.service_capacity_, *n - std::min(*n, extra));
   }
   m.backend_capacity_ = UINT32_MAX;
-  for (auto [fd, name] : {std::pair{m.backends_.get(), "xlb_backends"}, std::pair{m.backend_stats_.get(), "xlb_backend_stats"}}) {
+  for (auto [fd, name, extra] : {std::tuple{m.backends_.get(), "xlb_backends", 0U},
+                                 std::tuple{m.backend_stats_.get(), "xlb_backend_stats", 1U}}) {
     auto n = max_entries(fd, name);
     if (!n) return n.error();
-    m.backend_capacity_ = std::min(m.backend_capacity_, *n);
+    m.backend_capacity_ = std::min(m.backend_capacity_, *n - std::min(*n, extra));
   }
-  if (Status s = m.adopt_counters(); !s) return s.error();
+  m.slots_ = std::make_unique<Slots>(m.service_capacity_, m.backend_capacity_);
+  if (Status s = m.adopt_slots(); !s) return s.error();
   return m;
 }
 
-// Counter maps are made anew when their layout changes (a new size, or an xlb that kept them in
-// arrays), while the services and backends are adopted: every id they hold gets its entry again.
-Status BpfMaps::adopt_counters() {
+std::optional<uint32_t> BpfMaps::SlotTable::find(uint32_t id) const {
+  auto it = of_id.find(id);
+  return it == of_id.end() ? std::nullopt : std::optional(it->second);
+}
+
+bool BpfMaps::SlotTable::claim(uint32_t id, uint32_t slot) {
+  if (slot == 0 || slot >= owner.size() || owner[slot] != 0 || of_id.count(id)) return false;
+  owner[slot] = id;
+  of_id[id] = slot;
+  cursor = std::max(cursor, slot);
+  return true;
+}
+
+std::optional<uint32_t> BpfMaps::SlotTable::take(uint32_t id) {
+  if (auto slot = find(id)) return slot;
+  const auto slots = static_cast<uint32_t>(owner.size() - 1);
+  for (uint32_t tried = 0; tried < slots; ++tried) {
+    cursor = cursor >= slots ? 1 : cursor + 1;
+    if (owner[cursor] == 0) {
+      owner[cursor] = id;
+      of_id[id] = cursor;
+      return cursor;
+    }
+  }
+  return std::nullopt;
+}
+
+void BpfMaps::SlotTable::release(uint32_t id) {
+  auto it = of_id.find(id);
+  if (it == of_id.end()) return;
+  owner[it->second] = 0;
+  of_id.erase(it);
+}
+
+ServiceId BpfMaps::service_at_slot(uint32_t slot) const {
+  std::lock_guard lock(slots_->mutex);
+  return slot < slots_->services.owner.size() ? slots_->services.owner[slot] : 0;
+}
+
+BackendId BpfMaps::backend_at_slot(uint32_t slot) const {
+  std::lock_guard lock(slots_->mutex);
+  return slot < slots_->backends.owner.size() ? slots_->backends.owner[slot] : 0;
+}
+
+Result<uint32_t> BpfMaps::slot_for(bool backend, uint32_t id, std::string_view what) {
+  std::optional<uint32_t> slot;
+  bool fresh = false;
+  {
+    std::lock_guard lock(slots_->mutex);
+    SlotTable& table = backend ? slots_->backends : slots_->services;
+    slot = table.find(id);
+    if (!slot) {
+      slot = table.take(id);
+      fresh = slot.has_value();
+    }
+  }
+  if (!slot) return full(what, backend);
+  if (!fresh) return *slot;
+  // A slot given again starts from zero, on every CPU.
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return errno_error("count CPUs", cpus < 0 ? -cpus : EINVAL);
+  const std::vector<xlb_stats> zeros(static_cast<size_t>(cpus));
+  const int fd = backend ? backend_stats_.get() : service_stats_.get();
+  if (int err = bpf_map_update_elem(fd, &*slot, zeros.data(), BPF_ANY); err != 0) {
+    release_slot(backend, id);
+    return errno_error(std::string(what) + ": zero its counters", -err);
+  }
+  return *slot;
+}
+
+void BpfMaps::release_slot(bool backend, uint32_t id) {
+  std::lock_guard lock(slots_->mutex);
+  (backend ? slots_->backends : slots_->services).release(id);
+}
+
+Status BpfMaps::adopt_slots() {
   auto backends = keys_of<BackendId>(backends_.get(), "xlb_backends");
   if (!backends) return backends.error();
-  auto count_each = [&](int stats, const std::vector<uint32_t>& ids, std::string_view kind) -> Status {
-    const int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) return errno_error("count CPUs", cpus < 0 ? -cpus : EINVAL);
-    std::vector<xlb_stats> values(static_cast<size_t>(cpus));
-    for (uint32_t id : ids) {
-      if (bpf_map_lookup_elem(stats, &id, values.data()) == 0) continue;
-      if (Status s = create_counters(stats, id, std::string(kind) + " " + std::to_string(id)); !s) return s;
-    }
-    return {};
-  };
-  if (Status s = count_each(backend_stats_.get(), *backends, "backend"); !s) return s;
-  std::vector<uint32_t> services;
-  auto collect = [&](int fd, const auto& keys) -> Status {
+  std::vector<std::pair<BackendId, xlb_backend>> unslotted;
+  for (BackendId id : *backends) {
+    auto value = lookup<xlb_backend>(backends_.get(), &id, "read backend " + std::to_string(id));
+    if (!value) return value.error();
+    if (!value->has_value()) continue;
+    if (!slots_->backends.claim(id, (*value)->stats_slot)) unslotted.emplace_back(id, **value);
+  }
+  for (auto& [id, value] : unslotted) {
+    const std::string what = "give backend " + std::to_string(id) + " a counter slot";
+    auto slot = slot_for(true, id, what);
+    if (!slot) return slot.error();
+    value.stats_slot = *slot;
+    if (Status s = update(backends_.get(), &id, &value, what); !s) return s;
+  }
+  auto adopt = [&](int fd, const auto& keys) -> Status {
+    using Key = typename std::decay_t<decltype(keys)>::value_type;
+    std::vector<std::pair<Key, xlb_service_value>> unslotted_services;
     for (const auto& k : keys) {
       auto value = lookup<xlb_service_value>(fd, &k, "read a service entry");
       if (!value) return value.error();
-      if (value->has_value()) services.push_back((*value)->service_id);
+      if (!value->has_value()) continue;
+      if (!slots_->services.claim((*value)->service_id, XLB_SERVICE_STATS_SLOT((*value)->flags)))
+        unslotted_services.emplace_back(k, **value);
+    }
+    for (auto& [k, value] : unslotted_services) {
+      const std::string what = "give service id " + std::to_string(value.service_id) + " a counter slot";
+      auto slot = slot_for(false, value.service_id, what);
+      if (!slot) return slot.error();
+      value.flags = (value.flags & XLB_SERVICE_FLAGS_MASK) | (*slot << XLB_SERVICE_SLOT_SHIFT);
+      if (Status s = update(fd, &k, &value, what); !s) return s;
     }
     return {};
   };
   auto v4 = keys_of<xlb_service_key_v4>(services_v4_.get(), "xlb_services_v4");
   if (!v4) return v4.error();
-  if (Status s = collect(services_v4_.get(), *v4); !s) return s;
+  if (Status s = adopt(services_v4_.get(), *v4); !s) return s;
   auto v6 = keys_of<xlb_service_key_v6>(services_v6_.get(), "xlb_services_v6");
   if (!v6) return v6.error();
-  if (Status s = collect(services_v6_.get(), *v6); !s) return s;
-  return count_each(service_stats_.get(), services, "service id");
+  return adopt(services_v6_.get(), *v6);
 }
 
 Error BpfMaps::full(std::string_view what, bool backends) const {
@@ -186,21 +275,6 @@ Error BpfMaps::full(std::string_view what, bool backends) const {
                "traffic) and the next start"};
 }
 
-Status BpfMaps::create_counters(int fd, uint32_t id, std::string_view what) {
-  const int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) return errno_error("count CPUs", cpus < 0 ? -cpus : EINVAL);
-  // Per-CPU values, one per possible CPU, each 8-byte aligned (xlb_stats is 24 bytes).
-  const std::vector<xlb_stats> zeros(static_cast<size_t>(cpus));
-  const int err = bpf_map_update_elem(fd, &id, zeros.data(), BPF_ANY);
-  if (err == -E2BIG) return full(std::string(what) + ": create its counters", fd == backend_stats_.get());
-  if (err != 0) return errno_error(std::string(what) + ": create its counters", -err);
-  return {};
-}
-
-Status BpfMaps::delete_counters(int fd, uint32_t id, std::string_view what) {
-  return delete_if_present(fd, &id, std::string(what) + ": delete its counters");
-}
-
 Status BpfMaps::upsert_backend(const BackendEntry& b) {
   const std::string what = "write backend " + std::to_string(b.id) + " (" + b.address.to_string() + ":" +
                            std::to_string(b.port) + ")";
@@ -211,14 +285,13 @@ Status BpfMaps::upsert_backend(const BackendEntry& b) {
   value.port = htons(b.port);
   value.family = b.address.is_v4() ? XLB_AF_INET : XLB_AF_INET6;
   value.state = b.draining ? XLB_BACKEND_DRAINING : XLB_BACKEND_ACTIVE;
-  auto old = lookup<xlb_backend>(backends_.get(), &b.id, what);
-  if (!old) return old.error();
-  // A new backend's counters exist before the programs can reach it, and start from zero.
-  if (!old->has_value())
-    if (Status s = create_counters(backend_stats_.get(), b.id, what); !s) return s;
+  auto slot = slot_for(true, b.id, what);
+  if (!slot) return slot.error();
+  value.stats_slot = *slot;
   const int err = bpf_map_update_elem(backends_.get(), &b.id, &value, BPF_ANY);
   if (err == 0) return {};
-  if (!old->has_value()) (void)delete_counters(backend_stats_.get(), b.id, what);
+  auto present = lookup<xlb_backend>(backends_.get(), &b.id, what);
+  if (present && !present->has_value()) release_slot(true, b.id);
   if (err == -E2BIG) return full(what, true);
   return errno_error(what, -err);
 }
@@ -226,7 +299,7 @@ Status BpfMaps::upsert_backend(const BackendEntry& b) {
 Status BpfMaps::remove_backend(BackendId id) {
   const std::string what = "remove backend " + std::to_string(id);
   if (Status s = delete_if_present(backends_.get(), &id, what); !s) return s;
-  if (Status s = delete_counters(backend_stats_.get(), id, what); !s) return s;
+  release_slot(true, id);
   return forget_cached_backend(id);
 }
 
@@ -303,12 +376,11 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
       if (Status s = count_frontend_address(f.key.address, +1); !s) return s;
     p.value.service_id = f.service_id;
     p.value.ring_size = static_cast<__u32>(f.ring.size());
+    auto slot = slot_for(false, f.service_id, what);
+    if (!slot) return slot.error();
     p.value.flags = (f.snat ? XLB_SERVICE_F_SNAT : 0) | (f.dsr ? XLB_SERVICE_F_DSR : 0) |
-                    (f.affinity ? XLB_SERVICE_F_AFFINITY : 0);
+                    (f.affinity ? XLB_SERVICE_F_AFFINITY : 0) | (*slot << XLB_SERVICE_SLOT_SHIFT);
     p.value.affinity_timeout_s = f.affinity_timeout_s;
-    // A new service id's counters exist before its entry, and start from zero.
-    if (!p.old || p.old->service_id != f.service_id)
-      if (Status s = create_counters(service_stats_.get(), f.service_id, what); !s) return s;
     if (!f.ring.empty()) {
       auto ring = create_ring(f.ring);
       if (!ring) return prefixed(what, ring.error());
@@ -343,14 +415,12 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
   if (Status s = write_entries(false); !s) return s;
   std::erase_if(unused_rings, [&](ServiceId id) { return std::find(ring_ids.begin(), ring_ids.end(), id) != ring_ids.end(); });
   if (Status s = remove_rings(std::move(unused_rings)); !s) return s;
-  // The counters of a service id that no frontend of this batch took over.
+  // The counter slot of a service id that no frontend of this batch took over.
   std::set<ServiceId> now_used;
   for (const auto& p : pending) now_used.insert(p.value.service_id);
   for (const auto& p : pending)
     if (p.old && p.old->service_id != p.value.service_id && !now_used.count(p.old->service_id))
-      if (Status s = delete_counters(service_stats_.get(), p.old->service_id, "service id " + std::to_string(p.old->service_id));
-          !s)
-        return s;
+      release_slot(false, p.old->service_id);
   return sync_local_addresses();
 }
 
@@ -368,8 +438,7 @@ Status BpfMaps::remove_frontends(const std::vector<FrontendKey>& keys) {
     if (Status s = count_frontend_address(k.address, -1); !s) return s;
     rings.push_back((*old)->service_id);
   }
-  for (ServiceId id : rings)
-    if (Status s = delete_counters(service_stats_.get(), id, "service id " + std::to_string(id)); !s) return s;
+  for (ServiceId id : rings) release_slot(false, id);
   if (Status s = remove_rings(std::move(rings)); !s) return s;
   return sync_local_addresses();
 }

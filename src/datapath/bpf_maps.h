@@ -2,7 +2,11 @@
 // their fds. Every write keeps the maps consistent for a program reading them at that moment.
 #pragma once
 
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
+#include <unordered_map>
 #include <vector>
 
 #include "base/unique_fd.h"
@@ -30,6 +34,9 @@ class BpfMaps final : public MapWriter {
   // How many frontends (service ids) and backends the maps hold: their max_entries.
   uint32_t service_capacity() const { return service_capacity_; }
   uint32_t backend_capacity() const { return backend_capacity_; }
+  // Whose counters a slot of xlb_service_stats / xlb_backend_stats holds now: an id, or 0.
+  ServiceId service_at_slot(uint32_t slot) const;
+  BackendId backend_at_slot(uint32_t slot) const;
 
   Status upsert_backend(const BackendEntry& backend) override;
   Status remove_backend(BackendId id) override;
@@ -53,11 +60,34 @@ class BpfMaps final : public MapWriter {
   // down after it is gone, so a crash leaves a count too high (harmless), never too low.
   Status count_frontend_address(const model::IpAddress& address, int delta);
   Status forget_cached_backend(BackendId id);
-  // A zeroed counter entry for a new service or backend id (bpf/lib/counters.h: the programs
-  // count only ids that have one), and its removal.
-  Status create_counters(int fd, uint32_t id, std::string_view what);
-  Status delete_counters(int fd, uint32_t id, std::string_view what);
-  Status adopt_counters();
+  // Counter slots (bpf/lib/counters.h): each service id and backend id in the maps has one, below
+  // the capacity, written into its entry. A freed slot is taken again as late as possible, as
+  // ids are: a flow that conntrack still counts under it (the replies' service slot) then counts
+  // for a service that is gone rather than another one, for as long as possible.
+  struct SlotTable {
+    std::vector<uint32_t> owner;  // slot -> id; 0 = free; slot 0 is never given
+    std::unordered_map<uint32_t, uint32_t> of_id;
+    uint32_t cursor = 0;
+
+    explicit SlotTable(uint32_t capacity) : owner(static_cast<size_t>(capacity) + 1, 0) {}
+    std::optional<uint32_t> find(uint32_t id) const;
+    bool claim(uint32_t id, uint32_t slot);  // adoption: the slot an entry holds, if free
+    std::optional<uint32_t> take(uint32_t id);  // a free slot, round robin
+    void release(uint32_t id);
+  };
+  struct Slots {
+    mutable std::mutex mutex;  // read_counters reads them from another thread
+    SlotTable services;
+    SlotTable backends;
+    Slots(uint32_t services_capacity, uint32_t backends_capacity)
+        : services(services_capacity), backends(backends_capacity) {}
+  };
+  // The slot of a service or backend id: its own, or a new one with its counters zeroed.
+  Result<uint32_t> slot_for(bool backend, uint32_t id, std::string_view what);
+  void release_slot(bool backend, uint32_t id);
+  // After a start: every entry keeps the slot it holds (if valid and not taken twice); one
+  // without (written before slots existed) gets one and is written again.
+  Status adopt_slots();
   // A write refused because a map is full, said in terms of the node's capacity.
   Error full(std::string_view what, bool backends) const;
   Result<std::vector<BackendId>> read_ring(ServiceId id, uint32_t size) const;
@@ -75,6 +105,7 @@ class BpfMaps final : public MapWriter {
   UniqueFd backend_stats_;
   uint32_t service_capacity_ = 0;
   uint32_t backend_capacity_ = 0;
+  std::unique_ptr<Slots> slots_;
   bool local_dsr_frontends_ = false;
 };
 

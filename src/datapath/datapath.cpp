@@ -190,10 +190,13 @@ Status share_maps(Object& o, const std::map<std::string, int>& loaded, const fs:
         return errno_error("share map " + name + " with " + o.name, -err);
       continue;
     }
-    if (Sized kind = sized_by(name); kind != Sized::no)
-      if (int err = bpf_map__set_max_entries(map, kind == Sized::services ? capacity.services : capacity.backends);
+    if (Sized kind = sized_by(name); kind != Sized::no) {
+      // The counter arrays have one entry more: slot 0, which is no one's (bpf/lib/counters.h).
+      const uint32_t extra = is_counter_map(name) ? 1 : 0;
+      if (int err = bpf_map__set_max_entries(map, (kind == Sized::services ? capacity.services : capacity.backends) + extra);
           err != 0)
         return errno_error("size map " + name, -err);
+    }
     if (!pin_dir.empty()) {
       if (Status s = drop_incompatible_counters(map, pin_dir / name); !s) return s;
       if (int err = bpf_map__set_pin_path(map, (pin_dir / name).c_str()); err != 0)
@@ -645,13 +648,20 @@ Result<uint32_t> Datapath::destroy_sockets_to(const model::IpAddress& address, u
 
 Result<Counters> Datapath::read_counters() const {
   Counters c;
+  // The counter arrays are indexed by slot: each slot's owner now is the id it counts for.
   const Capacity capacity = this->capacity();
-  if (auto s = read_stats(map_fd(objects_->maps, "xlb_service_stats"), capacity.services, c.services, "service counters");
+  std::map<uint32_t, Counter> by_slot;
+  if (auto s = read_stats(map_fd(objects_->maps, "xlb_service_stats"), capacity.services + 1, by_slot, "service counters");
       !s)
     return s.error();
-  if (auto s = read_stats(map_fd(objects_->maps, "xlb_backend_stats"), capacity.backends, c.backends, "backend counters");
+  for (const auto& [slot, counter] : by_slot)
+    if (ServiceId id = objects_->writer->service_at_slot(slot); id != 0) c.services[id] = counter;
+  by_slot.clear();
+  if (auto s = read_stats(map_fd(objects_->maps, "xlb_backend_stats"), capacity.backends + 1, by_slot, "backend counters");
       !s)
     return s.error();
+  for (const auto& [slot, counter] : by_slot)
+    if (BackendId id = objects_->writer->backend_at_slot(slot); id != 0) c.backends[id] = counter;
   std::map<uint32_t, Counter> reasons;
   if (auto s = read_stats(map_fd(objects_->maps, "xlb_reason_stats"), XLB_REASON_MAX, reasons, "reason counters"); !s)
     return s.error();

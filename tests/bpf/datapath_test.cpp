@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "base/unique_fd.h"
 #include "datapath/datapath.h"
@@ -258,7 +259,7 @@ TEST_F(DatapathTest, TheConfiguredCapacityIsHeldAndTheErrorAboveItSaysWhatToChan
     const Status refused = maps.upsert_backend({200000, ip("10.0.0.99"), 80, false});
     ASSERT_FALSE(refused);
     EXPECT_EQ(refused.error().message,
-              "write backend 200000 (10.0.0.99:80): create its counters: the datapath is full: it holds at most 8 "
+              "write backend 200000 (10.0.0.99:80): the datapath is full: it holds at most 8 "
               "backends. Raise [node] max_backends in the configuration; the maps pinned now keep their size until "
               "xlbd --cleanup (which interrupts traffic) and the next start");
     auto state = maps.read();
@@ -287,6 +288,53 @@ TEST_F(DatapathTest, TheConfiguredCapacityIsHeldAndTheErrorAboveItSaysWhatToChan
   XLB_ASSERT_OK(state);
   EXPECT_EQ(state->backends.size(), 8u);
   EXPECT_FALSE(Datapath::load({{}, 0, 10})) << "a capacity of 0";
+}
+
+// Entries an xlbd from before counter slots wrote hold slot 0 (its xlb_backend.reserved, the
+// high bits of its flags): the next start gives each a slot of its own and writes it back.
+TEST_F(DatapathTest, EntriesWithoutACounterSlotGetOneWhenAdopted) {
+  {
+    auto datapath = Datapath::load({pins_});
+    XLB_ASSERT_OK(datapath);
+    XLB_ASSERT_OK(datapath->maps().upsert_backend({7, ip("10.0.0.7"), 80, false}));
+    XLB_ASSERT_OK(datapath->maps().upsert_backend({9, ip("10.0.0.9"), 80, false}));
+    XLB_ASSERT_OK(datapath->maps().upsert_frontends({frontend("198.18.0.10", 80, 5, {7, 9})}));
+  }
+  const UniqueFd backends(bpf_obj_get((pins_ / "xlb_backends").c_str()));
+  const UniqueFd services(bpf_obj_get((pins_ / "xlb_services_v4").c_str()));
+  ASSERT_TRUE(backends && services);
+  for (BackendId id : {7u, 9u}) {
+    xlb_backend value{};
+    ASSERT_EQ(bpf_map_lookup_elem(backends.get(), &id, &value), 0);
+    EXPECT_NE(value.stats_slot, 0u);
+    value.stats_slot = 0;
+    ASSERT_EQ(bpf_map_update_elem(backends.get(), &id, &value, BPF_ANY), 0);
+  }
+  xlb_service_key_v4 key{};
+  key.address = htonl(0xc6120000 | 10);  // 198.18.0.10
+  key.port = htons(80);
+  key.protocol = IPPROTO_TCP;
+  xlb_service_value service{};
+  ASSERT_EQ(bpf_map_lookup_elem(services.get(), &key, &service), 0);
+  EXPECT_NE(XLB_SERVICE_STATS_SLOT(service.flags), 0u);
+  service.flags &= XLB_SERVICE_FLAGS_MASK;
+  ASSERT_EQ(bpf_map_update_elem(services.get(), &key, &service, BPF_ANY), 0);
+
+  auto datapath = Datapath::load({pins_});
+  XLB_ASSERT_OK(datapath);
+  std::set<uint32_t> slots;
+  for (BackendId id : {7u, 9u}) {
+    xlb_backend value{};
+    ASSERT_EQ(bpf_map_lookup_elem(backends.get(), &id, &value), 0);
+    EXPECT_NE(value.stats_slot, 0u) << "backend " << id;
+    slots.insert(value.stats_slot);
+  }
+  EXPECT_EQ(slots.size(), 2u) << "each backend a slot of its own";
+  ASSERT_EQ(bpf_map_lookup_elem(services.get(), &key, &service), 0);
+  EXPECT_NE(XLB_SERVICE_STATS_SLOT(service.flags), 0u);
+  auto state = datapath->maps().read();
+  XLB_ASSERT_OK(state);
+  EXPECT_EQ(state->frontends.begin()->second.ring, (std::vector<BackendId>{7, 9}));
 }
 
 // A backend node of dsr services (decap on) has their frontend addresses on lo, marked as xlb's,

@@ -79,7 +79,7 @@ class LbPrograms {
       bpf_map__set_max_entries(p->xdp_->maps.xlb_services_v6, *options.services_max_entries);
       bpf_map__set_max_entries(p->xdp_->maps.xlb_frontend_addrs, *options.services_max_entries);
       bpf_map__set_max_entries(p->xdp_->maps.xlb_rings, *options.services_max_entries);
-      bpf_map__set_max_entries(p->xdp_->maps.xlb_service_stats, *options.services_max_entries);
+      bpf_map__set_max_entries(p->xdp_->maps.xlb_service_stats, *options.services_max_entries + 1);
     }
     if (int err = xlb_xdp__load(p->xdp_); err != 0) return p->load_error("xlb_xdp", err);
     if (!options.load_tc) return p;
@@ -163,17 +163,8 @@ class LbPrograms {
     backend.port = htons(port);
     backend.family = abi_family(address);
     backend.state = state;
-    if (Status s = create_counters(xdp_->maps.xlb_backend_stats, id); !s) return s;
+    backend.stats_slot = id;  // here a backend's counter slot is its id (xlbd gives slots of its own)
     return update(xdp_->maps.xlb_backends, &id, &backend, "backend");
-  }
-
-  // The zeroed counter entry xlbd makes for a new service or backend id (bpf/lib/counters.h:
-  // the programs count only ids that have one); an existing one keeps its counts.
-  Status create_counters(bpf_map* map, uint32_t id) const {
-    const std::vector<xlb_stats> zeros(static_cast<size_t>(libbpf_num_possible_cpus()));
-    if (bpf_map_update_elem(fd(map), &id, zeros.data(), BPF_NOEXIST) != 0 && errno != EEXIST)
-      return errno_error(std::string("create the counters of id ") + std::to_string(id), errno);
-    return {};
   }
 
   Status remove_backend(uint32_t id) const {
@@ -202,8 +193,9 @@ class LbPrograms {
   }
 
   // The frontend's entry, and its address in xlb_frontend_addrs.
-  Status upsert_service(const IpAddr& address, uint16_t port, uint8_t protocol, const xlb_service_value& value) const {
-    if (Status s = create_counters(xdp_->maps.xlb_service_stats, value.service_id); !s) return s;
+  // Unless the value names a counter slot, the service's is its id (bpf/lib/counters.h).
+  Status upsert_service(const IpAddr& address, uint16_t port, uint8_t protocol, xlb_service_value value) const {
+    if (XLB_SERVICE_STATS_SLOT(value.flags) == 0) value.flags |= value.service_id << XLB_SERVICE_SLOT_SHIFT;
     if (address.v6()) {
       xlb_service_key_v6 key{};
       copy_addr(key.address, address);
@@ -278,6 +270,7 @@ class LbPrograms {
     return sum;
   }
   xlb_stats reason(__u32 reason) const { return stats(xdp_->maps.xlb_reason_stats, reason); }
+  // By counter slot, which is the id here (upsert_backend, upsert_service).
   xlb_stats service(__u32 id) const { return stats(xdp_->maps.xlb_service_stats, id); }
   xlb_stats backend(__u32 id) const { return stats(xdp_->maps.xlb_backend_stats, id); }
 
