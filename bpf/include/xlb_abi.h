@@ -30,13 +30,15 @@
 #define XLB_MAX_SERVICES (1U << 22)
 #define XLB_MAX_BACKENDS (1U << 22)
 /* How many services (frontends) and backends the maps hold: their max_entries, set by user
- * space at load time from the node's configuration; these are the defaults. 10,000 Services of
- * 10 endpoints, or 100,000 single-stack Services, fit. Hash maps without preallocation: the
- * memory a map takes follows its entries, plus 16 bytes per entry of capacity for its buckets.
- * The counters are per-CPU arrays of capacity + 1 entries (24 bytes x entries x possible CPUs),
+ * space at load time from the node's configuration; these are the defaults: 10,000 Services of
+ * 10 endpoints fit; 100,000 Services need max_services raised. Hash maps without preallocation:
+ * the memory a map takes follows its entries, plus 16 bytes per entry of capacity for its
+ * buckets.
+ * The counters are per-CPU arrays of capacity + 1 entries (24 bytes x entries x possible CPUs:
+ * at the defaults 4.5 MiB per possible CPU, 288 MiB on a node with 64),
  * indexed by a counter slot that user space gives each service and backend: slot 0 is no slot
  * (what entries written before slots existed hold; its counts are never read). */
-#define XLB_DEFAULT_SERVICES 131072
+#define XLB_DEFAULT_SERVICES 65536
 #define XLB_DEFAULT_BACKENDS 131072
 /* The largest Maglev table size the daemon may choose (a prime, see design.md). */
 #define XLB_MAX_RING_SIZE 131071

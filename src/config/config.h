@@ -53,7 +53,7 @@ struct NodeConfig {
   bool decap = false;
   // How many frontends and backends the datapath's maps hold (sized when xlbd creates them; maps
   // adopted from the pin directory keep their size until xlbd --cleanup).
-  uint32_t max_services = 131072;
+  uint32_t max_services = 65536;
   uint32_t max_backends = 131072;
 
   // Whether balanced packets are routed here, which needs forwarding on: on every node but one

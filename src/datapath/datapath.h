@@ -34,7 +34,7 @@ enum class XdpMode { native, generic };
 std::string_view to_string(XdpMode);
 
 // XLB_DEFAULT_SERVICES / XLB_DEFAULT_BACKENDS (checked in datapath.cpp).
-inline constexpr uint32_t kDefaultMaxServices = 131072;
+inline constexpr uint32_t kDefaultMaxServices = 65536;
 inline constexpr uint32_t kDefaultMaxBackends = 131072;
 
 struct LoadOptions {
