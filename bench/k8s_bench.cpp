@@ -104,20 +104,20 @@ std::optional<Result> run(int count, int rounds) {
   const auto start = Clock::now();
   double initial_sync_s = 0;
   xlb::k8s::Source source(credentials, {}, [&](xlb::k8s::Publication p) {
-    auto applied = engine.apply(p.translation.catalog, "kubernetes");
+    auto applied = p.whole ? engine.apply(p.catalog, "kubernetes") : engine.apply_changes(p.changes, "kubernetes");
     const auto done = Clock::now();
     if (!applied) {
       std::fprintf(stderr, "apply: %s\n", applied.error().message.c_str());
       return;
     }
     std::lock_guard lock(mutex);
-    if (!synced && engine.catalog().services.size() == static_cast<size_t>(count)) {
+    if (!synced && engine.counts().services == static_cast<size_t>(count)) {
       synced = true;
       initial_sync_s = std::chrono::duration<double>(done - start).count();
       applied_cv.notify_all();
     }
     if (wanted.empty()) return;
-    for (const auto& s : engine.catalog().services)
+    for (const auto& s : p.changes.upserted)
       for (const auto& b : s.backends)
         if (b.key() == wanted) {
           from_event.push_back(std::chrono::duration<double, std::milli>(done - p.first_change).count());

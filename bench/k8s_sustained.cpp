@@ -338,7 +338,8 @@ int main(int argc, char** argv) {
   const auto started = Clock::now();
   xlb::k8s::Source source(credentials, {}, [&](xlb::k8s::Publication p) {
     const auto apply_started = Clock::now();
-    if (auto applied = engine.apply(p.translation.catalog, "kubernetes"); !applied) {
+    auto applied = p.whole ? engine.apply(p.catalog, "kubernetes") : engine.apply_changes(p.changes, "kubernetes");
+    if (!applied) {
       std::fprintf(stderr, "apply: %s\n", applied.error().message.c_str());
       std::lock_guard lock(mutex);
       failed = true;
@@ -346,23 +347,18 @@ int main(int argc, char** argv) {
       return;
     }
     const auto done = Clock::now();
-    std::unordered_map<std::string_view, const xlb::model::Service*> by_name;
-    // A copy held here: the engine may hand out its catalog by value.
-    const xlb::model::Catalog catalog = engine.catalog();
-    for (const auto& s : catalog.services) by_name.emplace(s.name, &s);
     std::lock_guard lock(mutex);
     ++publications;
     if (synced) apply_ms.push_back(std::chrono::duration<double, std::milli>(done - apply_started).count());
     if (synced) arrival_ms.push_back(std::chrono::duration<double, std::milli>(apply_started - p.first_change).count());
-    if (!synced && by_name.size() == static_cast<size_t>(count + kStableServices)) {
+    if (!synced && engine.counts().services == static_cast<size_t>(count + kStableServices)) {
       synced = true;
       std::printf("initial sync: %.1f s\n", std::chrono::duration<double>(done - started).count());
     }
     for (auto it = pending.begin(); it != pending.end();) {
-      auto found = by_name.find("default/svc-" + std::to_string(it->first) + ":http");
-      const bool holds = found != by_name.end() &&
-                         std::any_of(found->second->backends.begin(), found->second->backends.end(),
-                                     [&](const auto& b) { return b.key() == it->second.first; });
+      const auto* found = engine.find("default/svc-" + std::to_string(it->first) + ":http");
+      const bool holds = found && std::any_of(found->service.backends.begin(), found->service.backends.end(),
+                                              [&](const auto& b) { return b.key() == it->second.first; });
       if (!holds) {
         ++it;
         continue;

@@ -1,7 +1,8 @@
 // The Kubernetes source: watches Services and EndpointSlices on the API server and hands the
-// engine a whole catalog after each burst of changes. While the API server cannot be reached
-// nothing is handed over, so the datapath keeps the last known good state; status() says it
-// is stale.
+// engine, after each burst of changes, what changed: the model services of the Service objects
+// that a change touched (themselves or their EndpointSlices), translated again. After a (re)list
+// it hands over the whole catalog. While the API server cannot be reached nothing is handed
+// over, so the datapath keeps the last known good state; status() says it is stale.
 #pragma once
 
 #include <chrono>
@@ -29,7 +30,10 @@ struct SourceSettings {
 };
 
 struct Publication {
-  Translation translation;
+  bool whole = true;             // after a (re)list: `catalog` is everything this source gives
+  model::Catalog catalog;        // when whole
+  model::CatalogChanges changes; // when not: services added or changed, names removed
+  std::vector<Skipped> skipped;  // all objects or ports left out now, with the reason
   std::chrono::steady_clock::time_point first_change;  // when the oldest change in it arrived
 };
 

@@ -1,7 +1,11 @@
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
+#include <type_traits>
+#include <utility>
 
 #include "k8s/k8s.h"
 
@@ -50,13 +54,6 @@ struct Collection {
       malformed.erase(ref->key());
     }
   }
-
-  std::vector<T> values() const {
-    std::vector<T> out;
-    out.reserve(objects.size());
-    for (const auto& [key, value] : objects) out.push_back(value);
-    return out;
-  }
 };
 
 }  // namespace
@@ -74,9 +71,16 @@ struct Source::State {
   std::condition_variable_any changed;
   Collection<Service> services;
   Collection<EndpointSlice> slices;
+  std::map<std::string, std::set<std::string>> slices_of;  // Service key -> its slices' keys
+  std::set<std::string> dirty;  // Service keys whose translation may have changed
+  bool relisted = true;         // everything may have changed: publish the whole catalog
   std::optional<Clock::time_point> first_change;  // of the changes not yet published
   Clock::time_point last_change{};
   SourceStatus published;  // what status() reports besides the live fields
+
+  // The publisher's own (no lock): each Service's translation as last published.
+  std::map<std::string, std::vector<model::Service>> translated;
+  std::map<std::string, std::vector<Skipped>> skipped_of;
 
   std::unique_ptr<Reflector> service_reflector;
   std::unique_ptr<Reflector> slice_reflector;
@@ -91,20 +95,52 @@ struct Source::State {
     changed.notify_all();
   }
 
+  static std::string owner_of(const Service& s) { return s.key(); }
+  static std::string owner_of(const EndpointSlice& s) { return s.ns + "/" + s.service_name; }
+
+  void index_slice(const std::string& key, bool present) {
+    auto it = slices.objects.find(key);
+    if (it == slices.objects.end()) return;
+    const std::string owner = owner_of(it->second);
+    dirty.insert(owner);
+    if (present)
+      slices_of[owner].insert(key);
+    else if (auto s = slices_of.find(owner); s != slices_of.end() && s->second.erase(key) && s->second.empty())
+      slices_of.erase(s);
+  }
+
+  // An event about `key` touches the Service it is or, for a slice, the Service that owns it
+  // before and after the event (its label may change).
+  template <class T>
+  void touch(const std::string& key, bool after) {
+    if constexpr (std::is_same_v<T, EndpointSlice>)
+      index_slice(key, after);
+    else
+      dirty.insert(key);
+  }
+
   template <class T>
   ReflectorHandler handler_for(Collection<T>& collection, typename Collection<T>::Parser parse) {
     ReflectorHandler h;
     h.on_list = [this, &collection, parse](std::vector<json> items) {
       std::lock_guard lock(mutex);
       collection.replace(std::move(items), parse, log);
+      if constexpr (std::is_same_v<T, EndpointSlice>) {
+        slices_of.clear();
+        for (const auto& [key, slice] : slices.objects) slices_of[owner_of(slice)].insert(key);
+      }
+      relisted = true;
       mark_changed();
     };
     h.on_event = [this, &collection, parse](std::string_view type, const json& object) {
       std::lock_guard lock(mutex);
+      auto ref = parse_ref(object);
+      if (ref) touch<T>(ref->key(), false);
       if (type == "DELETED")
         collection.remove(object);
       else
         collection.upsert(object, parse, log);
+      if (ref) touch<T>(ref->key(), true);
       mark_changed();
     };
     h.on_health = [this, &collection](bool ok, const std::string& error) {
@@ -126,24 +162,90 @@ struct Source::State {
     return false;
   }
 
+  // The objects one Service's translation needs, copied under the lock.
+  struct Inputs {
+    std::vector<Service> service;  // none when it is gone
+    std::vector<EndpointSlice> slices;
+  };
+  Inputs inputs_of(const std::string& key) const {
+    Inputs in;
+    if (auto it = services.objects.find(key); it != services.objects.end()) in.service.push_back(it->second);
+    if (auto it = slices_of.find(key); it != slices_of.end())
+      for (const auto& slice : it->second) in.slices.push_back(slices.objects.at(slice));
+    return in;
+  }
+
+  std::vector<Skipped> all_skipped(const std::vector<Skipped>& malformed) const {
+    std::vector<Skipped> out = malformed;
+    for (const auto& [key, list] : skipped_of) out.insert(out.end(), list.begin(), list.end());
+    return out;
+  }
+
+  // Everything again, Service by Service (the same catalog translate() gives for all at once).
+  Publication publish_whole(std::map<std::string, Inputs> inputs) {
+    translated.clear();
+    skipped_of.clear();
+    Publication p;
+    for (auto& [key, in] : inputs) {
+      Translation t = translate(in.service, in.slices, settings.translate);
+      if (!t.skipped.empty()) skipped_of[key] = std::move(t.skipped);
+      if (t.catalog.services.empty()) continue;
+      p.catalog.services.insert(p.catalog.services.end(), t.catalog.services.begin(), t.catalog.services.end());
+      translated[key] = std::move(t.catalog.services);
+    }
+    return p;
+  }
+
+  // Only the Services a change touched: what they give now against what they gave before.
+  Publication publish_changes(std::map<std::string, Inputs> inputs) {
+    Publication p;
+    p.whole = false;
+    for (auto& [key, in] : inputs) {
+      Translation t = translate(in.service, in.slices, settings.translate);
+      if (t.skipped.empty())
+        skipped_of.erase(key);
+      else
+        skipped_of[key] = std::move(t.skipped);
+      std::vector<model::Service>& before = translated[key];
+      for (const auto& old : before)
+        if (!t.catalog.find(old.name)) p.changes.removed.push_back(old.name);
+      for (const auto& now : t.catalog.services) {
+        auto old = std::find_if(before.begin(), before.end(), [&](const model::Service& b) { return b.name == now.name; });
+        if (old == before.end() || !(*old == now)) p.changes.upserted.push_back(now);
+      }
+      if (t.catalog.services.empty())
+        translated.erase(key);
+      else
+        before = std::move(t.catalog.services);
+    }
+    return p;
+  }
+
   void run_publisher(std::stop_token stop) {
     std::unique_lock lock(mutex);
     while (wait_for_burst(stop, lock)) {
       const auto first = *first_change;
       first_change.reset();
-      std::vector<Service> service_values = services.values();
-      std::vector<EndpointSlice> slice_values = slices.values();
+      const bool whole = std::exchange(relisted, false);
+      std::set<std::string> keys = std::exchange(dirty, {});
+      if (whole) {
+        keys.clear();
+        for (const auto& [key, service] : services.objects) keys.insert(key);
+      }
+      std::map<std::string, Inputs> inputs;
+      for (const auto& key : keys) inputs.emplace(key, inputs_of(key));
       std::vector<Skipped> malformed;
       for (const auto& [key, reason] : services.malformed) malformed.push_back({"Service " + key, reason});
       for (const auto& [key, reason] : slices.malformed) malformed.push_back({"EndpointSlice " + key, reason});
+      const size_t service_count = services.objects.size();
+      const size_t slice_count = slices.objects.size();
       lock.unlock();
 
-      Translation translation = translate(service_values, slice_values, settings.translate);
-      translation.skipped.insert(translation.skipped.begin(), malformed.begin(), malformed.end());
-      std::vector<Skipped> skipped = translation.skipped;
-      const size_t service_count = service_values.size();
-      const size_t slice_count = slice_values.size();
-      publish(Publication{std::move(translation), first});
+      Publication publication = whole ? publish_whole(std::move(inputs)) : publish_changes(std::move(inputs));
+      publication.skipped = all_skipped(malformed);
+      publication.first_change = first;
+      std::vector<Skipped> skipped = publication.skipped;
+      if (whole || !publication.changes.empty()) publish(std::move(publication));
 
       lock.lock();
       published.skipped = std::move(skipped);

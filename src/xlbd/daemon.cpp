@@ -118,7 +118,7 @@ Status Daemon::start() {
   if (auto s = engine_->restore(); !s) return s;
   if (config->kubernetes.enabled)
     for (const auto& [name, state] : engine_->services())
-      if (state.service.source == "kubernetes") kubernetes_catalog_.services.push_back(state.service);
+      if (state.service.source == "kubernetes") kubernetes_services_.insert_or_assign(name, state.service);
   // Maps first, attach after: a program attached for the first time finds every service.
   if (auto s = apply(*config, "start"); !s) return s;
   if (datapath_) {
@@ -169,8 +169,8 @@ Status Daemon::start_kubernetes(const config::KubernetesConfig& config) {
   settings.translate.service_proxy_name = config.service_proxy_name;
   settings.translate.default_mode = config.forwarding_mode;
   settings.reflector.silence_timeout = std::chrono::seconds(config.silence_timeout_s);
-  if (!kubernetes_catalog_.services.empty())
-    log_.info("kubernetes: the " + std::to_string(kubernetes_catalog_.services.size()) +
+  if (!kubernetes_services_.empty())
+    log_.info("kubernetes: the " + std::to_string(kubernetes_services_.size()) +
               " services it gave before stay in force until it has listed everything again");
   kubernetes_ = std::make_unique<k8s::Source>(
       *credentials, settings, [this](k8s::Publication p) { on_kubernetes(std::move(p)); }, log_);
@@ -179,10 +179,21 @@ Status Daemon::start_kubernetes(const config::KubernetesConfig& config) {
 
 void Daemon::on_kubernetes(k8s::Publication publication) {
   std::lock_guard state(state_mutex_);
-  const size_t skipped = publication.translation.skipped.size();
-  kubernetes_catalog_ = std::move(publication.translation.catalog);
-  if (auto s = apply_sources("kubernetes", "kubernetes"); !s) {
-    log_.error("kubernetes: not applied: " + s.error().message);
+  const size_t skipped = publication.skipped.size();
+  if (publication.whole) {
+    kubernetes_services_.clear();
+    for (auto& s : publication.catalog.services) kubernetes_services_.insert_or_assign(s.name, std::move(s));
+  } else {
+    for (const auto& s : publication.changes.upserted) kubernetes_services_.insert_or_assign(s.name, s);
+    for (const auto& name : publication.changes.removed)
+      if (auto it = kubernetes_services_.find(name); it != kubernetes_services_.end()) kubernetes_services_.erase(it);
+  }
+  // After a change that failed, the merged catalog and the engine may differ: everything again.
+  const bool whole = publication.whole || kubernetes_resync_;
+  const Status applied = whole ? apply_sources("kubernetes", "kubernetes") : apply_kubernetes_changes(publication.changes);
+  kubernetes_resync_ = !applied;
+  if (!applied) {
+    log_.error("kubernetes: not applied: " + applied.error().message);
     return;
   }
   const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
@@ -193,21 +204,55 @@ void Daemon::on_kubernetes(k8s::Publication publication) {
     log_.info("kubernetes: " + std::to_string(skipped) + " objects or ports skipped (see the dashboard or xlbctl status)");
 }
 
+Status Daemon::apply_kubernetes_changes(const model::CatalogChanges& changes) {
+  engine::MergedChanges merged = merger_.change_kubernetes(changes);
+  record_conflicts(std::move(merged.conflicts), "kubernetes");
+  // Probes follow the services that have them; the others cost nothing to look at here.
+  auto probed = [&](std::string_view name) {
+    const engine::ServiceState* s = engine_->find(name);
+    return s && s->service.health.type != model::HealthCheckType::none;
+  };
+  bool health_changes = false;
+  for (const auto& s : merged.changes.upserted)
+    health_changes = health_changes || s.health.type != model::HealthCheckType::none || probed(s.name);
+  for (const auto& name : merged.changes.removed) health_changes = health_changes || probed(name);
+
+  auto applied = engine_->apply_changes(merged.changes, "kubernetes");
+  if (!applied) return applied.error();
+  if (!applied->changed) return {};
+  const auto c = engine_->counts();
+  log_.info("kubernetes: applied revision " + std::to_string(applied->revision) + " (" + std::to_string(c.services) +
+            " services, " + std::to_string(c.frontends) + " frontends, " + std::to_string(c.backends) +
+            " backends): " + applied->summary);
+  if (applied->map_writes > 0) log_.debug("kubernetes: datapath: " + applied->plan);
+  if (health_changes) update_health(engine_->catalog());
+  announce();
+  return {};
+}
+
+void Daemon::record_conflicts(std::vector<std::string> conflicts, const std::string& source) {
+  if (conflicts == conflicts_) return;
+  const std::set<std::string> known(conflicts_.begin(), conflicts_.end());
+  for (const auto& c : conflicts) {
+    if (known.count(c)) continue;
+    log_.warning("conflict: " + c);
+    if (auto e = store_->record_event("conflict", source, c); !e)
+      log_.warning("could not record the conflict: " + e.error().message);
+  }
+  conflicts_ = std::move(conflicts);
+}
+
 Status Daemon::apply(const config::Config& config, std::string_view why) {
   config_catalog_ = config.catalog;
   return apply_sources(why, "toml:" + options_.config.string());
 }
 
 Status Daemon::apply_sources(std::string_view why, const std::string& source) {
-  engine::Merged merged = engine::merge_sources(config_catalog_, kubernetes_catalog_);
-  if (merged.conflicts != conflicts_) {
-    for (const auto& c : merged.conflicts) {
-      log_.warning("conflict: " + c);
-      if (auto e = store_->record_event("conflict", source, c); !e)
-        log_.warning("could not record the conflict: " + e.error().message);
-    }
-    conflicts_ = merged.conflicts;
-  }
+  model::Catalog kubernetes;
+  kubernetes.services.reserve(kubernetes_services_.size());
+  for (const auto& [name, s] : kubernetes_services_) kubernetes.services.push_back(s);
+  engine::Merged merged = merger_.merge(config_catalog_, kubernetes);
+  record_conflicts(std::move(merged.conflicts), source);
   auto applied = engine_->apply(merged.catalog, source);
   if (!applied) return applied.error();
   const auto& c = merged.catalog;
@@ -262,7 +307,7 @@ std::vector<api::SourceView> Daemon::source_views() const {
   views.push_back({"toml", "ok", options_.config.string(), config_catalog_.services.size(), {}});
   if (!kubernetes_) return views;
   const k8s::SourceStatus status = kubernetes_->status();
-  api::SourceView k{"kubernetes", "ok", status.server, kubernetes_catalog_.services.size(), conflicts_};
+  api::SourceView k{"kubernetes", "ok", status.server, kubernetes_services_.size(), conflicts_};
   if (!status.synced)
     k.state = "syncing";
   else if (!status.healthy)
@@ -388,7 +433,7 @@ void Daemon::start_api(const config::Config& config) {
     log_.error(server.error().message + "; xlbd goes on without its web UI and API (fix [api] listen and restart)");
     return;
   }
-  if (announcer_) api_provider_->set_bgp([this] { return bgp_view(); });
+  if (announcer_) api_provider_->set_bgp([this] { return bgp_view(); }, [this] { announce(); });
   api_server_ = std::move(*server);
   log_.info("api: dashboard and REST API at " + api_server_->url());
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,6 +18,7 @@
 #include "config/config.h"
 #include "datapath/datapath.h"
 #include "engine/engine.h"
+#include "engine/merge.h"
 #include "health/health.h"
 #include "k8s/k8s.h"
 #include "store/store.h"
@@ -45,6 +47,10 @@ class Daemon {
   Status apply(const config::Config& config, std::string_view why);
   // Applies the config file's services and the Kubernetes source's as one catalog.
   Status apply_sources(std::string_view why, const std::string& source);
+  // Applies a change of the Kubernetes source: only the services it names are merged and applied.
+  Status apply_kubernetes_changes(const model::CatalogChanges& changes);
+  // Logs and records the conflicts that are new since the last merge.
+  void record_conflicts(std::vector<std::string> conflicts, const std::string& source);
   // The Kubernetes source, when [kubernetes] enabled: until it has listed everything once, the
   // services it gave before a restart stay in force.
   Status start_kubernetes(const config::KubernetesConfig& config);
@@ -83,8 +89,11 @@ class Daemon {
   std::optional<engine::Engine> engine_;
   config::Config started_with_;  // [node] and [maglev] as at start: changing them needs a restart
   model::Catalog config_catalog_;      // the config file's services in force
-  model::Catalog kubernetes_catalog_;  // the Kubernetes source's, as last published (or restored)
+  // The Kubernetes source's services, as last published (or restored), by name.
+  std::map<std::string, model::Service, std::less<>> kubernetes_services_;
+  engine::SourceMerger merger_;        // the two sources, merged
   std::vector<std::string> conflicts_; // of the last merge
+  bool kubernetes_resync_ = false;     // a change failed to apply: apply everything at the next one
   std::mutex state_mutex_;        // guards engine_ and store_ once the API runs
   // Thread-safe on its own; before the API and the health checker, which use it, so it outlives them.
   std::unique_ptr<bgp::Announcer> announcer_;

@@ -287,13 +287,35 @@ class SourceTest : public WatchTest {
     s.reflector = settings;
     s.translate.node_name = "node-a";
     source = std::make_unique<Source>(credentials, s, [this](Publication p) {
-      published.record([&] { publications.push_back(std::move(p)); });
+      published.record([&] {
+        fold(p);
+        publications.push_back(std::move(p));
+      });
     }, log);
   }
   void TearDown() override { source.reset(); }
 
+  // The catalog the publications so far add up to, as a consumer keeps it.
+  void fold(const Publication& p) {
+    if (p.whole) {
+      current.clear();
+      for (const auto& s : p.catalog.services) current.insert_or_assign(s.name, s);
+      return;
+    }
+    for (const auto& s : p.changes.upserted) current.insert_or_assign(s.name, s);
+    for (const auto& name : p.changes.removed) current.erase(name);
+  }
+  model::Catalog catalog() {
+    model::Catalog c;
+    published.record([&] {
+      for (const auto& [name, s] : current) c.services.push_back(s);
+    });
+    return c;
+  }
+
   Recorder published;
   std::vector<Publication> publications;
+  std::map<std::string, model::Service> current;
   std::unique_ptr<Source> source;
 };
 
@@ -302,19 +324,56 @@ TEST_F(SourceTest, PublishesTheTranslatedCatalogOnceBothKindsAreListed) {
   ASSERT_TRUE(server.apply("endpointslices", slice_json("web-1", "web", {endpoint("10.244.1.5")})).ok());
   start_source();
   ASSERT_TRUE(published.wait([&] { return !publications.empty(); }));
-  const auto& catalog = publications.back().translation.catalog;
+  EXPECT_TRUE(publications.back().whole);
+  const auto catalog = this->catalog();
   ASSERT_EQ(catalog.services.size(), 1u);
   EXPECT_EQ(catalog.services[0].name, "default/web:http");
   ASSERT_EQ(catalog.services[0].backends.size(), 1u);
   EXPECT_EQ(catalog.services[0].backends[0].key(), "10.244.1.5:8080");
   EXPECT_FALSE(source->status().stale());
 
-  // An endpoint leaves: the next publication lacks it.
+  // An endpoint leaves: the next publication is that one service, without it.
   ASSERT_TRUE(server.apply("endpointslices", slice_json("web-1", "web", {endpoint("10.244.1.6")})).ok());
   ASSERT_TRUE(published.wait([&] {
-    const auto& s = publications.back().translation.catalog.services;
-    return !s.empty() && !s[0].backends.empty() && s[0].backends[0].key() == "10.244.1.6:8080";
+    const auto& s = current.at("default/web:http");
+    return !s.backends.empty() && s.backends[0].key() == "10.244.1.6:8080";
   }));
+  published.record([&] {
+    EXPECT_FALSE(publications.back().whole);
+    ASSERT_EQ(publications.back().changes.upserted.size(), 1u);
+    EXPECT_EQ(publications.back().changes.upserted[0].name, "default/web:http");
+    EXPECT_TRUE(publications.back().changes.removed.empty());
+  });
+}
+
+TEST_F(SourceTest, AChangeIsPublishedAsTheServicesItTouched) {
+  ASSERT_TRUE(server.apply("services", web_service("web")).ok());
+  ASSERT_TRUE(server.apply("services", web_service("api", "10.96.0.20")).ok());
+  ASSERT_TRUE(server.apply("endpointslices", slice_json("web-1", "web", {endpoint("10.244.1.5")})).ok());
+  start_source();
+  ASSERT_TRUE(published.wait([&] { return current.size() == 2; }));
+  const size_t before = publications.size();
+
+  // The slice now names api: web loses its endpoint, api gets it; nothing else is published.
+  ASSERT_TRUE(server.apply("endpointslices", slice_json("web-1", "api", {endpoint("10.244.1.5")})).ok());
+  ASSERT_TRUE(published.wait([&] { return !current.at("default/api:http").backends.empty(); }));
+  published.record([&] {
+    size_t upserted = 0;
+    for (size_t i = before; i < publications.size(); ++i) {
+      EXPECT_FALSE(publications[i].whole);
+      upserted += publications[i].changes.upserted.size();
+    }
+    EXPECT_LE(upserted, 2u);
+    EXPECT_TRUE(current.at("default/web:http").backends.empty());
+  });
+
+  // A Service deleted: its model services are removed by name.
+  ASSERT_TRUE(server.remove("services", "default", "api").ok());
+  ASSERT_TRUE(published.wait([&] { return !current.count("default/api:http"); }));
+  published.record([&] { EXPECT_EQ(publications.back().changes.removed, std::vector<std::string>{"default/api:http"}); });
+  TranslateOptions options;
+  options.node_name = "node-a";
+  EXPECT_EQ(catalog(), translate({parse_service(web_service("web")).value()}, {}, options).catalog);
 }
 
 TEST_F(SourceTest, ABurstBecomesFewPublications) {
@@ -324,7 +383,7 @@ TEST_F(SourceTest, ABurstBecomesFewPublications) {
   json burst = json::array();
   for (int i = 0; i < 40; ++i) burst.push_back(web_service("s" + std::to_string(i), "10.96.1." + std::to_string(i + 1)));
   ASSERT_TRUE(server.control("apply", {{"resource", "services"}, {"objects", burst}}).ok());
-  ASSERT_TRUE(published.wait([&] { return publications.back().translation.catalog.services.size() == 40; }));
+  ASSERT_TRUE(published.wait([&] { return current.size() == 40; }));
   EXPECT_LT(publications.size() - before, 40u / 2);
 }
 
@@ -335,8 +394,8 @@ TEST_F(SourceTest, MalformedObjectSkippedWithReasonRestApplied) {
   ASSERT_TRUE(server.apply("services", web_service("good", "10.96.0.20")).ok());
   start_source();
   ASSERT_TRUE(published.wait([&] { return !publications.empty(); }));
-  ASSERT_EQ(publications.back().translation.catalog.services.size(), 1u);
-  EXPECT_EQ(publications.back().translation.catalog.services[0].name, "default/good:http");
+  ASSERT_EQ(catalog().services.size(), 1u);
+  EXPECT_EQ(catalog().services[0].name, "default/good:http");
   auto status = source->status();
   ASSERT_TRUE(eventually([&] { return source->status().publications >= 1; }));
   status = source->status();
