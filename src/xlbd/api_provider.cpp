@@ -269,6 +269,7 @@ api::Outcome ApiProvider::set_drained(std::string_view service, std::string_view
   if (!applied)
     return {Code::failed, subject + " was not " + verb + ": " + applied.error().message, engine_.revision()};
   record("drain", subject, verb + " by " + actor.who + (actor.reason.empty() ? "" : ": " + actor.reason));
+  if (bgp_changed_) bgp_changed_();  // a drained last backend withdraws its VIP
   return {Code::done,
           subject + " " + verb + (drained ? ": it takes no new flows" : ": it takes new flows again") + " (revision " +
               std::to_string(applied->revision) + ")",

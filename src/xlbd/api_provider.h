@@ -42,8 +42,12 @@ class ApiProvider final : public api::Provider {
   api::Outcome set_drained(std::string_view service, std::string_view backend, bool drained,
                            const api::Actor& actor) override;
   api::Outcome reload(const api::Actor& actor) override;
-  // The BGP announcer's state for snapshots (called with `state` held); none: [bgp] is off.
-  void set_bgp(std::function<api::BgpView()> bgp) { bgp_ = std::move(bgp); }
+  // The BGP announcer's state for snapshots, and what to tell it after a drain changed which
+  // backends take new flows (both called with `state` held); none: [bgp] is off.
+  void set_bgp(std::function<api::BgpView()> bgp, std::function<void()> changed) {
+    bgp_ = std::move(bgp);
+    bgp_changed_ = std::move(changed);
+  }
 
  private:
   // Fills the snapshot's counters and drops from the datapath's per-CPU maps.
@@ -60,6 +64,7 @@ class ApiProvider final : public api::Provider {
   const std::function<std::vector<api::SourceView>()> sources_;
   const Logger& log_;
   std::function<api::BgpView()> bgp_;
+  std::function<void()> bgp_changed_;
   // Null in shadow mode, or when the datapath would not give them (logged at start).
   std::unique_ptr<datapath::DropLog> drop_log_;
   std::optional<datapath::FlowTables> flow_tables_;

@@ -3,6 +3,7 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "bgp/bgp.h"
 #include "config/config.h"
 #include "xlbd/daemon.h"
 #include "datapath/datapath.h"
@@ -35,6 +36,13 @@ int cleanup(const xlb::xlbd::Options& options, const xlb::Logger& log) {
   if (!config) {
     log.error("cleanup needs the config to know the interfaces: " + config.error().message);
     return 1;
+  }
+  // The routers must stop sending traffic here before the datapath that forwards it goes.
+  if (config->bgp.enabled) {
+    if (auto s = xlb::bgp::configure_bird(config->bgp, {}); !s)
+      log.warning("bgp: could not withdraw the VIPs: " + s.error().message);
+    else
+      log.info("bgp: every VIP withdrawn");
   }
   if (auto s = xlb::xlbd::cleanup_datapath(config->node, options.pin_dir, log); !s) {
     log.error(s.error().message);

@@ -11,7 +11,8 @@
 # encapsulated packets go back out to the router, which routes them to the backend; backends
 # answer the client directly. Checks: new connections spread over the nodes and the backends;
 # long-lived connections survive a node's death (kill -9 of its xlbd and bird, link cut) and a
-# graceful stop (which withdraws before xlbd exits); a VIP whose only backend is down is withdrawn.
+# graceful stop (which withdraws before xlbd exits); a VIP whose only backend is down is withdrawn;
+# a restarted node rejoins, a kill -9 of xlbd alone withdraws nothing, a failed preflight withdraws.
 set -euo pipefail
 build=${1:?usage: bgp_test.sh BUILD_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -323,6 +324,24 @@ import json, sys
 b = json.load(sys.stdin)
 v = {x[\"address\"]: x[\"announced\"] for x in b[\"vips\"]}
 sys.exit(0 if v == {\"$vip\": True, \"$solo\": False} and b[\"configured\"] else 1)'"
+
+echo "== n1 again: its xlbd rejoins; a kill -9 of xlbd alone keeps its routes; a failed preflight withdraws them"
+start_xlbd n1 "$workdir/n1.toml"
+xlbd_pid[1]=$last_xlbd
+check "n1 announces $vip again" wait_next_hops "$vip" 2 20
+kill -KILL "${xlbd_pid[1]}"
+wait "${xlbd_pid[1]}" 2>/dev/null || true
+sleep 2
+check "after a kill -9 of xlbd alone, bird still announces n1 (its datapath still forwards)" test "$(next_hops "$vip" | wc -l)" -eq 2
+# A configured link that is not there fails the preflight.
+sed 's/^interfaces = \["eth0"\]/interfaces = ["eth0", "nolink0"]/' "$workdir/n1.toml" >"$workdir/n1-broken.toml"
+status=0
+nsenter --net="/run/netns/n1-$suffix" timeout 30 "$xlbd" --config "$workdir/n1-broken.toml" --state-dir "$workdir/state.n1" \
+  --pin-dir "$pin_dir/n1" >"$workdir/xlbd.n1-broken.log" 2>&1 || status=$?
+check "xlbd refuses to start on a failed preflight" test "$status" -eq 1
+check "the preflight names the missing link" grep -q "nolink0" "$workdir/xlbd.n1-broken.log"
+check "and says it withdrew the VIPs" grep -q "every VIP withdrawn (xlbd failed to start)" "$workdir/xlbd.n1-broken.log"
+check "the router dropped n1's next hop" wait_next_hops "$vip" 1 10
 
 if ((failures)); then
   for f in "$workdir"/xlbd.n*.log "$workdir/router.log"; do echo "--- $f" >&2; tail -30 "$f" >&2; done
