@@ -408,7 +408,7 @@ std::string complete(const std::string& line, const std::string& api) {
 
 TEST_F(XlbctlTest, BashCompletionKnowsCommandsOptionsAndServices) {
   EXPECT_EQ(complete("", api()),
-            "status service backend maglev history events drops trace validate preflight diff takeover rollback advise");
+            "status service backend maglev history events drops trace bgp validate preflight diff takeover rollback advise");
   EXPECT_EQ(complete("advise --need ", api()), "l7 observability mesh");
   EXPECT_EQ(complete("diff ", api()), "kube-proxy");
   EXPECT_EQ(complete("se", api()), "service");
