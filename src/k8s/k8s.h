@@ -23,8 +23,9 @@ namespace xlb::k8s {
 struct SourceSettings {
   TranslateOptions translate;
   ReflectorSettings reflector;
-  // A burst of changes becomes one catalog: publish once nothing new came for `quiet`, or
-  // `max_delay` after the first change, whichever is first.
+  // A change after `quiet` without any is published at once. Those that follow it within
+  // `quiet` are a burst, published once nothing new came for `quiet`, or `max_delay` after the
+  // burst's first change, whichever is first.
   std::chrono::milliseconds quiet{20};
   std::chrono::milliseconds max_delay{250};
 };

@@ -76,6 +76,7 @@ struct Source::State {
   bool relisted = true;         // everything may have changed: publish the whole catalog
   std::optional<Clock::time_point> first_change;  // of the changes not yet published
   Clock::time_point last_change{};
+  Clock::time_point last_publish{};  // the publisher's
   SourceStatus published;  // what status() reports besides the live fields
 
   // The publisher's own (no lock): each Service's translation as last published.
@@ -151,9 +152,12 @@ struct Source::State {
     return h;
   }
 
-  // Waits for a change, then for the burst to settle; returns false when stopping.
+  // Waits for a change, then for the burst to settle; returns false when stopping. A change
+  // that comes after a quiet spell goes at once: waiting pays only when more changes follow it,
+  // and those that do follow are gathered as a burst.
   bool wait_for_burst(std::stop_token& stop, std::unique_lock<std::mutex>& lock) {
     if (!changed.wait(lock, stop, [&] { return first_change && services.listed && slices.listed; })) return false;
+    if (*first_change - last_publish >= settings.quiet) return true;
     while (!stop.stop_requested()) {
       const auto deadline = std::min(last_change + settings.quiet, *first_change + settings.max_delay);
       if (Clock::now() >= deadline) return true;
@@ -248,6 +252,7 @@ struct Source::State {
       if (whole || !publication.changes.empty()) publish(std::move(publication));
 
       lock.lock();
+      last_publish = Clock::now();
       published.skipped = std::move(skipped);
       published.services = service_count;
       published.endpoint_slices = slice_count;
