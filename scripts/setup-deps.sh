@@ -18,6 +18,8 @@ packages=(
   iproute2 ethtool procps util-linux iptables nftables conntrack
   # the BGP daemon xlb drives to announce VIPs (src/bgp), and the routers of tests/integration/bgp_test.sh
   bird2
+  # the benchmark report's chart (bench/report.sh)
+  gnuplot-nox
   # the Kubernetes API server of the tests (tests/support/fake_apiserver.py) and its certificates
   python3 openssl
   # browser tests of the web UI (tests/e2e): Chromium; npm brings playwright-core, no browser
