@@ -6,7 +6,8 @@
 //     so the kernel removes them, and the iptables rules in them, when this process dies; even
 //     kill -9 leaves none); each has only loopback: the backends are addresses on lo, the
 //     "ClusterIPs" a route into lo, so no packet can leave the namespace;
-//   - a cgroup (two leaves) under the cgroup v2 mount, removed on every exit but kill -9;
+//   - a cgroup (two leaves) under the cgroup v2 mount and a scratch directory under /tmp, removed
+//     on every exit but kill -9 (which leaves them empty of processes);
 //   - xlb's datapath loaded without pins (its maps and its cgroup links live only as long as this
 //     process) and attached to that cgroup only;
 //   - forked processes (a server per namespace, one client per run), each killed by its pid and
