@@ -345,7 +345,7 @@ struct PendingFrontend {
   int services_fd;
   xlb_service_value value{};
   std::optional<xlb_service_value> old;
-  UniqueFd ring;  // the new ring, not yet swapped in; none for an empty ring
+  UniqueFd ring;  // the new ring, not yet swapped in; none for an empty ring or one rewritten in place
 
   // The programs pick a slot below the entry's ring_size in the ring under its service_id, so
   // an entry must never claim more slots than its installed ring has: a ring that shrinks goes
@@ -382,9 +382,15 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
                     (f.affinity ? XLB_SERVICE_F_AFFINITY : 0) | (*slot << XLB_SERVICE_SLOT_SHIFT);
     p.value.affinity_timeout_s = f.affinity_timeout_s;
     if (!f.ring.empty()) {
-      auto ring = create_ring(f.ring);
-      if (!ring) return prefixed(what, ring.error());
-      p.ring = std::move(*ring);
+      auto rewritten = p.old && p.old->service_id == f.service_id && p.old->ring_size == f.ring.size()
+                           ? rewrite_ring(f.service_id, f.ring)
+                           : Result<bool>(false);
+      if (!rewritten) return prefixed(what, rewritten.error());
+      if (!*rewritten) {
+        auto ring = create_ring(f.ring);
+        if (!ring) return prefixed(what, ring.error());
+        p.ring = std::move(*ring);
+      }
     }
     pending.push_back(std::move(p));
   }
@@ -405,7 +411,7 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
     if (p.ring) {
       ring_ids.push_back(p.value.service_id);
       ring_fds.push_back(static_cast<uint32_t>(p.ring.get()));
-    } else {
+    } else if (p.value.ring_size == 0) {
       unused_rings.push_back(p.value.service_id);
     }
     // A frontend that moved to another service id leaves its old ring unused.
@@ -510,6 +516,29 @@ Result<UniqueFd> BpfMaps::create_ring(const std::vector<BackendId>& ring) const 
   if (const int err = bpf_map_update_batch(inner.get(), keys.data(), ring.data(), &count, nullptr); err != 0)
     return errno_error(what + ": fill the slots", -err);
   return inner;
+}
+
+// A ring of the same size is rewritten where it is: a write to the map of maps makes the kernel
+// wait for an RCU grace period (about 10 ms here), an endpoint change then costs microseconds.
+// A program that picks a slot during the write gets the old or the new backend of that slot,
+// both in the maps until the plan's removals, which come after; conntrack then keeps the flow
+// where it went. Returns false when there is no ring of that size to rewrite.
+Result<bool> BpfMaps::rewrite_ring(ServiceId id, const std::vector<BackendId>& ring) const {
+  const std::string what = "rewrite the ring of service id " + std::to_string(id);
+  auto inner_id = lookup<__u32>(rings_.get(), &id, what);
+  if (!inner_id) return inner_id.error();
+  if (!inner_id->has_value()) return false;
+  const UniqueFd inner(bpf_map_get_fd_by_id(**inner_id));
+  if (!inner) return errno_error(what, errno);
+  auto size = max_entries(inner.get(), what);
+  if (!size) return size.error();
+  if (*size != ring.size()) return false;
+  std::vector<__u32> keys(ring.size());
+  std::iota(keys.begin(), keys.end(), 0U);
+  __u32 count = static_cast<__u32>(ring.size());
+  if (const int err = bpf_map_update_batch(inner.get(), keys.data(), ring.data(), &count, nullptr); err != 0)
+    return errno_error(what, -err);
+  return true;
 }
 
 // One batch: the kernel then waits for one grace period, not one per ring.

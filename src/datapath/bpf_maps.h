@@ -53,6 +53,7 @@ class BpfMaps final : public MapWriter {
 
   Status check_backends_exist(const std::vector<BackendId>& ring, std::set<BackendId>& known) const;
   Result<UniqueFd> create_ring(const std::vector<BackendId>& ring) const;
+  Result<bool> rewrite_ring(ServiceId id, const std::vector<BackendId>& ring) const;
   Status install_rings(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& fds);
   Status remove_rings(std::vector<ServiceId> ids);
   // How many frontends an address has: the programs tell malformed packets to a frontend

@@ -133,6 +133,43 @@ TEST_F(DatapathTest, ManyRingsInOneBatch) {
   EXPECT_EQ(empty, 1000u);
 }
 
+// The id of the ring map installed for a service id in xlb_rings; 0 when it has none.
+uint32_t ring_map_id(const fs::path& pins, ServiceId id) {
+  const UniqueFd rings(bpf_obj_get((pins / "xlb_rings").c_str()));
+  EXPECT_TRUE(rings) << "xlb_rings is not pinned";
+  uint32_t inner = 0;
+  return bpf_map_lookup_elem(rings.get(), &id, &inner) == 0 ? inner : 0;
+}
+
+// An endpoint change keeps the ring's size: it is rewritten where it is (no write to the map of
+// maps, which costs an RCU grace period); a change of size swaps in a new ring.
+TEST_F(DatapathTest, ARingOfTheSameSizeIsRewrittenInPlace) {
+  auto datapath = Datapath::load({pins_});
+  XLB_ASSERT_OK(datapath);
+  auto& maps = datapath->maps();
+  for (BackendId id : {1u, 2u, 3u}) XLB_ASSERT_OK(maps.upsert_backend({id, ip("10.0.0." + std::to_string(id + 1)), 8080, false}));
+  XLB_ASSERT_OK(maps.upsert_frontends({frontend("198.18.0.10", 80, 1, {1, 2, 1, 2, 1})}));
+  const uint32_t first = ring_map_id(pins_, 1);
+  ASSERT_NE(first, 0u);
+
+  const auto same_size = frontend("198.18.0.10", 80, 1, {1, 2, 3, 2, 3});
+  XLB_ASSERT_OK(maps.upsert_frontends({same_size}));
+  EXPECT_EQ(ring_map_id(pins_, 1), first);
+  auto read = maps.read();
+  XLB_ASSERT_OK(read);
+  EXPECT_EQ(read->frontends.at(same_size.key).ring, same_size.ring);
+
+  const auto bigger = frontend("198.18.0.10", 80, 1, {1, 2, 3, 1, 2, 3, 1});
+  XLB_ASSERT_OK(maps.upsert_frontends({bigger}));
+  EXPECT_NE(ring_map_id(pins_, 1), first);
+  read = maps.read();
+  XLB_ASSERT_OK(read);
+  EXPECT_EQ(read->frontends.at(bigger.key).ring, bigger.ring);
+
+  XLB_ASSERT_OK(maps.upsert_frontends({frontend("198.18.0.10", 80, 1, {})}));
+  EXPECT_EQ(ring_map_id(pins_, 1), 0u) << "an emptied ring is removed";
+}
+
 // An xlbd of this ABI version from before a new drop reason pinned a shorter xlb_reason_stats:
 // the next one drops and recreates that counter map, and adopts every map that holds state.
 TEST_F(DatapathTest, ACounterMapOfAnOlderLayoutIsMadeAnewAndStateIsKept) {
