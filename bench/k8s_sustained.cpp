@@ -323,8 +323,10 @@ int main(int argc, char** argv) {
   // As xlbd does: the sockets socket-LB connected to a backend that left are destroyed, in every
   // network namespace, by the engine after each change (its cost is part of the lag).
   xlb::engine::Engine engine(*store, log, {}, &datapath->maps(),
-                             [&](const xlb::model::IpAddress& address, uint16_t port) {
-                               return datapath->destroy_sockets_to(address, port);
+                             [&](const std::vector<xlb::datapath::BackendEntry>& backends) {
+                               std::vector<xlb::datapath::Endpoint> endpoints;
+                               for (const auto& b : backends) endpoints.push_back({b.address, b.port});
+                               return datapath->destroy_sockets_to(endpoints);
                              });
 
   std::mutex mutex;

@@ -110,8 +110,10 @@ Status Daemon::start() {
   const auto& maglev = config->maglev;
   engine::Engine::SocketEnder end_sockets;
   if (datapath_)
-    end_sockets = [this](const model::IpAddress& address, uint16_t port) {
-      return datapath_->destroy_sockets_to(address, port);
+    end_sockets = [this](const std::vector<datapath::BackendEntry>& backends) {
+      std::vector<datapath::Endpoint> endpoints;
+      for (const auto& b : backends) endpoints.push_back({b.address, b.port});
+      return datapath_->destroy_sockets_to(endpoints);
     };
   engine_.emplace(*store_, log_, engine::MaglevSettings{maglev.seed, {maglev.min_table_size, maglev.max_table_size}},
                   datapath_ ? &datapath_->maps() : nullptr, std::move(end_sockets));
