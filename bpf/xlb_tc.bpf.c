@@ -18,6 +18,15 @@
  * the XDP program on the same link counted it already, and counting it here again would show
  * every packet twice.
  *
+ * xlb_tc_lb (the second program here) is the balancer for links where XDP cannot attach
+ * ([node] xdp_mode = "tc"): what xlb_xdp does for TCP and UDP to a frontend (the frontend's
+ * lookup, conntrack, the Maglev pick, nat or snat, the route lookup and the redirect), on the
+ * skb with the checksum helpers, and then the reply half above for everything else, in one
+ * program: a link has one xlb program at tc ingress. It counts every packet under its reason
+ * as xlb_xdp does (there is no XDP program to count them). Not done at tc: dsr encapsulation
+ * (those packets are dropped, counted XLB_DROP_DSR_UNSUPPORTED) and ICMP errors about
+ * balanced flows (passed on untranslated).
+ *
  * Why tc and not XDP: a reply may come from a backend on this node (a veth of a pod), whose
  * packets are often CHECKSUM_PARTIAL skbs that XDP cannot rewrite correctly; the skb helpers
  * keep every checksum state right. Replies are also the smaller half of the traffic for most
@@ -29,6 +38,7 @@
 
 #include "xlb_abi.h"
 #include "backend_cache.h"
+#include "balance.h"
 #include "conntrack.h"
 #include "counters.h"
 #include "decap.h"
@@ -91,37 +101,33 @@ static __always_inline void xlb_reply_slots(const struct xlb_reverse_nat *revers
 		*service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
 }
 
-SEC("tc")
-int xlb_tc(struct __sk_buff *skb)
+/* The headers in the skb's linear part, where direct access (and xlb_parse) can read them.
+ * Returns -1 if the skb cannot be made so. */
+static __always_inline int xlb_tc_pull(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
+	__u32 want = skb->len < XLB_TC_HEADERS ? skb->len : XLB_TC_HEADERS;
+
+	if ((void *)(long)skb->data + want > (void *)(long)skb->data_end && bpf_skb_pull_data(skb, want) < 0)
+		return -1;
+	return 0;
+}
+
+/* A TCP or UDP packet that may be a reply from a backend: restored and sent to the client,
+ * or XLB_TC_NOT_REPLY (untouched) if it is none. */
+#define XLB_TC_NOT_REPLY (-1)
+
+static __always_inline int xlb_tc_reply(struct __sk_buff *skb, const struct xlb_packet *pkt)
+{
 	const struct xlb_reverse_nat *reverse;
 	struct xlb_nat_target to;
 	struct bpf_fib_lookup fib;
-	struct xlb_packet pkt;
-	__u32 malformed = 0, reason, service_slot, backend_slot;
-	__u32 want = skb->len < XLB_TC_HEADERS ? skb->len : XLB_TC_HEADERS;
+	__u32 reason, service_slot, backend_slot;
 	int next_hop;
 
-	if (data + want > data_end) {
-		if (bpf_skb_pull_data(skb, want) < 0)
-			return TC_ACT_OK;
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
-	}
-	switch (xlb_parse(data, data_end, &pkt, &malformed)) {
-	case XLB_PARSED_L4:
-		break;
-	case XLB_PARSED_OTHER:
-		return xlb_decap(skb, &pkt);
-	default:
-		return TC_ACT_OK;
-	}
-	reverse = bpf_map_lookup_elem(&xlb_reverse_nat, &pkt.flow);
+	reverse = bpf_map_lookup_elem(&xlb_reverse_nat, &pkt->flow);
 	if (!reverse)
-		return TC_ACT_OK;
-	if (pkt.ttl <= 1) {
+		return XLB_TC_NOT_REPLY;
+	if (pkt->ttl <= 1) {
 		xlb_count_reason(XLB_PASS_TTL_EXPIRED, skb->len);
 		return TC_ACT_OK;
 	}
@@ -131,21 +137,21 @@ int xlb_tc(struct __sk_buff *skb)
 	xlb_addr_copy(to.dst, reverse->client);
 	to.sport = reverse->frontend_port;
 	to.dport = reverse->client_port;
-	xlb_reply_slots(reverse, &pkt, &service_slot, &backend_slot);
+	xlb_reply_slots(reverse, pkt, &service_slot, &backend_slot);
 
 	/* skb->ifindex is the link the reply arrived on (tc ingress). */
-	xlb_fib_params(&fib, &pkt, &to, skb->ifindex);
+	xlb_fib_params(&fib, pkt, &to, skb->ifindex);
 	next_hop = xlb_fib_next_hop(skb, &fib, &reason);
 	if (next_hop == XLB_NEXT_HOP_DROP) {
 		xlb_count_reason(reason, skb->len);
-		xlb_emit_event(reason, skb->ifindex, &pkt.flow);
+		xlb_emit_event(reason, skb->ifindex, &pkt->flow);
 		return TC_ACT_SHOT;
 	}
 
-	if (xlb_skb_rewrite(skb, &pkt, &to, next_hop == XLB_NEXT_HOP_SEND) < 0) {
+	if (xlb_skb_rewrite(skb, pkt, &to, next_hop == XLB_NEXT_HOP_SEND) < 0) {
 		/* Only a broken skb (not writable, not linear where it must be) gets here. */
 		xlb_count_reason(XLB_DROP_TRUNCATED, skb->len);
-		xlb_emit_event(XLB_DROP_TRUNCATED, skb->ifindex, &pkt.flow);
+		xlb_emit_event(XLB_DROP_TRUNCATED, skb->ifindex, &pkt->flow);
 		return TC_ACT_SHOT;
 	}
 	xlb_count_reason(reason, skb->len);
@@ -161,4 +167,159 @@ int xlb_tc(struct __sk_buff *skb)
 	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
 		return TC_ACT_SHOT;
 	return bpf_redirect(fib.ifindex, 0);
+}
+
+SEC("tc")
+int xlb_tc(struct __sk_buff *skb)
+{
+	struct xlb_packet pkt;
+	__u32 malformed = 0;
+	int action;
+
+	if (xlb_tc_pull(skb) < 0)
+		return TC_ACT_OK;
+	switch (xlb_parse((void *)(long)skb->data, (void *)(long)skb->data_end, &pkt, &malformed)) {
+	case XLB_PARSED_L4:
+		action = xlb_tc_reply(skb, &pkt);
+		return action == XLB_TC_NOT_REPLY ? TC_ACT_OK : action;
+	case XLB_PARSED_OTHER:
+		return xlb_decap(skb, &pkt);
+	default:
+		return TC_ACT_OK;
+	}
+}
+
+/* ---- xlb_tc_lb: the balancer at tc ingress ------------------------------------------------ */
+
+/* balance.h's per-packet values, this program's own (xlb_xdp has xlb_xdp_scratch). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xlb_scratch);
+} xlb_tc_scratch SEC(".maps");
+
+/* Every exit of a packet the balancer looked at: counted under its reason, a drop reported. */
+static __always_inline int xlb_tc_exit(struct __sk_buff *skb, const struct xlb_packet *pkt, int action, __u32 reason,
+				       __u64 bytes)
+{
+	xlb_count_reason(reason, bytes);
+	if (action == TC_ACT_SHOT)
+		xlb_emit_event(reason, skb->ifindex, &pkt->flow);
+	return action;
+}
+
+/*
+ * A translated packet (s->to) toward its next hop: the backend's cached route when this CPU
+ * has a fresh one, else the kernel's (fib.h). Sent on by a redirect with new MACs, or left to
+ * the stack translated (neighbour unknown, MTU), or dropped without a route.
+ *
+ * The route lookup is given no length (tot_len 0): the kernel then checks the skb itself
+ * against the egress MTU, which is right for a GSO skb too (a train of segments from a veth
+ * or GRO whose IP length is the whole train's). A GSO skb is looked up in the backend cache
+ * as length 0 for the same reason.
+ */
+static __always_inline int xlb_tc_forward(struct __sk_buff *skb, const struct xlb_packet *pkt, struct xlb_scratch *s,
+					  __u64 bytes)
+{
+	struct xlb_backend_cache_entry *cached = xlb_backend_cache_entry(s->backend_id);
+	__u16 len = skb->gso_size ? 0 : pkt->ip_len;
+	__u8 macs[2 * ETH_ALEN];
+	__u32 reason, ifindex;
+	int next_hop;
+
+	if (xlb_backend_cache_hit(cached, s->backend_id, skb->ifindex, len, s->now)) {
+		next_hop = XLB_NEXT_HOP_SEND;
+		reason = XLB_REASON_FORWARDED;
+		ifindex = cached->ifindex;
+		__builtin_memcpy(macs, cached->dmac, ETH_ALEN);
+		__builtin_memcpy(macs + ETH_ALEN, cached->smac, ETH_ALEN);
+	} else {
+		xlb_fib_params(&s->fib, pkt, &s->to, skb->ifindex);
+		s->fib.tot_len = 0;
+		next_hop = xlb_fib_next_hop(skb, &s->fib, &reason);
+		if (next_hop == XLB_NEXT_HOP_DROP)
+			return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
+		ifindex = s->fib.ifindex;
+		if (next_hop == XLB_NEXT_HOP_SEND)
+			xlb_backend_cache_store(cached, s->backend_id, &s->backend, &s->fib, skb->ifindex, len, s->now);
+		__builtin_memcpy(macs, s->fib.dmac, ETH_ALEN);
+		__builtin_memcpy(macs + ETH_ALEN, s->fib.smac, ETH_ALEN);
+	}
+
+	if (xlb_skb_rewrite(skb, pkt, &s->to, next_hop == XLB_NEXT_HOP_SEND) < 0)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
+	xlb_count_flow(s->service_slot, s->backend_slot, bytes, s->new_flow);
+	if (next_hop != XLB_NEXT_HOP_SEND)
+		return xlb_tc_exit(skb, pkt, TC_ACT_OK, reason, bytes);
+	/* Ethernet destination then source, as they lie in the header. */
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
+	return xlb_tc_exit(skb, pkt, bpf_redirect(ifindex, 0), reason, bytes);
+}
+
+/* A TCP or UDP packet: balanced if it is to a frontend, else perhaps a reply (xlb_tc_reply),
+ * else passed untouched. */
+static __always_inline int xlb_tc_balance(struct __sk_buff *skb, struct xlb_packet *pkt, __u64 bytes)
+{
+	const struct xlb_service_value *service;
+	struct xlb_scratch *s;
+	struct xlb_ct_entry *ct;
+	__u32 reason, zero = 0;
+	int action;
+
+	service = lb_lookup_service(&pkt->flow);
+	if (!service) {
+		/* A reply counts itself; anything else is not ours, counted as xlb_xdp does. */
+		action = xlb_tc_reply(skb, pkt);
+		if (action != XLB_TC_NOT_REPLY)
+			return action;
+		xlb_count_reason(XLB_PASS_NOT_SERVICE, bytes);
+		return TC_ACT_OK;
+	}
+	if (pkt->ttl <= 1)
+		return xlb_tc_exit(skb, pkt, TC_ACT_OK, XLB_PASS_TTL_EXPIRED, bytes);
+	if (service->flags & XLB_SERVICE_F_DSR)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_DSR_UNSUPPORTED, bytes);
+
+	s = bpf_map_lookup_elem(&xlb_tc_scratch, &zero);
+	if (!s)
+		return TC_ACT_SHOT; /* cannot happen: a one-entry array always has its entry */
+	ct = xlb_ct_lookup(&pkt->flow);
+	reason = xlb_translate(pkt, service, ct, s, xlb_now(s));
+	if (reason)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
+	return xlb_tc_forward(skb, pkt, s, bytes);
+}
+
+/* The balancer at tc ingress: the rules for malformed input of xlb_xdp.bpf.c hold here too. */
+SEC("tc")
+int xlb_tc_lb(struct __sk_buff *skb)
+{
+	struct xlb_packet pkt;
+	__u32 malformed = 0;
+	__u64 bytes = skb->len;
+
+	if (xlb_tc_pull(skb) < 0) {
+		xlb_count_reason(XLB_PASS_NOT_IP, bytes);
+		return TC_ACT_OK;
+	}
+	switch (xlb_parse((void *)(long)skb->data, (void *)(long)skb->data_end, &pkt, &malformed)) {
+	case XLB_PARSED_L4:
+		return xlb_tc_balance(skb, &pkt, bytes);
+	case XLB_PARSED_ICMP:
+	case XLB_PARSED_OTHER:
+		xlb_count_reason(lb_is_frontend_address(pkt.flow.family, pkt.flow.dst) ? XLB_PASS_NOT_TCP_UDP
+											 : XLB_PASS_NOT_SERVICE,
+				 bytes);
+		return TC_ACT_OK; /* a node that decapsulates does not balance (config.cpp) */
+	case XLB_PARSED_MALFORMED:
+		if (lb_is_frontend_address(pkt.flow.family, pkt.flow.dst))
+			return xlb_tc_exit(skb, &pkt, TC_ACT_SHOT, malformed, bytes);
+		xlb_count_reason(XLB_PASS_NOT_SERVICE, bytes);
+		return TC_ACT_OK;
+	default:
+		xlb_count_reason(XLB_PASS_NOT_IP, bytes);
+		return TC_ACT_OK;
+	}
 }

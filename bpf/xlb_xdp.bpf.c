@@ -49,6 +49,7 @@
 
 #include "xlb_abi.h"
 #include "affinity.h"
+#include "balance.h"
 #include "backend_cache.h"
 #include "conntrack.h"
 #include "counters.h"
@@ -80,121 +81,12 @@ static __always_inline __u32 xlb_other_reason(const struct xlb_packet *pkt)
 	return lb_is_frontend_address(pkt->flow.family, pkt->flow.dst) ? XLB_PASS_NOT_TCP_UDP : XLB_PASS_NOT_SERVICE;
 }
 
-/* A backend may take a new flow: it exists, is not draining, and is of the packet's family
- * (xlb translates addresses within a family only). */
-static __always_inline const struct xlb_backend *xlb_usable_backend(__u32 backend_id, __u8 family)
-{
-	const struct xlb_backend *backend = lb_lookup_backend(backend_id);
-
-	if (!backend || backend->state != XLB_BACKEND_ACTIVE || backend->family != family)
-		return NULL;
-	return backend;
-}
-
-/*
- * The larger per-packet values live in a per-CPU scratch map, not on the stack: together they
- * need more than the 512 bytes of stack a BPF program may use (a route lookup alone is 64).
- * A program runs to its end on one CPU before the next starts there, so the values of one
- * packet never mix with another's. Only the clock below outlives a packet, and losing it
- * costs one clock read: the loader need not pin or share the map. Its lookup is inlined by
- * the verifier into a few instructions.
- */
-struct xlb_scratch {
-	/* The time of the last timer tick (bpf_ktime_get_coarse_ns), read again only when
-	 * jiffies moved: the coarse clock changes only at a tick, and reading jiffies is inlined
-	 * into one load, where the clock is a helper call that costs more than a hash lookup. */
-	__u64 clock_jiffies;
-	__u64 clock_ns;
-	struct bpf_fib_lookup fib;
-	struct xlb_nat_target to;       /* the packet's (ICMP: the outer header's) new addresses */
-	struct xlb_nat_target embedded; /* ICMP: the embedded packet's new addresses and ports */
-	struct xlb_icmp_inner inner;    /* ICMP: the embedded packet as it arrived */
-	struct xlb_reverse_nat reverse;
-	struct xlb_flow_key key; /* the reply's reverse-NAT key, or an ICMP error's flow */
-	struct xlb_affinity_key affinity;
-	struct xlb_backend backend; /* the backend, as read from xlb_backends */
-	__u64 now;
-	__u32 service_id;
-	__u32 backend_id;
-	__u32 service_slot; /* counter slots (counters.h) */
-	__u32 backend_slot;
-	__u8 new_flow;
-	__u8 icmp; /* an ICMP error, rewritten by icmp.h */
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct xlb_scratch);
 } xlb_xdp_scratch SEC(".maps");
-
-/* Now, to the last timer tick (CLOCK_MONOTONIC, as bpf_ktime_get_coarse_ns). */
-static __always_inline __u64 xlb_now(struct xlb_scratch *s)
-{
-	__u64 jiffies = bpf_jiffies64();
-
-	if (jiffies != s->clock_jiffies) {
-		s->clock_jiffies = jiffies;
-		s->clock_ns = bpf_ktime_get_coarse_ns();
-	}
-	return s->clock_ns;
-}
-
-/*
- * The backend for a flow conntrack does not know: by ClientIP affinity when the service has
- * it (the client's recent backend, else the ring slot of a hash of the client address), else
- * the ring slot of a hash of the whole flow. NULL when there is none to give: an empty ring,
- * or a slot that names a draining or missing backend (user space gives draining backends no
- * slots, so this means a ring being replaced).
- */
-static __always_inline const struct xlb_backend *
-xlb_pick_backend(const struct xlb_service_value *service, const struct xlb_flow_key *flow, __u64 now,
-		 struct xlb_scratch *s, __u32 *backend_id)
-{
-	const struct xlb_backend *backend;
-
-	if (!(service->flags & XLB_SERVICE_F_AFFINITY)) {
-		*backend_id = lb_ring_pick(service, xlb_hash_flow(flow));
-		return xlb_usable_backend(*backend_id, flow->family);
-	}
-
-	xlb_affinity_key_of(&s->affinity, flow, service->service_id);
-	*backend_id = xlb_affinity_lookup(&s->affinity, service->affinity_timeout_s, now);
-	backend = xlb_usable_backend(*backend_id, flow->family);
-	if (!backend) {
-		*backend_id = lb_ring_pick(service, xlb_hash_addr(flow->src));
-		backend = xlb_usable_backend(*backend_id, flow->family);
-		if (!backend)
-			return NULL;
-	}
-	xlb_affinity_record(&s->affinity, *backend_id, now);
-	return backend;
-}
-
-/* The snat source of a flow: the node's address of the flow's family (IPv4: its one word). */
-static __always_inline const __be32 *xlb_snat_address(const struct xlb_node_config *node, __u8 family)
-{
-	return family == XLB_AF_INET ? &node->snat_v4 : node->snat_v6;
-}
-
-/*
- * At most once a second per flow: the conntrack entry's last_seen_ns, and the reply's
- * reverse-NAT entry written again in case the LRU table dropped it while the flow was quiet
- * (for snat only if the port is still free: never taking another flow's).
- */
-static __always_inline void xlb_ct_refresh(struct xlb_ct_entry *ct, const struct xlb_flow_key *flow,
-					   const struct xlb_service_value *service, const __be32 *src, __be16 sport,
-					   const struct xlb_backend *backend, struct xlb_scratch *s, __u64 now)
-{
-	__u32 service_id = service->service_id;
-
-	ct->last_seen_ns = now;
-	ct->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
-	xlb_reverse_value_of(&s->reverse, flow, service_id);
-	xlb_reverse_key_of(&s->key, flow, src, sport, backend);
-	bpf_map_update_elem(&xlb_reverse_nat, &s->key, &s->reverse, ct->snat_port ? BPF_NOEXIST : BPF_ANY);
-}
 
 /*
  * The common case, kept short: a packet of an established flow whose backend and next hop
@@ -227,90 +119,6 @@ static __always_inline int xlb_forward_cached(struct xdp_md *ctx, const struct x
 	xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), cached->backend.stats_slot, bytes, 0);
 	action = cached->ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(cached->ifindex, 0);
 	return xlb_exit(ctx, pkt, action, XLB_REASON_FORWARDED, bytes);
-}
-
-/*
- * TCP/UDP to a frontend, in general: the backend (conntrack's, or a new pick recorded in
- * conntrack) and the translation to it in s->to, with the reply's reverse entry written.
- * ct is the flow's conntrack entry if it has one. Returns 0, or the reason to drop the packet.
- */
-static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const struct xlb_service_value *service,
-					   struct xlb_ct_entry *ct, struct xlb_scratch *s, __u64 now)
-{
-	const struct xlb_flow_key *flow = &pkt->flow;
-	const struct xlb_node_config *node = NULL;
-	const struct xlb_backend *backend = NULL;
-	struct xlb_nat_target *to = &s->to;
-	int snat = service->flags & XLB_SERVICE_F_SNAT;
-	int established = 0;
-	__be16 snat_port = 0;
-	__u32 backend_id = 0;
-
-	if (snat) {
-		node = xlb_node_config();
-		if (!node)
-			return XLB_DROP_SNAT_PORTS_EXHAUSTED;
-	}
-
-	if (ct && !snat == !ct->snat_port) {
-		/* The flow keeps its backend while that backend exists (draining or not), and
-		 * while the service's mode is the one the flow began with. */
-		backend_id = ct->backend_id;
-		snat_port = ct->snat_port;
-		backend = lb_lookup_backend(backend_id);
-		established = backend && backend->family == flow->family;
-	}
-	if (!established) {
-		backend = xlb_pick_backend(service, flow, now, s, &backend_id);
-		if (!backend)
-			return XLB_DROP_NO_BACKEND;
-		snat_port = 0;
-	}
-	s->backend = *backend;
-
-	/* To the backend; for snat from the node and its port. */
-	xlb_addr_copy(to->src, flow->src);
-	to->sport = flow->sport;
-	if (snat) {
-		if (flow->family == XLB_AF_INET) {
-			__builtin_memset(to->src, 0, sizeof(to->src));
-			to->src[0] = node->snat_v4;
-		} else {
-			xlb_addr_copy(to->src, node->snat_v6);
-		}
-		if (!to->src[0] && !to->src[1] && !to->src[2] && !to->src[3])
-			return XLB_DROP_SNAT_PORTS_EXHAUSTED;
-		to->sport = snat_port;
-	}
-	xlb_addr_copy(to->dst, backend->address);
-	to->dport = backend->port;
-
-	if (!established) {
-		/* The reply's way back, and for snat the claim of a source port. */
-		xlb_reverse_value_of(&s->reverse, flow, service->service_id);
-		xlb_reverse_key_of(&s->key, flow, to->src, to->sport, backend);
-		if (snat) {
-			snat_port = xlb_snat_claim_port(node, &s->key, &s->reverse);
-			if (!snat_port)
-				return XLB_DROP_SNAT_PORTS_EXHAUSTED;
-			to->sport = snat_port;
-		} else {
-			bpf_map_update_elem(&xlb_reverse_nat, &s->key, &s->reverse, BPF_ANY);
-		}
-		xlb_ct_create(flow, backend_id, service->service_id, XLB_SERVICE_STATS_SLOT(service->flags), snat_port,
-			      now);
-	} else if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS) {
-		xlb_ct_refresh(ct, flow, service, to->src, to->sport, backend, s, now);
-	}
-
-	s->now = now;
-	s->service_id = service->service_id;
-	s->backend_id = backend_id;
-	s->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
-	s->backend_slot = backend->stats_slot;
-	s->new_flow = !established;
-	s->icmp = 0;
-	return 0;
 }
 
 /*

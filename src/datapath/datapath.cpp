@@ -290,6 +290,7 @@ std::string_view reason_name(uint32_t reason) {
     case XLB_DROP_TOO_BIG: return "too big once encapsulated, no DF";
     case XLB_DROP_NO_DSR_SOURCE: return "no dsr source prefix";
     case XLB_DECAPSULATED: return "decapsulated";
+    case XLB_DROP_DSR_UNSUPPORTED: return "dsr at the tc balancer (xdp_mode \"tc\")";
     default: return "unknown reason";
   }
 }
@@ -305,6 +306,7 @@ bool is_drop(uint32_t reason) {
     case XLB_DROP_SNAT_PORTS_EXHAUSTED:
     case XLB_DROP_TOO_BIG:
     case XLB_DROP_NO_DSR_SOURCE:
+    case XLB_DROP_DSR_UNSUPPORTED:
       return true;
     default:
       return false;
