@@ -20,6 +20,7 @@ std::string_view to_string(XdpMode m) {
     case XdpMode::native: return "native";
     case XdpMode::generic: return "generic";
     case XdpMode::off: return "off";
+    case XdpMode::tc: return "tc";
   }
   return "?";
 }
@@ -283,7 +284,7 @@ class ConfigReader {
           config_.node.interfaces.push_back(*name);
       }
     }
-    if (auto m = r.choice<XdpMode>("xdp_mode", parse_xdp_mode, "native, generic, off"))
+    if (auto m = r.choice<XdpMode>("xdp_mode", parse_xdp_mode, "native, generic, off, tc"))
       config_.node.xdp_mode = *m;
     if (auto c = r.string("cgroup", false)) {
       if (*c != "auto" && *c != "off" && !c->starts_with("/"))
@@ -374,7 +375,7 @@ class ConfigReader {
   }
 
   static std::optional<XdpMode> parse_xdp_mode(std::string_view s) {
-    for (auto m : {XdpMode::native, XdpMode::generic, XdpMode::off})
+    for (auto m : {XdpMode::native, XdpMode::generic, XdpMode::off, XdpMode::tc})
       if (to_string(m) == s) return m;
     return std::nullopt;
   }
@@ -725,6 +726,13 @@ void check_dsr_sources(const Config& config, const std::vector<ServiceOrigin>& o
   for (size_t i = 0; i < config.catalog.services.size(); ++i) {
     const auto& s = config.catalog.services[i];
     if (s.mode != model::ForwardingMode::dsr) continue;
+    if (config.node.xdp_mode == XdpMode::tc) {
+      const model::Location at{i, model::Location::Part::frontend, 0, ""};
+      diagnostics.add(position_of(at, origins), at.describe(config.catalog) +
+                                                    ": mode dsr is not balanced by the tc balancer ([node] xdp_mode = "
+                                                    "\"tc\"); use nat or snat, or XDP");
+      continue;
+    }
     for (size_t f = 0; f < s.frontends.size(); ++f) {
       const bool v4 = s.frontends[f].address.is_v4();
       if ((v4 ? config.node.dsr_source_ipv4 : config.node.dsr_source_ipv6).has_value()) continue;

@@ -16,7 +16,10 @@
 
 namespace xlb::config {
 
-enum class XdpMode : uint8_t { native, generic, off };
+// How the configured links balance: XDP (native, or generic in the kernel's stack), the tc
+// ingress balancer for links where XDP cannot attach (tc: bpf/xlb_tc.bpf.c's xlb_tc_lb, with the
+// same maps; slower than XDP, and without dsr), or not at all (off: tc reply/decap only).
+enum class XdpMode : uint8_t { native, generic, off, tc };
 
 // An address prefix, "10.99.0.0/16".
 struct Prefix {

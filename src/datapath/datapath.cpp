@@ -404,6 +404,16 @@ Status Datapath::write_node(const NodeSettings& s) {
   return objects_->writer->set_local_dsr_frontends(s.decap);
 }
 
+namespace {
+
+uint32_t program_id(int fd) {
+  bpf_prog_info info{};
+  uint32_t length = sizeof info;
+  return bpf_obj_get_info_by_fd(fd, &info, &length) == 0 ? info.id : 0;
+}
+
+}  // namespace
+
 Result<XdpMode> Datapath::attach_xdp(const std::string& interface, XdpMode wanted) {
   auto index = interface_index(interface);
   if (!index) return index.error();
@@ -419,7 +429,7 @@ Result<XdpMode> Datapath::attach_xdp(const std::string& interface, XdpMode wante
                      err == -EEXIST ? "another XDP program is attached in the other mode; detach it first" : "");
 }
 
-Status Datapath::attach_tc(const std::string& interface) {
+Status Datapath::attach_tc(const std::string& interface, bool balance) {
   auto index = interface_index(interface);
   if (!index) return index.error();
   bpf_tc_hook hook{};
@@ -430,26 +440,27 @@ Status Datapath::attach_tc(const std::string& interface) {
     return errno_error("create the clsact qdisc on " + interface, -err);
   bpf_tc_opts opts{};
   opts.sz = sizeof opts;
-  opts.prog_fd = bpf_program__fd(objects_->tc().first_program());
+  opts.prog_fd = program_fd(balance ? "xlb_tc_lb" : "xlb_tc");
   opts.handle = kTcHandle;
   opts.priority = kTcPriority;
   opts.flags = BPF_TC_F_REPLACE;
+  if (balance) {
+    // xlb's XDP program from an earlier xdp_mode would balance before the tc balancer.
+    bpf_xdp_query_opts query{};
+    query.sz = sizeof query;
+    const uint32_t ours = program_id(program_fd("xlb_xdp"));
+    if (bpf_xdp_query(static_cast<int>(*index), 0, &query) == 0 && ours != 0 &&
+        (query.drv_prog_id == ours || query.skb_prog_id == ours))
+      bpf_xdp_detach(static_cast<int>(*index), query.drv_prog_id == ours ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE,
+                     nullptr);
+  }
   if (int err = bpf_tc_attach(&hook, &opts); err != 0)
     return errno_error("attach the tc program to " + interface + " ingress", -err);
   return {};
 }
 
-namespace {
 
-uint32_t program_id(int fd) {
-  bpf_prog_info info{};
-  uint32_t length = sizeof info;
-  return bpf_obj_get_info_by_fd(fd, &info, &length) == 0 ? info.id : 0;
-}
-
-}  // namespace
-
-Result<bool> Datapath::attached_to(const std::string& interface, bool xdp) const {
+Result<bool> Datapath::attached_to(const std::string& interface, bool xdp, bool tc_balance) const {
   auto index = interface_index(interface);
   if (!index) return index.error();
   if (xdp) {
@@ -472,7 +483,7 @@ Result<bool> Datapath::attached_to(const std::string& interface, bool xdp) const
     return false;
   else if (err != 0)
     return errno_error("query tc on " + interface, -err);
-  return opts.prog_id == program_id(bpf_program__fd(objects_->tc().first_program()));
+  return opts.prog_id == program_id(program_fd(tc_balance ? "xlb_tc_lb" : "xlb_tc"));
 }
 
 namespace {

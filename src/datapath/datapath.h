@@ -123,11 +123,15 @@ class Datapath {
   // reason in the result) when the driver cannot run XDP. Replaces xlb's program already
   // there in one step, so a restart drops no packet.
   Result<XdpMode> attach_xdp(const std::string& interface, XdpMode wanted);
-  // tc ingress (clsact) on a link: reverse translation of replies.
-  Status attach_tc(const std::string& interface);
+  // tc ingress (clsact) on a link: reverse translation of replies (xlb_tc), or with `balance`
+  // the tc balancer that also does what XDP does (xlb_tc_lb, for xdp_mode "tc"). Either
+  // replaces the other in one step. With `balance` an XDP program of xlb's on the link is taken
+  // off (it would balance first).
+  Status attach_tc(const std::string& interface, bool balance = false);
   // Whether this datapath's programs are still on the link (its XDP program when `xdp`, and its
-  // tc program): not after the link was deleted and made again, or the programs taken off.
-  Result<bool> attached_to(const std::string& interface, bool xdp) const;
+  // tc program, the balancer when `tc_balance`): not after the link was deleted and made again,
+  // or the programs taken off.
+  Result<bool> attached_to(const std::string& interface, bool xdp, bool tc_balance = false) const;
   // Socket-LB for every process in this cgroup v2 directory and below: every socket-LB program,
   // each through a link pinned as <pin dir>/link_<program> (connect4, sendmsg6, ...). After a
   // restart the pinned links are kept and given the new programs.

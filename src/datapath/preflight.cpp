@@ -138,12 +138,15 @@ std::optional<uint64_t> xdp_features(unsigned ifindex) {
   return features;
 }
 
-PreflightCheck check_link(const std::string& interface) {
-  const std::string name = "xdp " + interface;
+PreflightCheck check_link(const std::string& interface, bool tc_balancer) {
+  const std::string name = (tc_balancer ? "tc " : "xdp ") + interface;
   const unsigned index = ::if_nametoindex(interface.c_str());
   if (index == 0)
     return fail(name, "no link " + interface + " in this network namespace",
                 "fix [node] interfaces, or start xlbd in the namespace that has the link");
+  if (tc_balancer)
+    return pass(name, "tc balancing in use (xdp_mode = \"tc\"): the tc ingress balancer, no XDP, on this link "
+                      "(slower than XDP; dsr services are not balanced)");
   const auto features = xdp_features(index);
   if (!features)
     return warn(name, "the kernel cannot tell whether the driver runs XDP (before 6.3)",
@@ -195,7 +198,7 @@ std::vector<PreflightCheck> run_preflight(const PreflightOptions& o) {
                            "cgroup socket-address programs", "4.17"));
     checks.push_back(check_socket_destroy());
   }
-  for (const auto& interface : o.interfaces) checks.push_back(check_link(interface));
+  for (const auto& interface : o.interfaces) checks.push_back(check_link(interface, o.tc_balancer));
   checks.push_back(check_forwarding(o));
   return checks;
 }

@@ -24,6 +24,7 @@ struct PreflightOptions {
   std::vector<std::string> interfaces;  // links XDP and tc will attach to
   bool socket_lb = true;                // cgroup != "off"
   bool routes = true;                   // balanced packets are routed here (NodeConfig::routes_packets)
+  bool tc_balancer = false;             // xdp_mode = "tc": the links balance at tc ingress, not XDP
   std::filesystem::path pin_dir = "/sys/fs/bpf/xlb";  // must be (or go) on a bpf file system
   std::filesystem::path mountinfo = "/proc/self/mountinfo";
   std::filesystem::path btf = "/sys/kernel/btf/vmlinux";

@@ -39,6 +39,7 @@ std::vector<std::string> failed_preflight(const std::optional<config::Config>& c
     options.interfaces = config->node.interfaces;
     options.socket_lb = config->node.cgroup != "off";
     options.routes = config->node.routes_packets();
+    options.tc_balancer = config->node.xdp_mode == config::XdpMode::tc;
   }
   std::vector<std::string> failed;
   for (const auto& c : datapath::run_preflight(options))

@@ -20,6 +20,7 @@ Answer<datapath::PreflightOptions> options_from(const Context& ctx) {
   options.interfaces = config->node.interfaces;
   options.socket_lb = config->node.cgroup != "off";
   options.routes = config->node.routes_packets();
+  options.tc_balancer = config->node.xdp_mode == config::XdpMode::tc;
   return options;
 }
 

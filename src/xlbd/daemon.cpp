@@ -302,7 +302,8 @@ void Daemon::reattach(const std::set<std::string>& changed) {
   const auto& node = started_with_.node;
   for (const auto& interface : node.interfaces) {
     if (!changed.count(interface)) continue;
-    auto attached = datapath_->attached_to(interface, node.xdp_mode != config::XdpMode::off);
+    auto attached = datapath_->attached_to(interface, node.xdp_mode != config::XdpMode::off && node.xdp_mode != config::XdpMode::tc,
+                                           node.xdp_mode == config::XdpMode::tc);
     if (!attached) {
       if (::if_nametoindex(interface.c_str()) == 0) continue;  // deleted: it is put back when it returns
       log_.warning("datapath: " + attached.error().message);

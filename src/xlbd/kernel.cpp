@@ -14,6 +14,7 @@ Status preflight(const config::NodeConfig& node, const std::filesystem::path& pi
   options.interfaces = node.interfaces;
   options.socket_lb = node.cgroup != "off";
   options.routes = node.routes_packets();
+  options.tc_balancer = node.xdp_mode == config::XdpMode::tc;
   options.pin_dir = pin_dir;
   std::string failed;
   for (const auto& check : datapath::run_preflight(options)) {
@@ -77,6 +78,12 @@ void warn_without_forwarding(const config::Config& config, const Logger& log) {
 Result<std::vector<api::Attachment>> attach_link(datapath::Datapath& datapath, const config::NodeConfig& node,
                                                  const std::string& interface, const Logger& log) {
   std::vector<api::Attachment> attached;
+  if (node.xdp_mode == config::XdpMode::tc) {
+    if (auto s = datapath.attach_tc(interface, true); !s) return s.error();
+    attached.push_back({interface, "xlb_tc_lb", "clsact ingress (tc balancer)"});
+    log.info("datapath: attached to " + interface + " (tc ingress balancer, xdp_mode = \"tc\": no XDP)");
+    return attached;
+  }
   if (node.xdp_mode != config::XdpMode::off) {
     const auto wanted = node.xdp_mode == config::XdpMode::native ? datapath::XdpMode::native : datapath::XdpMode::generic;
     auto mode = datapath.attach_xdp(interface, wanted);

@@ -222,7 +222,7 @@ TEST(ConfigErrors, EveryProblemIsReportedInOnePass) {
       "[node]\nxdp_mode = \"fast\"\n[[service]]\nname = \"a\"\n[[service.frontend]]\naddress = \"x\"\nport = "
       "80\n[service.health]\ninterval = \"soon\"\n";
   EXPECT_EQ(errors_of(text),
-            "xlb.toml:2:12: node: key \"xdp_mode\": \"fast\" is not one of native, generic, off\n"
+            "xlb.toml:2:12: node: key \"xdp_mode\": \"fast\" is not one of native, generic, off, tc\n"
             "xlb.toml:6:11: service \"a\" frontend 1: key \"address\": \"x\" is not an IPv4 or IPv6 address\n"
             "xlb.toml:9:12: service \"a\" health: key \"interval\": \"soon\" is not a duration like \"500ms\", \"2s\" "
             "or \"1m\"");
@@ -272,6 +272,16 @@ TEST(ConfigErrors, DsrNeedsASourcePrefixUnlessTheNodeOnlyDecapsulates) {
             "\"off\")");
   EXPECT_TRUE(parse(dsr_web("[node]\ninterfaces = [\"eth0\"]\ndecap = true\nxdp_mode = \"off\"\n"), "xlb.toml").ok());
   EXPECT_TRUE(parse(dsr_web("[node]\ndsr_source_ipv4 = \"10.99.0.0/16\"\n"), "xlb.toml").ok());
+}
+
+// xdp_mode = "tc": the tc ingress balancer, which translates (nat, snat) but does not encapsulate.
+TEST(ConfigErrors, TcBalancerTakesNatButRefusesDsr) {
+  auto tc = parse("[node]\ninterfaces = [\"eth0\"]\nxdp_mode = \"tc\"\n" + std::string(kWeb), "xlb.toml");
+  ASSERT_TRUE(tc.ok());
+  EXPECT_EQ(tc->node.xdp_mode, XdpMode::tc);
+  EXPECT_EQ(errors_of(dsr_web("[node]\nxdp_mode = \"tc\"\ndsr_source_ipv4 = \"10.99.0.0/16\"\n")),
+            "xlb.toml:7:3: service \"web\" frontend 1: mode dsr is not balanced by the tc balancer ([node] xdp_mode = "
+            "\"tc\"); use nat or snat, or XDP");
 }
 
 TEST(ConfigErrors, DsrSourceMustBeAPrefixOfItsFamily) {
