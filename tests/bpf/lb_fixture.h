@@ -153,6 +153,13 @@ class LbTest : public ::testing::Test {
     return run.ok() ? run.value() : TestRun{};
   }
 
+  // The tc balancer (xlb_tc_lb, xdp_mode "tc") on a frame from the client link.
+  TestRun tc_lb(const Bytes& frame) {
+    Result<TestRun> run = lb_->run_tc(frame, client_link_, bpf_program__fd(lb_->tc()->progs.xlb_tc_lb));
+    EXPECT_TRUE(run.ok()) << (run.ok() ? "" : run.error().message);
+    return run.ok() ? run.value() : TestRun{};
+  }
+
   uint64_t reason_packets(uint32_t reason) const { return lb_->reason(reason).packets; }
 
   int client_link_ = 0;

@@ -133,7 +133,8 @@ class LbPrograms {
     return run;
   }
 
-  Result<TestRun> run_tc(const Bytes& frame, int ifindex) const {
+  // xlb_tc (replies), or another program of the tc object by its fd (xlb_tc_lb, the balancer).
+  Result<TestRun> run_tc(const Bytes& frame, int ifindex, int prog_fd = -1) const {
     TestRun run;
     run.out.resize(frame.size() + 512);
     __sk_buff ctx{};
@@ -147,11 +148,11 @@ class LbPrograms {
     opts.ctx_in = &ctx;
     opts.ctx_size_in = sizeof ctx;
     opts.repeat = 1;
-    if (int err = bpf_prog_test_run_opts(bpf_program__fd(tc_->progs.xlb_tc), &opts); err != 0) {
-      return errno_error("test run of xlb_tc", -err);
-    }
+    const int fd = prog_fd >= 0 ? prog_fd : bpf_program__fd(tc_->progs.xlb_tc);
+    if (int err = bpf_prog_test_run_opts(fd, &opts); err != 0) return errno_error("test run of a tc program", -err);
     run.action = static_cast<int>(opts.retval);
     run.out.resize(opts.data_size_out);
+    run.duration_ns = opts.duration;
     return run;
   }
 
