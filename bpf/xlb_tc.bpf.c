@@ -178,7 +178,7 @@ int xlb_tc(struct __sk_buff *skb)
 
 	if (xlb_tc_pull(skb) < 0)
 		return TC_ACT_OK;
-	switch (xlb_parse((void *)(long)skb->data, (void *)(long)skb->data_end, &pkt, &malformed)) {
+	switch (xlb_parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, skb->len, &pkt, &malformed)) {
 	case XLB_PARSED_L4:
 		action = xlb_tc_reply(skb, &pkt);
 		return action == XLB_TC_NOT_REPLY ? TC_ACT_OK : action;
@@ -304,7 +304,7 @@ int xlb_tc_lb(struct __sk_buff *skb)
 		xlb_count_reason(XLB_PASS_NOT_IP, bytes);
 		return TC_ACT_OK;
 	}
-	switch (xlb_parse((void *)(long)skb->data, (void *)(long)skb->data_end, &pkt, &malformed)) {
+	switch (xlb_parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, skb->len, &pkt, &malformed)) {
 	case XLB_PARSED_L4:
 		return xlb_tc_balance(skb, &pkt, bytes);
 	case XLB_PARSED_ICMP:

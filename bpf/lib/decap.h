@@ -51,8 +51,8 @@ static __always_inline int xlb_parse_inner(const struct xlb_packet *outer, void 
 	inner->l3 = outer->l4;
 	inner->l3_off = outer->l4_off;
 	if (outer->flow.family == XLB_AF_INET)
-		return xlb_parse_ipv4(inner, data_end, &malformed);
-	return xlb_parse_ipv6(inner, data_end, &malformed);
+		return xlb_parse_ipv4(inner, data_end, data_end - inner->l3, &malformed);
+	return xlb_parse_ipv6(inner, data_end, data_end - inner->l3, &malformed);
 }
 
 /*

@@ -102,11 +102,10 @@ truncated:
 	return XLB_PARSED_MALFORMED;
 }
 
-static __always_inline int xlb_parse_ipv4(struct xlb_packet *pkt, void *data_end,
+static __always_inline int xlb_parse_ipv4(struct xlb_packet *pkt, void *data_end, __u32 available,
 					  __u32 *malformed)
 {
 	struct iphdr *ip = pkt->l3;
-	__u32 available = data_end - pkt->l3;
 	__u8 version_ihl;
 
 	if ((void *)(ip + 1) > data_end)
@@ -152,11 +151,10 @@ static __always_inline int xlb_parse_ipv4(struct xlb_packet *pkt, void *data_end
 	}
 }
 
-static __always_inline int xlb_parse_ipv6(struct xlb_packet *pkt, void *data_end,
+static __always_inline int xlb_parse_ipv6(struct xlb_packet *pkt, void *data_end, __u32 available,
 					  __u32 *malformed)
 {
 	struct ipv6hdr *ip6 = pkt->l3;
-	__u32 available = data_end - pkt->l3;
 	__u32 payload_len;
 
 	if ((void *)(ip6 + 1) > data_end)
@@ -202,9 +200,11 @@ static __always_inline int xlb_parse_ipv6(struct xlb_packet *pkt, void *data_end
 }
 
 /* Fills *pkt and says what the frame is (enum xlb_parsed); for MALFORMED, *malformed holds
- * the drop reason the rule would give it. */
-static __always_inline int xlb_parse(void *data, void *data_end, struct xlb_packet *pkt,
-				     __u32 *malformed)
+ * the drop reason the rule would give it. frame_len is the whole frame's length, which the IP
+ * length is checked against: for XDP data_end - data; for tc skb->len, since an skb's linear
+ * part (data .. data_end, where the headers are read) may end before its payload does. */
+static __always_inline int xlb_parse_frame(void *data, void *data_end, __u32 frame_len, struct xlb_packet *pkt,
+					   __u32 *malformed)
 {
 	struct ethhdr *eth = data;
 	__be16 proto;
@@ -225,12 +225,20 @@ static __always_inline int xlb_parse(void *data, void *data_end, struct xlb_pack
 	}
 	pkt->l3 = data + off;
 	pkt->l3_off = off;
+	if (frame_len < off)
+		return XLB_PARSED_NOT_IP;
 	if (proto == bpf_htons(ETH_P_IP))
-		return xlb_parse_ipv4(pkt, data_end, malformed);
+		return xlb_parse_ipv4(pkt, data_end, frame_len - off, malformed);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return xlb_parse_ipv6(pkt, data_end, malformed);
+		return xlb_parse_ipv6(pkt, data_end, frame_len - off, malformed);
 	/* Another EtherType, a second VLAN tag (QinQ) among them. */
 	return XLB_PARSED_NOT_IP;
+}
+
+/* A frame whose bytes are all between data and data_end (XDP). */
+static __always_inline int xlb_parse(void *data, void *data_end, struct xlb_packet *pkt, __u32 *malformed)
+{
+	return xlb_parse_frame(data, data_end, data_end - data, pkt, malformed);
 }
 
 #endif /* XLB_LIB_PARSE_H */
