@@ -17,6 +17,10 @@
 //   new, full     the same once the flow tables are full (300,000 flows from many clients
 //                 first), so that every insert evicts the least recently used flow, as on a
 //                 busy node: the memory-bound steady state
+//   tc            the tc balancer (xlb_tc_lb, xdp_mode = "tc") with 10 frontends: established,
+//                 new flow and not a frontend, net of a tc program that only returns TC_ACT_OK
+//                 (the skb test run costs more than XDP's: an skb is built per call), next to
+//                 XDP's figures of the same run
 //   dsr           with 10 frontends in dsr mode: established and new flows encapsulated
 //                 (IPv4 in IPv4) instead of translated, next to nat's figures
 //
@@ -27,6 +31,7 @@
 //   sudo ./build/bench/xdp_bench
 #include <arpa/inet.h>
 #include <linux/bpf.h>
+#include <linux/pkt_cls.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -69,10 +74,15 @@ using PacketSource = std::function<const Bytes&(uint64_t)>;
   std::exit(1);
 }
 
+// tc programs (an skb context) when set; XDP otherwise.
+bool g_skb = false;
+
 Timing time_calls(int prog_fd, int ifindex, const PacketSource& packet, uint64_t first, int calls) {
   Bytes out(2048);
   xdp_md ctx{};
   ctx.ingress_ifindex = static_cast<__u32>(ifindex);
+  __sk_buff skb{};
+  skb.ifindex = static_cast<__u32>(ifindex);
   uint64_t kernel = 0;
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < calls; ++i) {
@@ -84,8 +94,13 @@ Timing time_calls(int prog_fd, int ifindex, const PacketSource& packet, uint64_t
     opts.data_size_in = static_cast<__u32>(in.size());
     opts.data_out = out.data();
     opts.data_size_out = static_cast<__u32>(out.size());
-    opts.ctx_in = &ctx;
-    opts.ctx_size_in = sizeof ctx;
+    if (g_skb) {
+      opts.ctx_in = &skb;
+      opts.ctx_size_in = sizeof skb;
+    } else {
+      opts.ctx_in = &ctx;
+      opts.ctx_size_in = sizeof ctx;
+    }
     opts.repeat = 1;
     if (bpf_prog_test_run_opts(prog_fd, &opts) != 0) die(std::string("test run: ") + std::strerror(errno));
     kernel += opts.duration;
@@ -135,10 +150,10 @@ void check(const Status& s) {
   if (!s) die(s.error().message);
 }
 
-std::unique_ptr<LbPrograms> load_with_frontends(uint32_t count, uint32_t flags = 0) {
+std::unique_ptr<LbPrograms> load_with_frontends(uint32_t count, uint32_t flags = 0, bool tc = false) {
   LbPrograms::Options options;
   options.services_max_entries = kServicesMaxEntries;
-  options.load_tc = false;
+  options.load_tc = tc;
   Result<std::unique_ptr<LbPrograms>> loaded = LbPrograms::load(options);
   if (!loaded) die(loaded.error().message);
   std::unique_ptr<LbPrograms> lb = std::move(loaded).value();
@@ -318,6 +333,48 @@ int main() {
     const uint64_t expected = kPool + static_cast<uint64_t>(kRuns) * (kCallsPerRun + kNewFlowCallsPerRun);
     if (lb->reason(XLB_REASON_FORWARDED).packets != expected) die("the dsr program did not take the paths measured");
   }
+
+  // The tc balancer with 10 frontends: the same established pool, fresh flows and packets not
+  // for a frontend, through xlb_tc_lb on an skb.
+  Measured tc_established{}, tc_new_flow{}, tc_not_frontend{};
+  {
+    std::unique_ptr<LbPrograms> lb = load_with_frontends(10, 0, true);
+    const int prog_fd = bpf_program__fd(lb->tc()->progs.xlb_tc_lb);
+    const int tc_pass_fd = bpf_program__fd(pass->progs.xlb_tc_pass);
+    const IpAddr client = lbnet::v4().client;
+    std::vector<Bytes> flows, others;
+    for (int k = 0; k < kPool; ++k) {
+      flows.push_back(build_frame(client_packet(client, static_cast<uint16_t>(30000 + k), frontend(k % 10U), 80)));
+      others.push_back(build_frame(client_packet(client, 40000, lbnet::v4().node, static_cast<uint16_t>(1000 + k))));
+    }
+    for (const Bytes& f : flows) {
+      Result<TestRun> run = lb->run_tc(f, ifindex, prog_fd);
+      if (!run || run->action != TC_ACT_REDIRECT) die("an established flow was not redirected by xlb_tc_lb");
+    }
+    g_skb = true;
+    uint64_t next = 0;
+    tc_established = measure(prog_fd, tc_pass_fd, ifindex, [&](uint64_t i) -> const Bytes& { return flows[i % kPool]; },
+                             next);
+    next = 0;
+    tc_not_frontend = measure(prog_fd, tc_pass_fd, ifindex,
+                              [&](uint64_t i) -> const Bytes& { return others[i % kPool]; }, next);
+    Bytes scratch;
+    next = 0;
+    tc_new_flow = measure(
+        prog_fd, tc_pass_fd, ifindex,
+        [&](uint64_t i) -> const Bytes& {
+          scratch = flows[i % kPool];
+          const uint16_t sport = htons(static_cast<uint16_t>(1024 + i % 60000));
+          std::memcpy(&scratch[14 + 20], &sport, 2);
+          return scratch;
+        },
+        next, kNewFlowCallsPerRun);
+    g_skb = false;
+    const uint64_t expected = kPool + static_cast<uint64_t>(kRuns) * (kCallsPerRun + kNewFlowCallsPerRun);
+    if (lb->reason(XLB_REASON_FORWARDED).packets != expected ||
+        lb->reason(XLB_PASS_NOT_SERVICE).packets != static_cast<uint64_t>(kRuns) * kCallsPerRun)
+      die("the tc balancer did not take the paths measured");
+  }
   xlb_xdp_pass__destroy(pass);
 
   std::printf("xlb_xdp per packet, BPF_PROG_TEST_RUN repeat=1 with a pristine packet per call, net of an XDP_PASS\n"
@@ -341,5 +398,13 @@ int main() {
               "nat the same run: %.1f and %.1f ns\n",
               dsr_established.net_ns, dsr_established.net_wall_ns, dsr_new_flow.net_ns, dsr_new_flow.net_wall_ns,
               established.ten.net_ns, new_flow.ten.net_ns);
+  std::printf("\ntc balancer (xlb_tc_lb, xdp_mode = \"tc\"), 10 frontends, net of a TC_ACT_OK program on an skb:\n"
+              "  established %.1f ns [%.1f ns] (XDP %.1f ns, x%.2f), new flow %.1f ns [%.1f ns] (XDP %.1f ns, x%.2f),\n"
+              "  not a frontend %.1f ns [%.1f ns] (XDP %.1f ns); baseline (TC_ACT_OK program) %.1f ns per call,\n"
+              "  gross established %.1f ns\n",
+              tc_established.net_ns, tc_established.net_wall_ns, established.ten.net_ns,
+              tc_established.net_ns / established.ten.net_ns, tc_new_flow.net_ns, tc_new_flow.net_wall_ns,
+              new_flow.ten.net_ns, tc_new_flow.net_ns / new_flow.ten.net_ns, tc_not_frontend.net_ns,
+              tc_not_frontend.net_wall_ns, not_frontend.ten.net_ns, tc_established.baseline_ns, tc_established.gross_ns);
   return 0;
 }

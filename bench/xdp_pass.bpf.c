@@ -14,3 +14,10 @@ int xlb_xdp_pass(struct xdp_md *ctx)
 {
 	return XDP_PASS;
 }
+
+/* The baseline of the tc balancer (xlb_tc_lb): TC_ACT_OK (0), on an skb. */
+SEC("tc")
+int xlb_tc_pass(struct __sk_buff *skb)
+{
+	return 0;
+}
