@@ -10,14 +10,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <algorithm>
 #include <functional>
 #include <set>
 #include <thread>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 
 #include "base/unique_fd.h"
 #include "datapath/errno_error.h"
@@ -412,6 +413,17 @@ uint32_t program_id(int fd) {
   return bpf_obj_get_info_by_fd(fd, &info, &length) == 0 ? info.id : 0;
 }
 
+// The name of a loaded program by its id ("" if it is gone).
+std::string program_name(uint32_t id) {
+  const int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return "";
+  bpf_prog_info info{};
+  uint32_t length = sizeof info;
+  std::string name = bpf_obj_get_info_by_fd(fd, &info, &length) == 0 ? std::string(info.name) : "";
+  ::close(fd);
+  return name;
+}
+
 }  // namespace
 
 Result<XdpMode> Datapath::attach_xdp(const std::string& interface, XdpMode wanted) {
@@ -445,14 +457,18 @@ Status Datapath::attach_tc(const std::string& interface, bool balance) {
   opts.priority = kTcPriority;
   opts.flags = BPF_TC_F_REPLACE;
   if (balance) {
-    // xlb's XDP program from an earlier xdp_mode would balance before the tc balancer.
+    // An xlb XDP program left by an earlier xdp_mode (this or an earlier xlbd's, recognised by
+    // its name) would balance before the tc balancer: it goes. Another XDP program stays.
     bpf_xdp_query_opts query{};
     query.sz = sizeof query;
-    const uint32_t ours = program_id(program_fd("xlb_xdp"));
-    if (bpf_xdp_query(static_cast<int>(*index), 0, &query) == 0 && ours != 0 &&
-        (query.drv_prog_id == ours || query.skb_prog_id == ours))
-      bpf_xdp_detach(static_cast<int>(*index), query.drv_prog_id == ours ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE,
-                     nullptr);
+    if (bpf_xdp_query(static_cast<int>(*index), 0, &query) == 0) {
+      for (const auto& [id, mode] : {std::pair{query.drv_prog_id, XDP_FLAGS_DRV_MODE},
+                                    std::pair{query.skb_prog_id, XDP_FLAGS_SKB_MODE}}) {
+        if (id == 0 || program_name(id) != "xlb_xdp") continue;
+        if (int err = bpf_xdp_detach(static_cast<int>(*index), mode, nullptr); err != 0)
+          return errno_error("take xlb's XDP program off " + interface + " for the tc balancer", -err);
+      }
+    }
   }
   if (int err = bpf_tc_attach(&hook, &opts); err != 0)
     return errno_error("attach the tc program to " + interface + " ingress", -err);

@@ -39,7 +39,7 @@ write_config() {  # write_config MODE
   cat >"$workdir/xlb.toml" <<TOML
 [node]
 interfaces = ["lbc", "lb1", "lb2", "lb3"]
-xdp_mode = "tc"
+xdp_mode = "$xdp_mode"
 cgroup = "off"
 snat_ipv4 = "10.203.0.1"
 [maglev]
@@ -92,9 +92,17 @@ run_client() {  # run_client OUT lbtool-args...: in the client namespace
 }
 
 route_back add
+for k in 1 2 3; do wait_for_line "$workdir/b$k.log" serving; done
+
+echo "== from XDP to tc: a node that ran XDP restarts with xdp_mode = \"tc\""
+xdp_mode=generic
+write_config nat
+start_xlbd 0
+check "XDP on lbc first" bash -c "ip -n '$lb' link show lbc | grep -q xdp"
+stop_xlbd
+xdp_mode=tc
 write_config nat
 start_xlbd 1
-for k in 1 2 3; do wait_for_line "$workdir/b$k.log" serving; done
 
 echo "== the tc balancer is what is attached"
 check "xlbd says tc balancing is in use" grep -q "tc ingress balancer" "$workdir/xlbd.1.log"
@@ -112,10 +120,24 @@ run_client "$workdir/udp1" udp "$vip" $port 300
 check "no UDP answer lost or from elsewhere" test "$(count failed "$workdir/udp1")" -eq 0
 check "UDP reaches all 3 backends" test "$(grep -c '^b[123] ' "$workdir/udp1")" -eq 3
 
+echo "== restart: xlbd stopped and started while a client keeps connecting"
+ip netns exec "$client" "$lbtool" loop "$vip" $port 4 >"$workdir/loop" &
+loop_pid=$!
+pids+=("$loop_pid")
+sleep 1
+stop_xlbd
+sleep 0.5
+start_xlbd 2
+check "maps adopted from the pins" grep -q "maps adopted" "$workdir/xlbd.2.log"
+wait "$loop_pid"
+cat "$workdir/loop"
+check "no failed connection across the restart" test "$(count failed "$workdir/loop")" -eq 0
+check "connections went on during the restart" test "$(count ok "$workdir/loop")" -gt 100
+
 echo "== snat: backends with no route to the client"
 route_back del
 write_config snat
-reload_xlbd 1
+reload_xlbd 2
 run_client "$workdir/tcp2" tcp "$vip" $port 1500
 check "no failed snat connection" test "$(count failed "$workdir/tcp2")" -eq 0
 check "backends see lb's address, not the client's" test "$(grep -c ' 10.203.0.1 ' "$workdir/tcp2")" -eq 3
