@@ -86,6 +86,19 @@ TEST_F(PreflightTest, AskTheDriverOfEachLink) {
   EXPECT_EQ(find(checks, "xdp absent0").detail, "no link absent0 in this network namespace");
 }
 
+// xdp_mode = "tc": the links are checked as tc balancer links, and the check says so.
+TEST_F(PreflightTest, TcBalancingIsReportedPerLink) {
+  XLB_ASSERT_OK(test::enter_private_netns());
+  XLB_ASSERT_OK(test::run_command({"/sbin/ip", "link", "add", "pfa", "type", "veth", "peer", "name", "pfb"}));
+  PreflightOptions options;
+  options.interfaces = {"pfa", "absent0"};
+  options.tc_balancer = true;
+  const auto checks = run_preflight(options);
+  EXPECT_EQ(find(checks, "tc pfa").outcome, Outcome::pass);
+  EXPECT_EQ(find(checks, "tc pfa").detail.rfind("tc balancing in use", 0), 0u) << find(checks, "tc pfa").detail;
+  EXPECT_EQ(find(checks, "tc absent0").outcome, Outcome::fail);
+}
+
 // A fresh network namespace has forwarding off: a warning on a node that balances, none on one
 // that only decapsulates dsr packets ([node] decap = true, xdp_mode = "off").
 TEST_F(PreflightTest, ForwardingMattersOnlyToANodeThatRoutes) {
