@@ -280,7 +280,7 @@ TEST(ConfigErrors, TcBalancerTakesNatButRefusesDsr) {
   ASSERT_TRUE(tc.ok());
   EXPECT_EQ(tc->node.xdp_mode, XdpMode::tc);
   EXPECT_EQ(errors_of(dsr_web("[node]\nxdp_mode = \"tc\"\ndsr_source_ipv4 = \"10.99.0.0/16\"\n")),
-            "xlb.toml:7:3: service \"web\" frontend 1: mode dsr is not balanced by the tc balancer ([node] xdp_mode = "
+            "xlb.toml:9:3: service \"web\" frontend 1: mode dsr is not balanced by the tc balancer ([node] xdp_mode = "
             "\"tc\"); use nat or snat, or XDP");
 }
 
