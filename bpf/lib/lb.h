@@ -62,19 +62,14 @@ static __always_inline int lb_is_frontend_address(__u8 family, const __be32 addr
  * has none. */
 static __always_inline __u32 lb_ring_pick(const struct xlb_service_value *service, __u32 pick)
 {
-	__u32 service_id = service->service_id;
 	__u32 ring_size = service->ring_size;
 	const __u32 *backend_id;
 	__u32 slot;
-	void *ring;
 
 	if (ring_size == 0)
 		return XLB_BACKEND_ID_NONE;
-	ring = bpf_map_lookup_elem(&xlb_rings, &service_id);
-	if (!ring)
-		return XLB_BACKEND_ID_NONE;
-	slot = pick % ring_size;
-	backend_id = bpf_map_lookup_elem(ring, &slot);
+	slot = service->ring_offset + pick % ring_size;
+	backend_id = bpf_map_lookup_elem(&xlb_ring_slots, &slot);
 	if (!backend_id)
 		return XLB_BACKEND_ID_NONE;
 	return *backend_id;
