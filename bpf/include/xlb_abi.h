@@ -40,7 +40,7 @@
  * (what entries written before slots existed hold; its counts are never read). */
 #define XLB_DEFAULT_SERVICES 65536
 #define XLB_DEFAULT_BACKENDS 131072
-/* How many ring slots xlb_ring_slots holds (its max_entries, [node] max_ring_slots): every
+/* How many ring slots xlb_ring_slots holds ([node] max_ring_slots; its max_entries is half): every
  * service's Maglev table is a range of it. An array, allocated whole at load: 4 bytes a slot,
  * 32 MiB at this default, which holds 10,000 Services of up to 5 endpoints (509-slot rings) or
  * 8,000 of up to 10 (1021 slots). */
@@ -133,9 +133,16 @@ struct xlb_backend {
 	__u32 stats_slot;
 };
 
-/* xlb_ring_slots (ARRAY): slot -> backend id (__u32). Every service's Maglev table is a range of
- * it (xlb_service_value.ring_offset, ring_size), so that a new or resized ring is a write to an
- * array, never to a map of maps (each write there waits for an RCU grace period). */
+/* xlb_ring_slots (ARRAY, mmappable): slot / 2 -> the backend ids of slots 2k and 2k+1. Every
+ * service's Maglev table is a range of slots (xlb_service_value.ring_offset, ring_size), so that
+ * a new or resized ring is a write to an array, never to a map of maps (each write there waits
+ * for an RCU grace period). Two slots an entry because the kernel rounds an array's elements up
+ * to 8 bytes: so a slot costs 4 bytes, and the array as user space maps it is a plain __u32
+ * array, slot i at index i. */
+#define XLB_RING_SLOTS_PER_ENTRY 2
+struct xlb_ring_pair {
+	__u32 backend_id[XLB_RING_SLOTS_PER_ENTRY];
+};
 
 /* ---- flows ------------------------------------------------------------------------------- */
 
@@ -302,6 +309,7 @@ XLB_ABI_ASSERT(sizeof(struct xlb_service_key_v6) == 20, "xlb_service_key_v6 layo
 XLB_ABI_ASSERT(sizeof(struct xlb_frontend_addr_key) == 20, "xlb_frontend_addr_key layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_service_value) == 20, "xlb_service_value layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_backend) == 24, "xlb_backend layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_ring_pair) == 8, "xlb_ring_pair layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_flow_key) == 40, "xlb_flow_key layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_ct_entry) == 24, "xlb_ct_entry layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_reverse_nat) == 40, "xlb_reverse_nat layout changed");

@@ -63,16 +63,17 @@ static __always_inline int lb_is_frontend_address(__u8 family, const __be32 addr
 static __always_inline __u32 lb_ring_pick(const struct xlb_service_value *service, __u32 pick)
 {
 	__u32 ring_size = service->ring_size;
-	const __u32 *backend_id;
-	__u32 slot;
+	const struct xlb_ring_pair *pair;
+	__u32 slot, entry;
 
 	if (ring_size == 0)
 		return XLB_BACKEND_ID_NONE;
 	slot = service->ring_offset + pick % ring_size;
-	backend_id = bpf_map_lookup_elem(&xlb_ring_slots, &slot);
-	if (!backend_id)
+	entry = slot / XLB_RING_SLOTS_PER_ENTRY;
+	pair = bpf_map_lookup_elem(&xlb_ring_slots, &entry);
+	if (!pair)
 		return XLB_BACKEND_ID_NONE;
-	return *backend_id;
+	return pair->backend_id[slot & (XLB_RING_SLOTS_PER_ENTRY - 1)];
 }
 
 static __always_inline const struct xlb_backend *lb_lookup_backend(__u32 backend_id)

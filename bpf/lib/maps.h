@@ -51,10 +51,10 @@ struct {
 /* Every ring, one range each (xlb_abi.h). Mmappable: user space writes rings with memcpy. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XLB_DEFAULT_RING_SLOTS);
+	__uint(max_entries, XLB_DEFAULT_RING_SLOTS / XLB_RING_SLOTS_PER_ENTRY);
 	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, __u32);   /* slot */
-	__type(value, __u32); /* backend id */
+	__type(key, __u32); /* slot / 2 */
+	__type(value, struct xlb_ring_pair);
 } xlb_ring_slots SEC(".maps");
 
 struct {

@@ -145,10 +145,13 @@ Result<BpfMaps> BpfMaps::open(const MapFds& fds) {
   }
   auto ring_slots = max_entries(m.ring_slots_.get(), "xlb_ring_slots");
   if (!ring_slots) return ring_slots.error();
-  m.ring_slot_capacity_ = *ring_slots;
+  m.ring_slot_capacity_ = *ring_slots * XLB_RING_SLOTS_PER_ENTRY;  // two slots an entry (xlb_abi.h)
   m.ring_ranges_ = RingRanges(m.ring_slot_capacity_);
   if (m.ring_slot_capacity_ > 0) {
-    // Rings are written through a mapping of the array: a memcpy rather than a system call.
+    // Rings are written through a mapping of the array: a memcpy rather than a system call. Its
+    // entries are pairs of slots (8 bytes, the kernel's element size), so the mapping is a plain
+    // array of slots.
+    static_assert(sizeof(xlb_ring_pair) == XLB_RING_SLOTS_PER_ENTRY * sizeof(BackendId));
     const size_t length = static_cast<size_t>(m.ring_slot_capacity_) * sizeof(BackendId);
     void* mapped = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, m.ring_slots_.get(), 0);
     if (mapped == MAP_FAILED)

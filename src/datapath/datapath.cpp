@@ -162,21 +162,26 @@ Result<std::optional<uint32_t>> pinned_size(const fs::path& pin) {
 // The sizes to load with: the options', or those of the maps a previous xlbd pinned (the maps
 // that hold state: xlb_services_v4 and xlb_backends), which are adopted as they are.
 Result<Capacity> capacity_to_load(const LoadOptions& options) {
-  Capacity c{options.max_services, options.max_backends, "", options.max_ring_slots};
-  for (auto [what, name, size, key, ids] :
-       {std::tuple{"services", "xlb_services_v4", &c.services, "max_services", XLB_MAX_SERVICES},
-        std::tuple{"backends", "xlb_backends", &c.backends, "max_backends", XLB_MAX_BACKENDS},
-        std::tuple{"ring slots", "xlb_ring_slots", &c.ring_slots, "max_ring_slots", kMaxRingSlotsBound + 1}}) {
+  // Ring slots go two to an entry of xlb_ring_slots: an odd count is rounded up.
+  Capacity c{options.max_services, options.max_backends, "",
+             options.max_ring_slots + options.max_ring_slots % XLB_RING_SLOTS_PER_ENTRY};
+  for (auto [what, name, size, key, ids, per_entry] :
+       {std::tuple{"services", "xlb_services_v4", &c.services, "max_services", XLB_MAX_SERVICES, 1U},
+        std::tuple{"backends", "xlb_backends", &c.backends, "max_backends", XLB_MAX_BACKENDS, 1U},
+        std::tuple{"ring slots", "xlb_ring_slots", &c.ring_slots, "max_ring_slots", kMaxRingSlotsBound + 1,
+                   static_cast<unsigned>(XLB_RING_SLOTS_PER_ENTRY)}}) {
     if (*size == 0 || *size >= ids)
       return Error{std::string(key) + " " + std::to_string(*size) + ": it goes from 1 to " + std::to_string(ids - 1)};
     if (options.pin_dir.empty()) continue;
     auto pinned = pinned_size(options.pin_dir / name);
     if (!pinned) return pinned.error();
-    if (!*pinned || **pinned == *size) continue;
+    if (!*pinned) continue;
+    const uint32_t held = **pinned * per_entry;
+    if (held == *size) continue;
     if (!c.note.empty()) c.note += "; ";
-    c.note += "the pinned maps hold " + std::to_string(**pinned) + " " + what + ", adopted as they are: " + key + " " +
+    c.note += "the pinned maps hold " + std::to_string(held) + " " + what + ", adopted as they are: " + key + " " +
               std::to_string(*size) + " takes effect after xlbd --cleanup (which interrupts traffic) and a start";
-    *size = **pinned;
+    *size = held;
   }
   return c;
 }
@@ -198,7 +203,7 @@ Status share_maps(Object& o, const std::map<std::string, int>& loaded, const fs:
       const uint32_t extra = is_counter_map(name) ? 1 : 0;
       const uint32_t entries = kind == Sized::services   ? capacity.services
                                : kind == Sized::backends ? capacity.backends
-                                                         : capacity.ring_slots;
+                                                         : capacity.ring_slots / XLB_RING_SLOTS_PER_ENTRY;
       if (int err = bpf_map__set_max_entries(map, entries + extra);
           err != 0)
         return errno_error("size map " + name, -err);

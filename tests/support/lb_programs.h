@@ -171,16 +171,21 @@ class LbPrograms {
     return {};
   }
 
-  // Writes ring.size() slots of xlb_ring_slots, after those of the rings before: the offset
-  // for the service's entry (xlb_service_value.ring_offset). Here no range is ever reused.
+  // Writes ring.size() slots of xlb_ring_slots (two to an entry), after those of the rings
+  // before, from an even slot: the offset for the service's entry (xlb_service_value.ring_offset).
+  // Here no range is ever reused.
   Result<uint32_t> set_ring(const std::vector<uint32_t>& ring) {
     const uint32_t offset = next_ring_slot_;
-    std::vector<__u32> keys(ring.size());
-    for (uint32_t slot = 0; slot < ring.size(); ++slot) keys[slot] = offset + slot;
-    __u32 count = static_cast<__u32>(ring.size());
-    if (count > 0 && bpf_map_update_batch(fd(xdp_->maps.xlb_ring_slots), keys.data(), ring.data(), &count, nullptr) != 0)
+    const size_t entries = (ring.size() + XLB_RING_SLOTS_PER_ENTRY - 1) / XLB_RING_SLOTS_PER_ENTRY;
+    std::vector<__u32> keys(entries);
+    std::vector<xlb_ring_pair> pairs(entries);
+    for (size_t i = 0; i < entries; ++i) keys[i] = offset / XLB_RING_SLOTS_PER_ENTRY + static_cast<__u32>(i);
+    for (size_t slot = 0; slot < ring.size(); ++slot)
+      pairs[slot / XLB_RING_SLOTS_PER_ENTRY].backend_id[slot % XLB_RING_SLOTS_PER_ENTRY] = ring[slot];
+    __u32 count = static_cast<__u32>(entries);
+    if (count > 0 && bpf_map_update_batch(fd(xdp_->maps.xlb_ring_slots), keys.data(), pairs.data(), &count, nullptr) != 0)
       return errno_error("write ring", errno);
-    next_ring_slot_ += static_cast<uint32_t>(ring.size());
+    next_ring_slot_ += static_cast<uint32_t>(entries * XLB_RING_SLOTS_PER_ENTRY);
     return offset;
   }
 
