@@ -320,7 +320,14 @@ int main(int argc, char** argv) {
   auto store = xlb::store::Store::open(dir / "state.db");
   if (!store) return 1;
   xlb::Logger log(xlb::LogLevel::error);
-  xlb::engine::Engine engine(*store, log, {}, &datapath->maps());
+  // As xlbd does: the sockets socket-LB connected to a backend that left are destroyed, in every
+  // network namespace, by the engine after each change (its cost is part of the lag).
+  xlb::engine::Engine engine(*store, log, {}, &datapath->maps(),
+                             [&](const std::vector<xlb::datapath::BackendEntry>& backends) {
+                               std::vector<xlb::datapath::Endpoint> endpoints;
+                               for (const auto& b : backends) endpoints.push_back({b.address, b.port});
+                               return datapath->destroy_sockets_to(endpoints);
+                             });
 
   std::mutex mutex;
   std::condition_variable cv;

@@ -166,6 +166,7 @@ else:
 sync = dict(l.split(" ", 1) for l in out("sync").splitlines() if re.match(r"^[a-z_0-9]+ \S", l))
 if ok("sync"):
     for k in ["xlb_full_sync_ms", "iptables_restore_ms", "full_sync_ratio", "xlb_add_one_ms_p50", "xlb_add_one_ms_p99",
+              "xlb_add_one_maps_ms_p50", "xlb_add_one_maps_ms_p99",
               "xlb_add_one_cpu_ms_p50", "iptables_add_one_ms_p50", "iptables_add_one_ms_p99", "add_one_ratio"]:
         if k in sync:
             rows.append(("sync", k, float(sync[k]), "ms" if k.endswith(("_ms", "_p50", "_p99")) else "x"))
@@ -174,7 +175,8 @@ if ok("sync"):
                "sudo build/bench/sync_bench 10000 4 20"))
     md.append((f"one Service added to 10,000: into the maps ({sync['xlb_add_one_api'].strip()}) vs kube-proxy's partial "
                "iptables-restore (target: < 1 ms)",
-               f"p50 {num(float(sync['xlb_add_one_ms_p50']))} ms (p99 {num(float(sync['xlb_add_one_ms_p99']))}; CPU "
+               f"in the maps p50 {num(float(sync['xlb_add_one_maps_ms_p50']))} ms (p99 {num(float(sync['xlb_add_one_maps_ms_p99']))}); "
+               f"committed p50 {num(float(sync['xlb_add_one_ms_p50']))} ms (p99 {num(float(sync['xlb_add_one_ms_p99']))}; CPU "
                f"{num(float(sync.get('xlb_add_one_cpu_ms_p50', 'nan')))} ms) vs "
                f"{num(float(sync['iptables_add_one_ms_p50']))} ms (**{float(sync['add_one_ratio']):.0f}x**)",
                "sudo build/bench/sync_bench 10000 4 20"))

@@ -4,8 +4,8 @@
  * bpf_sock_destroy, kernel 6.5+). Without it a connected UDP client (a resolver's socket to a
  * DNS service) keeps sending to the dead backend for as long as it lives.
  *
- * User space writes the backend into sock_destroy_target (the object's .bss) and reads an
- * iterator of iter/tcp and one of iter/udp: each visits every socket of the reader's network
+ * User space writes the backends into xlb_sock_destroy_targets and reads an iterator of
+ * iter/tcp and one of iter/udp: each visits every socket of the reader's network
  * namespace and destroys those connected to the target through xlb (xlb_sock_revnat knows the
  * socket), so a process that connected to the backend's address directly is left alone. User
  * space reads them once in every network namespace of the host (pods have their own).
@@ -62,51 +62,59 @@ struct bpf_iter__udp {
  */
 extern int bpf_sock_destroy(struct sock_common *sk) __ksym __weak;
 
-/* The backend whose sockets go, written by user space before each iteration (through the
- * object's .bss map, key 0). Plain scalars: the generated skeleton declares .bss variables
- * but not struct types, and user space compiles that declaration. */
-__u32 sock_destroy_address[4]; /* network byte order, IPv4 in [0] */
-__u16 sock_destroy_port;       /* network byte order */
-__u8 sock_destroy_family;      /* XLB_AF_INET or XLB_AF_INET6; 0 = destroy nothing */
-/* What the run did, for user space to read back (and zero before the next run). */
+/* The backends whose sockets go, written by user space before a pass (and emptied after): one
+ * pass over every namespace serves all the backends that left in one change. Private to the
+ * socket programs and user space's datapath code, so not in xlb_abi.h. */
+struct xlb_sock_destroy_target {
+	__be32 address[4]; /* the backend, as its sockets see their peer; IPv4 in [0] */
+	__be16 port;
+	__u8 family;       /* XLB_AF_INET or XLB_AF_INET6: as socket-LB recorded the socket */
+	__u8 pad;          /* 0 */
+};
+
+#define XLB_SOCK_DESTROY_TARGETS 4096
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_SOCK_DESTROY_TARGETS);
+	__type(key, struct xlb_sock_destroy_target);
+	__type(value, __u8);
+} xlb_sock_destroy_targets SEC(".maps");
+
+/* What the run did, for user space to read back (and zero before the next run), through the
+ * object's .bss map (key 0). */
 __u32 sock_destroy_done;       /* sockets destroyed */
 __u32 sock_destroy_failed;     /* matched, but the kernel could not (or cannot: before 6.5) destroy them */
 
-/* Whether xlb connected this socket to the target backend. */
+/* Whether xlb connected this socket to one of the target backends. */
 static __always_inline int sock_destroy_matches(struct sock_common *sk)
 {
-	__be32 target[4] = { sock_destroy_address[0], sock_destroy_address[1], sock_destroy_address[2],
-			     sock_destroy_address[3] };
-	__be16 port = sock_destroy_port;
-	__u8 family = sock_destroy_family;
+	struct xlb_sock_destroy_target target = {};
 	struct xlb_sock_revnat_key key;
-	__be32 peer[4] = {};
 
-	if (family == 0 || sk->skc_dport != port)
-		return 0;
+	target.port = sk->skc_dport;
 	if (sk->skc_family == XLB_AF_INET) {
-		peer[0] = sk->skc_daddr;
+		target.address[0] = sk->skc_daddr;
+		target.family = XLB_AF_INET;
 	} else if (sk->skc_family == XLB_AF_INET6) {
-		peer[0] = sk->skc_v6_daddr.in6_u.u6_addr32[0];
-		peer[1] = sk->skc_v6_daddr.in6_u.u6_addr32[1];
-		peer[2] = sk->skc_v6_daddr.in6_u.u6_addr32[2];
-		peer[3] = sk->skc_v6_daddr.in6_u.u6_addr32[3];
+		target.address[0] = sk->skc_v6_daddr.in6_u.u6_addr32[0];
+		target.address[1] = sk->skc_v6_daddr.in6_u.u6_addr32[1];
+		target.address[2] = sk->skc_v6_daddr.in6_u.u6_addr32[2];
+		target.address[3] = sk->skc_v6_daddr.in6_u.u6_addr32[3];
+		target.family = XLB_AF_INET6;
 		/* A dual-stack socket connected to an IPv4 backend (::ffff:a.b.c.d): socket-LB
 		 * recorded it as IPv4 (xlb_sock.bpf.c). */
-		if (peer[0] == 0 && peer[1] == 0 && peer[2] == bpf_htonl(0xffff)) {
-			peer[0] = peer[3];
-			peer[1] = peer[2] = peer[3] = 0;
-		} else if (family != XLB_AF_INET6) {
-			return 0;
+		if (target.address[0] == 0 && target.address[1] == 0 && target.address[2] == bpf_htonl(0xffff)) {
+			target.address[0] = target.address[3];
+			target.address[2] = target.address[3] = 0;
+			target.family = XLB_AF_INET;
 		}
 	} else {
 		return 0;
 	}
-	if (family == XLB_AF_INET6 && sk->skc_family != XLB_AF_INET6)
+	if (!bpf_map_lookup_elem(&xlb_sock_destroy_targets, &target))
 		return 0;
-	if (peer[0] != target[0] || peer[1] != target[1] || peer[2] != target[2] || peer[3] != target[3])
-		return 0;
-	sock_revnat_key(&key, bpf_get_socket_cookie(sk), family, target, port);
+	sock_revnat_key(&key, bpf_get_socket_cookie(sk), target.family, target.address, target.port);
 	return sock_revnat_lookup(&key) != NULL;
 }
 

@@ -593,24 +593,86 @@ Status run_iterators(const std::vector<bpf_link*>& links, const std::string& wha
 }  // namespace
 
 Result<uint32_t> Datapath::destroy_sockets_to(const model::IpAddress& address, uint16_t port) {
-  const std::string what = "destroy the sockets connected to backend " + address.to_string() + ":" +
-                           std::to_string(port);
+  return destroy_sockets_to(std::vector<Endpoint>{{address, port}});
+}
+
+namespace {
+
+// bpf/lib/sock_destroy.h's struct xlb_sock_destroy_target (the socket programs' own).
+struct SockDestroyTarget {
+  __be32 address[4];
+  __be16 port;
+  __u8 family;
+  __u8 pad;
+};
+static_assert(sizeof(SockDestroyTarget) == 20);
+
+constexpr size_t kSockDestroyTargets = 4096;  // XLB_SOCK_DESTROY_TARGETS
+
+std::string endpoints_text(const std::vector<Endpoint>& backends) {
+  std::string text;
+  for (size_t i = 0; i < backends.size() && i < 3; ++i)
+    text += (i ? ", " : "") + backends[i].address.to_string() + ":" + std::to_string(backends[i].port);
+  if (backends.size() > 3) text += " and " + std::to_string(backends.size() - 3) + " more";
+  return text;
+}
+
+// Empties the targets map, whatever an earlier pass (or a crash in one) left there.
+Status clear_targets(int fd, const std::string& what) {
+  std::vector<SockDestroyTarget> keys;
+  SockDestroyTarget key{};
+  const void* previous = nullptr;
+  while (bpf_map_get_next_key(fd, previous, &key) == 0) {
+    keys.push_back(key);
+    previous = &keys.back();
+  }
+  for (const auto& k : keys)
+    if (int err = bpf_map_delete_elem(fd, &k); err != 0 && err != -ENOENT) return errno_error(what + ": clear the targets", -err);
+  return {};
+}
+
+}  // namespace
+
+Result<uint32_t> Datapath::destroy_sockets_to(const std::vector<Endpoint>& backends) {
+  if (backends.empty()) return 0U;
+  if (backends.size() > kSockDestroyTargets) {
+    uint32_t total = 0;
+    for (size_t at = 0; at < backends.size(); at += kSockDestroyTargets) {
+      const auto end = std::min(backends.size(), at + kSockDestroyTargets);
+      auto part = destroy_sockets_to(std::vector<Endpoint>(backends.begin() + static_cast<ptrdiff_t>(at),
+                                                           backends.begin() + static_cast<ptrdiff_t>(end)));
+      if (!part) return part.error();
+      total += *part;
+    }
+    return total;
+  }
+  const std::string what = "destroy the sockets connected to backend" + std::string(backends.size() > 1 ? "s " : " ") +
+                           endpoints_text(backends);
   bpf_object* object = objects_->sock().object;
-  // The iterators read their target from the object's .bss and count there what they did
-  // (bpf/lib/sock_destroy.h).
+  // The iterators read their targets from xlb_sock_destroy_targets and count in the object's
+  // .bss what they did (bpf/lib/sock_destroy.h).
   bpf_map* bss = nullptr;
   bpf_map* map;
   bpf_object__for_each_map(map, object) {
     if (bpf_map__is_internal(map) && std::string_view(bpf_map__name(map)).ends_with(".bss")) bss = map;
   }
   if (!bss) return Error{what + ": the xlb_sock object has no .bss"};
+  const int targets = map_fd(objects_->maps, "xlb_sock_destroy_targets");
+  if (targets < 0) return Error{what + ": the xlb_sock object has no xlb_sock_destroy_targets map"};
   std::remove_pointer_t<decltype(xlb_sock::bss)> run{};
-  std::memcpy(run.sock_destroy_address, address.bytes().data(), address.is_v4() ? 4 : 16);
-  run.sock_destroy_port = htons(port);
-  run.sock_destroy_family = address.is_v4() ? XLB_AF_INET : XLB_AF_INET6;
   const uint32_t zero = 0;
   if (int err = bpf_map_update_elem(bpf_map__fd(bss), &zero, &run, BPF_ANY); err != 0)
-    return errno_error(what + ": write the target", -err);
+    return errno_error(what + ": zero the counts", -err);
+  if (Status s = clear_targets(targets, what); !s) return s.error();
+  for (const auto& b : backends) {
+    SockDestroyTarget target{};
+    std::memcpy(target.address, b.address.bytes().data(), b.address.is_v4() ? 4 : 16);
+    target.port = htons(b.port);
+    target.family = b.address.is_v4() ? XLB_AF_INET : XLB_AF_INET6;
+    const uint8_t yes = 1;
+    if (int err = bpf_map_update_elem(targets, &target, &yes, BPF_ANY); err != 0)
+      return errno_error(what + ": write the targets", -err);
+  }
 
   std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;
   std::vector<bpf_link*> raw_links;
@@ -627,7 +689,8 @@ Result<uint32_t> Datapath::destroy_sockets_to(const model::IpAddress& address, u
   // pass per namespace, from a thread of its own that enters each in turn (a thread's network
   // namespace is its own, so the caller's stays as it is; the thread ends with the pass). The
   // program destroys the matching sockets as it goes and writes nothing, so each read ends at
-  // once.
+  // once. A pass costs a walk of the host's socket tables per namespace, whatever the number of
+  // targets: give it every backend that left in one change at once.
   const std::vector<UniqueFd> namespaces = network_namespaces();
   Status passed;
   std::thread([&] {
@@ -642,16 +705,14 @@ Result<uint32_t> Datapath::destroy_sockets_to(const model::IpAddress& address, u
       }
     }
   }).join();
+  // Destroy nothing on a later, unrelated run of the iterators.
+  if (Status s = clear_targets(targets, what); !s) return s.error();
   if (!passed) return passed.error();
 
   if (int err = bpf_map_lookup_elem(bpf_map__fd(bss), &zero, &run); err != 0)
     return errno_error(what + ": read what the iterators did", -err);
   const uint32_t destroyed = run.sock_destroy_done;
   const uint32_t failed = run.sock_destroy_failed;
-  // Destroy nothing on a later, unrelated run of the iterators.
-  run = {};
-  if (int err = bpf_map_update_elem(bpf_map__fd(bss), &zero, &run, BPF_ANY); err != 0)
-    return errno_error(what + ": clear the target", -err);
   if (failed != 0)
     return Error{what + ": " + std::to_string(failed) + " of " + std::to_string(failed + destroyed) +
                  " sockets could not be destroyed (bpf_sock_destroy needs kernel 6.5 or later)"};

@@ -170,39 +170,35 @@ Result<std::pair<size_t, std::string>> Engine::sync_changes(const std::vector<Se
   if (auto s = execute(*plan, *maps_); !s)
     return Error{"writing the datapath's maps (" + plan->summary() + " planned): " + s.error().message};
   // Removed backends are named from the book before it forgets them.
-  std::vector<std::pair<model::IpAddress, uint16_t>> removed;
+  std::vector<datapath::BackendEntry> removed;
   for (const auto& step : plan->steps)
-    if (const auto* r = std::get_if<RemoveBackend>(&step)) {
-      const auto& b = book_->state().backends.at(r->id);
-      removed.emplace_back(b.address, b.port);
-    }
+    if (const auto* r = std::get_if<RemoveBackend>(&step)) removed.push_back(book_->state().backends.at(r->id));
   book_->commit(*plan, changes);
   maps_known_ = true;
-  for (const auto& [address, port] : removed) end_sockets_to(address, port, "left");
+  end_sockets_to(removed, "left");
   return std::pair{plan->steps.size(), plan->summary()};
 }
 
 // A backend gone from the maps takes no new connection, but a UDP client that socket-LB connected
 // to it would stay there (a DNS client, typically): its socket is ended so that it asks again.
 void Engine::end_sockets_of_removed(const Plan& plan, const datapath::State& before) const {
-  for (const auto& step : plan.steps) {
-    const auto* removed = std::get_if<RemoveBackend>(&step);
-    if (!removed) continue;
-    if (const auto it = before.backends.find(removed->id); it != before.backends.end())
-      end_sockets_to(it->second.address, it->second.port, "left");
-  }
+  std::vector<datapath::BackendEntry> removed;
+  for (const auto& step : plan.steps)
+    if (const auto* r = std::get_if<RemoveBackend>(&step))
+      if (const auto it = before.backends.find(r->id); it != before.backends.end()) removed.push_back(it->second);
+  end_sockets_to(removed, "left");
 }
 
-void Engine::end_sockets_to(const model::IpAddress& address, uint16_t port, std::string_view why) const {
-  if (!end_sockets_) return;
-  const std::string backend = model::Backend{address, port, 1, {}, "", ""}.key();
-  auto ended = end_sockets_(address, port);
+void Engine::end_sockets_to(const std::vector<datapath::BackendEntry>& backends, std::string_view why) const {
+  if (!end_sockets_ || backends.empty()) return;
+  std::string names;
+  for (const auto& b : backends) names += (names.empty() ? "" : ", ") + model::Backend{b.address, b.port, 1, {}, "", ""}.key();
+  const std::string subject = (backends.size() == 1 ? "backend " : "backends ") + names + " " + std::string(why);
+  auto ended = end_sockets_(backends);
   if (!ended)
-    log_.warning("backend " + backend + " " + std::string(why) + ", but its sockets could not be ended: " +
-                 ended.error().message);
+    log_.warning(subject + ", but the sockets connected to them could not be ended: " + ended.error().message);
   else if (*ended > 0)
-    log_.info("backend " + backend + " " + std::string(why) + ": ended " + std::to_string(*ended) +
-              " sockets connected to it");
+    log_.info(subject + ": ended " + std::to_string(*ended) + " sockets connected to them");
 }
 
 Result<Applied> Engine::apply(const model::Catalog& catalog, std::string_view source) {
@@ -272,7 +268,7 @@ Result<Applied> Engine::set_health(std::string_view service, std::string_view ba
   if (applied && !up)
     if (const ServiceState* state = find(service))
       for (const auto& b : state->service.backends)
-        if (b.key() == backend) end_sockets_to(b.address, b.port, "is down");
+        if (b.key() == backend) end_sockets_to({{0, b.address, b.port, false}}, "is down");
   return applied;
 }
 

@@ -63,8 +63,9 @@ struct Applied {
 class Engine {
  public:
   // `maps` may be null: the engine then only keeps the catalog and its history (tests, --dry-run).
-  // Ends the sockets that socket-LB connected to a backend that left the maps; returns how many.
-  using SocketEnder = std::function<Result<uint32_t>(const model::IpAddress&, uint16_t port)>;
+  // Ends the sockets that socket-LB connected to backends that left the maps; returns how many.
+  // Given every backend of a change at once: a pass costs the same for one backend or many.
+  using SocketEnder = std::function<Result<uint32_t>(const std::vector<datapath::BackendEntry>&)>;
 
   Engine(store::Store& store, const Logger& log, MaglevSettings maglev = {}, datapath::MapWriter* maps = nullptr,
          SocketEnder end_sockets = {});
@@ -123,7 +124,7 @@ class Engine {
   Result<Ring> build_ring(const model::Service& service, model::IpAddress::Family family) const;
   model::Service overlay(model::Service service) const { return health_.overlay(drains_.overlay(std::move(service))); }
   void end_sockets_of_removed(const Plan& plan, const datapath::State& before) const;
-  void end_sockets_to(const model::IpAddress& address, uint16_t port, std::string_view why) const;
+  void end_sockets_to(const std::vector<datapath::BackendEntry>& backends, std::string_view why) const;
   // Applies the source service again with `next` health overlay and records the event; the
   // share of `service`'s ring slots that moved is appended to `message`.
   Result<Applied> apply_health(HealthOverlay next, std::string_view service, std::string_view backend,

@@ -110,8 +110,10 @@ Status Daemon::start() {
   const auto& maglev = config->maglev;
   engine::Engine::SocketEnder end_sockets;
   if (datapath_)
-    end_sockets = [this](const model::IpAddress& address, uint16_t port) {
-      return datapath_->destroy_sockets_to(address, port);
+    end_sockets = [this](const std::vector<datapath::BackendEntry>& backends) {
+      std::vector<datapath::Endpoint> endpoints;
+      for (const auto& b : backends) endpoints.push_back({b.address, b.port});
+      return datapath_->destroy_sockets_to(endpoints);
     };
   engine_.emplace(*store_, log_, engine::MaglevSettings{maglev.seed, {maglev.min_table_size, maglev.max_table_size}},
                   datapath_ ? &datapath_->maps() : nullptr, std::move(end_sockets));
@@ -207,15 +209,26 @@ void Daemon::on_kubernetes(k8s::Publication publication) {
 Status Daemon::apply_kubernetes_changes(const model::CatalogChanges& changes) {
   engine::MergedChanges merged = merger_.change_kubernetes(changes);
   record_conflicts(std::move(merged.conflicts), "kubernetes");
-  // Probes follow the services that have them; the others cost nothing to look at here.
-  auto probed = [&](std::string_view name) {
-    const engine::ServiceState* s = engine_->find(name);
-    return s && s->service.health.type != model::HealthCheckType::none;
+  // Probes follow the services that have them, announcements those with an address routed to
+  // this node: a change of any other service costs nothing more here.
+  auto probed = [](const model::Service& s) { return s.health.type != model::HealthCheckType::none; };
+  auto routed = [](const model::Service& s) {
+    return std::any_of(s.frontends.begin(), s.frontends.end(), [](const model::Frontend& f) {
+      return f.kind != model::FrontendKind::cluster_ip && f.kind != model::FrontendKind::node_port;
+    });
   };
-  bool health_changes = false;
-  for (const auto& s : merged.changes.upserted)
-    health_changes = health_changes || s.health.type != model::HealthCheckType::none || probed(s.name);
-  for (const auto& name : merged.changes.removed) health_changes = health_changes || probed(name);
+  bool health_changes = false, announce_changes = false;
+  auto look = [&](const model::Service* s) {
+    if (!s) return;
+    health_changes = health_changes || probed(*s);
+    announce_changes = announce_changes || routed(*s);
+  };
+  for (const auto& s : merged.changes.upserted) {
+    look(&s);
+    if (const auto* before = engine_->find(s.name)) look(&before->service);
+  }
+  for (const auto& name : merged.changes.removed)
+    if (const auto* before = engine_->find(name)) look(&before->service);
 
   auto applied = engine_->apply_changes(merged.changes, "kubernetes");
   if (!applied) return applied.error();
@@ -226,7 +239,7 @@ Status Daemon::apply_kubernetes_changes(const model::CatalogChanges& changes) {
             " backends): " + applied->summary);
   if (applied->map_writes > 0) log_.debug("kubernetes: datapath: " + applied->plan);
   if (health_changes) update_health(engine_->catalog());
-  announce();
+  if (announce_changes) announce();
   return {};
 }
 

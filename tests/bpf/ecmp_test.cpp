@@ -21,6 +21,8 @@ struct Case {
   bool dsr;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << (c.v6 ? "IPv6 " : "IPv4 ") << (c.dsr ? "dsr" : "nat"); }
+
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   return std::string(info.param.v6 ? "IPv6" : "IPv4") + (info.param.dsr ? "Dsr" : "Nat");
 }

@@ -747,6 +747,36 @@ TEST_P(SockLbTest, ASocketOfAClientInAnotherNetworkNamespaceIsDestroyed) {
   EXPECT_EQ(client.finish(), "recv: " + std::string(std::strerror(ECONNABORTED)));
 }
 
+// The backends that leave in one change go in one pass: each client's socket, to either.
+TEST_P(SockLbTest, SocketsToSeveralBackendsAreDestroyedInOnePass) {
+  const Family f = family();
+  const Backend first = Backend::open(f, SOCK_DGRAM);
+  const Backend second = Backend::open(f, SOCK_DGRAM);
+  ASSERT_TRUE(first.fd && second.fd);
+  XLB_ASSERT_OK(upsert_backend(1, first.port));
+  XLB_ASSERT_OK(upsert_backend(2, second.port));
+  XLB_ASSERT_OK(upsert_service(Protocol::udp, 1, {1}));
+  BlockedClient to_first(cgroup_->path(), [&] { return wait_on_service(f.af, SOCK_DGRAM, f.service); });
+  ASSERT_EQ(receive(first.fd, SOCK_DGRAM), "hello");
+  XLB_ASSERT_OK(upsert_service(Protocol::udp, 1, {2}));
+  BlockedClient to_second(cgroup_->path(), [&] { return wait_on_service(f.af, SOCK_DGRAM, f.service); });
+  ASSERT_EQ(receive(second.fd, SOCK_DGRAM), "hello");
+
+  XLB_ASSERT_OK(upsert_service(Protocol::udp, 1, {}));
+  XLB_ASSERT_OK(datapath_->maps().remove_backend(1));
+  XLB_ASSERT_OK(datapath_->maps().remove_backend(2));
+  const Result<uint32_t> destroyed =
+      datapath_->destroy_sockets_to(std::vector<Endpoint>{{ip(f.loopback), first.port}, {ip(f.loopback), second.port}});
+  XLB_ASSERT_OK(destroyed);
+  EXPECT_EQ(*destroyed, 2U);
+  EXPECT_EQ(to_first.finish(), "recv: " + std::string(std::strerror(ECONNABORTED)));
+  EXPECT_EQ(to_second.finish(), "recv: " + std::string(std::strerror(ECONNABORTED)));
+  // The targets are gone with the pass: a later one destroys nothing of theirs.
+  const Result<uint32_t> again = datapath_->destroy_sockets_to(ip(f.loopback), 9);
+  XLB_ASSERT_OK(again);
+  EXPECT_EQ(*again, 0U);
+}
+
 // Where a tool is installed, or "" (test processes start programs by path: execv).
 std::string tool_path(const std::string& name) {
   for (const char* dir : {"/usr/sbin", "/sbin", "/usr/bin", "/bin"}) {

@@ -51,8 +51,8 @@ class EngineHealthTest : public ::testing::Test {
 
 TEST_F(EngineHealthTest, ADownBackendsSocketsAreEndedAndADrainedOnesAreNot) {
   std::vector<std::string> ended;
-  Engine engine(*store_, log_, {}, nullptr, [&](const model::IpAddress& address, uint16_t port) -> Result<uint32_t> {
-    ended.push_back(address.to_string() + ":" + std::to_string(port));
+  Engine engine(*store_, log_, {}, nullptr, [&](const std::vector<datapath::BackendEntry>& backends) -> Result<uint32_t> {
+    for (const auto& b : backends) ended.push_back(b.address.to_string() + ":" + std::to_string(b.port));
     return 2u;
   });
   ASSERT_TRUE(engine.apply(catalog(), "test").ok());

@@ -280,9 +280,9 @@ TEST_F(PlanTest, EngineSyncsTheMapsAndResyncsAfterLoss) {
 TEST_F(PlanTest, EngineEndsTheSocketsOfABackendThatLeft) {
   FakeMaps maps;
   std::vector<std::string> ended;
-  Engine engine(*store_, log_, {}, &maps, [&](const model::IpAddress& address, uint16_t port) -> Result<uint32_t> {
-    ended.push_back(address.to_string() + ":" + std::to_string(port));
-    return 1u;
+  Engine engine(*store_, log_, {}, &maps, [&](const std::vector<datapath::BackendEntry>& backends) -> Result<uint32_t> {
+    for (const auto& b : backends) ended.push_back(b.address.to_string() + ":" + std::to_string(b.port));
+    return static_cast<uint32_t>(backends.size());
   });
   ASSERT_TRUE(engine.apply(model::Catalog{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3"})}}, "test").ok());
   EXPECT_TRUE(ended.empty());
