@@ -42,9 +42,9 @@
 #define XLB_DEFAULT_BACKENDS 131072
 /* How many ring slots xlb_ring_slots holds ([node] max_ring_slots; its max_entries is half): every
  * service's Maglev table is a range of it. An array, allocated whole at load: 4 bytes a slot,
- * 32 MiB at this default, which holds 10,000 Services of up to 5 endpoints (509-slot rings) or
- * 8,000 of up to 10 (1021 slots). */
-#define XLB_DEFAULT_RING_SLOTS (1U << 23)
+ * 64 MiB at this default, which holds 32,000 Services of up to 5 endpoints (509-slot rings) or
+ * 16,000 of up to 10 (1021 slots). */
+#define XLB_DEFAULT_RING_SLOTS (1U << 24)
 /* The largest Maglev table size the daemon may choose (a prime, see design.md). */
 #define XLB_MAX_RING_SIZE 131071
 /* Flow tables are LRU: when full, the least recently used flow is forgotten, never refused. */

@@ -37,7 +37,7 @@ std::string_view to_string(XdpMode);
 inline constexpr uint32_t kDefaultMaxServices = 65536;
 inline constexpr uint32_t kDefaultMaxBackends = 131072;
 // XLB_DEFAULT_RING_SLOTS; and the most [node] max_ring_slots may be (4 GiB of slots).
-inline constexpr uint32_t kDefaultMaxRingSlots = 1U << 23;
+inline constexpr uint32_t kDefaultMaxRingSlots = 1U << 24;
 inline constexpr uint32_t kMaxRingSlotsBound = 1U << 30;
 
 struct LoadOptions {
