@@ -163,29 +163,11 @@ std::unique_ptr<LbPrograms> load_with_frontends(uint32_t count, uint32_t flags =
   // One Maglev-sized ring over the three backends, shared by every service id.
   std::vector<uint32_t> ring(251);
   for (uint32_t slot = 0; slot < ring.size(); ++slot) ring[slot] = 1 + slot % 3;
-  check(lb->set_ring(0, ring));
-  const int rings = lb->fd(lb->xdp()->maps.xlb_rings);
-  int inner_id = 0;
-  {
-    __u32 zero = 0;
-    if (bpf_map_lookup_elem(rings, &zero, &inner_id) != 0) die("read back the ring");
-  }
-  const int inner = bpf_map_get_fd_by_id(static_cast<__u32>(inner_id));
-  if (inner < 0) die("open the ring");
-  // One batch: every single update of a map-in-map waits for an RCU grace period (the kernel
-  // makes sure no program still uses the old inner map), a batch waits once.
-  std::vector<__u32> ids;
-  for (__u32 id = 1; id < std::min<uint32_t>(count, XLB_MAX_SERVICES); ++id) ids.push_back(id);
-  if (!ids.empty()) {
-    std::vector<__u32> fds(ids.size(), static_cast<__u32>(inner));
-    __u32 n = static_cast<__u32>(ids.size());
-    if (bpf_map_update_batch(rings, ids.data(), fds.data(), &n, nullptr) != 0) die("share the ring");
-  }
-  ::close(inner);
-
+  auto offset = lb->set_ring(ring);
+  if (!offset) die(offset.error().message);
   for (uint32_t i = 0; i < count; ++i) {
     const xlb_service_value value{.service_id = i % XLB_MAX_SERVICES, .ring_size = 251, .flags = flags,
-                                  .affinity_timeout_s = 0};
+                                  .affinity_timeout_s = 0, .ring_offset = *offset};
     check(lb->upsert_service(frontend(i), 80, kTcp, value));
   }
   return lb;

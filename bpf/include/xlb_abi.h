@@ -6,7 +6,7 @@
  * the size checks at the bottom make either build fail if the layout drifts.
  *
  * XLB_ABI_VERSION changes whenever a struct, a map's key/value or a constant here changes
- * meaning. Pinned maps live under a directory named after it (/sys/fs/bpf/xlb/v1/...), and
+ * meaning. Pinned maps live under a directory named after it (/sys/fs/bpf/xlb/v2/...), and
  * user space refuses pinned maps of any other version: a new xlbd never reads an old layout
  * as if it were its own.
  *
@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define XLB_ABI_VERSION 1
+#define XLB_ABI_VERSION 2
 
 /* Ids and capacity. A "service" in the maps is one frontend (address, port, protocol) with
  * its own ring. User space gives each frontend a service id and each backend a backend id
@@ -40,6 +40,11 @@
  * (what entries written before slots existed hold; its counts are never read). */
 #define XLB_DEFAULT_SERVICES 65536
 #define XLB_DEFAULT_BACKENDS 131072
+/* How many ring slots xlb_ring_slots holds ([node] max_ring_slots; its max_entries is half): every
+ * service's Maglev table is a range of it. An array, allocated whole at load: 4 bytes a slot,
+ * 64 MiB at this default, which holds 32,000 Services of up to 5 endpoints (509-slot rings) or
+ * 16,000 of up to 10 (1021 slots). */
+#define XLB_DEFAULT_RING_SLOTS (1U << 24)
 /* The largest Maglev table size the daemon may choose (a prime, see design.md). */
 #define XLB_MAX_RING_SIZE 131071
 /* Flow tables are LRU: when full, the least recently used flow is forgotten, never refused. */
@@ -101,12 +106,14 @@ struct xlb_frontend_addr_key {
 #define XLB_SERVICE_STATS_SLOT(flags) ((flags) >> XLB_SERVICE_SLOT_SHIFT)
 
 struct xlb_service_value {
-	__u32 service_id; /* key of the service's ring in xlb_rings, index of its counters */
-	/* Slots of the ring that the programs may pick from; 0 = no backend. User space keeps
-	 * it no larger than the ring installed under service_id, so every picked slot exists. */
+	__u32 service_id; /* the service in conntrack, affinity and events */
+	/* The ring: slots ring_offset .. ring_offset + ring_size - 1 of xlb_ring_slots; ring_size
+	 * 0 = no backend. User space writes the slots before an entry points at them, and never
+	 * reuses a range while an entry may still point at it. */
 	__u32 ring_size;
 	__u32 flags;              /* XLB_SERVICE_F_* in bits 0-7; the counter slot in bits 8-31 */
 	__u32 affinity_timeout_s; /* with XLB_SERVICE_F_AFFINITY: idle time before a client may move */
+	__u32 ring_offset;        /* first slot of the ring in xlb_ring_slots */
 };
 
 /* xlb_backends (HASH): backend id -> where to send the traffic. A backend id always means the
@@ -126,8 +133,16 @@ struct xlb_backend {
 	__u32 stats_slot;
 };
 
-/* xlb_rings (HASH_OF_MAPS): service id -> an array map of ring_size backend ids (__u32), one
- * per slot: the service's Maglev table. */
+/* xlb_ring_slots (ARRAY, mmappable): slot / 2 -> the backend ids of slots 2k and 2k+1. Every
+ * service's Maglev table is a range of slots (xlb_service_value.ring_offset, ring_size), so that
+ * a new or resized ring is a write to an array, never to a map of maps (each write there waits
+ * for an RCU grace period). Two slots an entry because the kernel rounds an array's elements up
+ * to 8 bytes: so a slot costs 4 bytes, and the array as user space maps it is a plain __u32
+ * array, slot i at index i. */
+#define XLB_RING_SLOTS_PER_ENTRY 2
+struct xlb_ring_pair {
+	__u32 backend_id[XLB_RING_SLOTS_PER_ENTRY];
+};
 
 /* ---- flows ------------------------------------------------------------------------------- */
 
@@ -294,8 +309,9 @@ struct xlb_event_budget {
 XLB_ABI_ASSERT(sizeof(struct xlb_service_key_v4) == 8, "xlb_service_key_v4 layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_service_key_v6) == 20, "xlb_service_key_v6 layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_frontend_addr_key) == 20, "xlb_frontend_addr_key layout changed");
-XLB_ABI_ASSERT(sizeof(struct xlb_service_value) == 16, "xlb_service_value layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_service_value) == 20, "xlb_service_value layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_backend) == 24, "xlb_backend layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_ring_pair) == 8, "xlb_ring_pair layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_flow_key) == 40, "xlb_flow_key layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_ct_entry) == 24, "xlb_ct_entry layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_reverse_nat) == 40, "xlb_reverse_nat layout changed");

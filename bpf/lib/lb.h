@@ -62,22 +62,18 @@ static __always_inline int lb_is_frontend_address(__u8 family, const __be32 addr
  * has none. */
 static __always_inline __u32 lb_ring_pick(const struct xlb_service_value *service, __u32 pick)
 {
-	__u32 service_id = service->service_id;
 	__u32 ring_size = service->ring_size;
-	const __u32 *backend_id;
-	__u32 slot;
-	void *ring;
+	const struct xlb_ring_pair *pair;
+	__u32 slot, entry;
 
 	if (ring_size == 0)
 		return XLB_BACKEND_ID_NONE;
-	ring = bpf_map_lookup_elem(&xlb_rings, &service_id);
-	if (!ring)
+	slot = service->ring_offset + pick % ring_size;
+	entry = slot / XLB_RING_SLOTS_PER_ENTRY;
+	pair = bpf_map_lookup_elem(&xlb_ring_slots, &entry);
+	if (!pair)
 		return XLB_BACKEND_ID_NONE;
-	slot = pick % ring_size;
-	backend_id = bpf_map_lookup_elem(ring, &slot);
-	if (!backend_id)
-		return XLB_BACKEND_ID_NONE;
-	return *backend_id;
+	return pair->backend_id[slot & (XLB_RING_SLOTS_PER_ENTRY - 1)];
 }
 
 static __always_inline const struct xlb_backend *lb_lookup_backend(__u32 backend_id)

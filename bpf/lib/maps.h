@@ -10,7 +10,8 @@
  * allocation at update time costs nothing that matters.
  *
  * Their max_entries here are defaults: xlbd sets them at load time from the node's capacity
- * ([node] max_services for the services, addresses and rings, max_backends for the backends),
+ * ([node] max_services for the services and addresses, max_ring_slots for the rings, max_backends
+ * for the backends),
  * or keeps those of the maps it adopts from the pin directory.
  */
 #ifndef XLB_LIB_MAPS_H
@@ -47,27 +48,14 @@ struct {
 	__type(value, __u32); /* frontends at this address */
 } xlb_frontend_addrs SEC(".maps");
 
-/*
- * The template of every ring. User space creates each service's ring with max_entries equal
- * to its ring size; BPF_F_INNER_MAP lets those sizes differ from this template's (and from
- * each other), and user space must create rings with exactly these flags.
- */
-struct xlb_ring {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__uint(map_flags, BPF_F_INNER_MAP);
-	__type(key, __u32);   /* slot */
-	__type(value, __u32); /* backend id */
-};
-
-/* Replacing a service's ring is one update here: readers see the old ring or the new one. */
+/* Every ring, one range each (xlb_abi.h). Mmappable: user space writes rings with memcpy. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-	__uint(max_entries, XLB_DEFAULT_SERVICES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u32); /* service id */
-	__array(values, struct xlb_ring);
-} xlb_rings SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_DEFAULT_RING_SLOTS / XLB_RING_SLOTS_PER_ENTRY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32); /* slot / 2 */
+	__type(value, struct xlb_ring_pair);
+} xlb_ring_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -297,8 +297,11 @@ class ConfigReader {
     // Below the ABI's id space (bpf/include/xlb_abi.h: 1 << 22).
     if (auto v = r.integer_in("max_services", false, 1, (1 << 22) - 1)) config_.node.max_services = static_cast<uint32_t>(*v);
     if (auto v = r.integer_in("max_backends", false, 1, (1 << 22) - 1)) config_.node.max_backends = static_cast<uint32_t>(*v);
+    // At least one ring of the largest size; at most 4 GiB of slots (datapath.h: kMaxRingSlotsBound).
+    if (auto v = r.integer_in("max_ring_slots", false, 131071, 1 << 30)) config_.node.max_ring_slots = static_cast<uint32_t>(*v);
     r.finish({"mode", "interfaces", "xdp_mode", "cgroup", "snat_ipv4", "snat_ipv6", "snat_port_min", "snat_port_max",
-              "dsr_source_ipv4", "dsr_source_ipv6", "decap", "max_services", "max_backends"});
+              "dsr_source_ipv4", "dsr_source_ipv6", "decap", "max_services", "max_backends",
+              "max_ring_slots"});
   }
 
   void read_dsr(TableReader& r, const toml::table& t) {

@@ -58,6 +58,8 @@ struct NodeConfig {
   // adopted from the pin directory keep their size until xlbd --cleanup).
   uint32_t max_services = 65536;
   uint32_t max_backends = 131072;
+  // How many ring slots (4 bytes each) the maps hold: the sum of the frontends' ring sizes.
+  uint32_t max_ring_slots = 1U << 24;
 
   // Whether balanced packets are routed here, which needs forwarding on: on every node but one
   // that only decapsulates (decap on, no XDP), which routes nothing.

@@ -4,9 +4,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <numeric>
@@ -114,7 +117,7 @@ Result<BpfMaps> BpfMaps::open(const MapFds& fds) {
   BpfMaps m;
   for (auto [fd, to, name] : {std::tuple{fds.services_v4, &m.services_v4_, "xlb_services_v4"},
                               std::tuple{fds.services_v6, &m.services_v6_, "xlb_services_v6"},
-                              std::tuple{fds.rings, &m.rings_, "xlb_rings"},
+                              std::tuple{fds.ring_slots, &m.ring_slots_, "xlb_ring_slots"},
                               std::tuple{fds.backends, &m.backends_, "xlb_backends"},
                               std::tuple{fds.frontend_addrs, &m.frontend_addrs_, "xlb_frontend_addrs"},
                               std::tuple{fds.backend_cache, &m.backend_cache_, "xlb_backend_cache"},
@@ -128,7 +131,6 @@ Result<BpfMaps> BpfMaps::open(const MapFds& fds) {
   m.service_capacity_ = UINT32_MAX;
   for (auto [fd, name, extra] : {std::tuple{m.services_v4_.get(), "xlb_services_v4", 0U},
                                  std::tuple{m.services_v6_.get(), "xlb_services_v6", 0U},
-                                 std::tuple{m.rings_.get(), "xlb_rings", 0U},
                                  std::tuple{m.service_stats_.get(), "xlb_service_stats", 1U}}) {
     auto n = max_entries(fd, name);
     if (!n) return n.error();
@@ -141,9 +143,136 @@ Result<BpfMaps> BpfMaps::open(const MapFds& fds) {
     if (!n) return n.error();
     m.backend_capacity_ = std::min(m.backend_capacity_, *n - std::min(*n, extra));
   }
+  auto ring_slots = max_entries(m.ring_slots_.get(), "xlb_ring_slots");
+  if (!ring_slots) return ring_slots.error();
+  m.ring_slot_capacity_ = *ring_slots * XLB_RING_SLOTS_PER_ENTRY;  // two slots an entry (xlb_abi.h)
+  m.ring_ranges_ = RingRanges(m.ring_slot_capacity_);
+  if (m.ring_slot_capacity_ > 0) {
+    // Rings are written through a mapping of the array: a memcpy rather than a system call. Its
+    // entries are pairs of slots (8 bytes, the kernel's element size), so the mapping is a plain
+    // array of slots.
+    static_assert(sizeof(xlb_ring_pair) == XLB_RING_SLOTS_PER_ENTRY * sizeof(BackendId));
+    const size_t length = static_cast<size_t>(m.ring_slot_capacity_) * sizeof(BackendId);
+    void* mapped = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, m.ring_slots_.get(), 0);
+    if (mapped == MAP_FAILED)
+      return errno_error("map xlb_ring_slots into memory", errno,
+                         "it must be made with BPF_F_MMAPABLE; an older xlb's pinned map? run xlbd --cleanup");
+    m.ring_map_ = std::unique_ptr<BackendId, RingSlotsUnmap>(static_cast<BackendId*>(mapped), RingSlotsUnmap{length});
+  }
   m.slots_ = std::make_unique<Slots>(m.service_capacity_, m.backend_capacity_);
   if (Status s = m.adopt_slots(); !s) return s.error();
   return m;
+}
+
+void RingSlotsUnmap::operator()(BackendId* p) const {
+  if (p != nullptr) ::munmap(p, length);
+}
+
+BpfMaps::RingRanges::RingRanges(uint32_t capacity) : free_slots_(capacity) {
+  if (capacity > 0) free_.emplace(0, capacity);
+}
+
+std::optional<uint32_t> BpfMaps::RingRanges::take(uint32_t size) {
+  if (size == 0) return std::nullopt;
+  for (auto it = free_.begin(); it != free_.end(); ++it) {
+    if (it->second < size) continue;
+    const uint32_t offset = it->first;
+    const uint32_t rest = it->second - size;
+    free_.erase(it);
+    if (rest > 0) free_.emplace(offset + size, rest);
+    used_.emplace(offset, size);
+    free_slots_ -= size;
+    return offset;
+  }
+  return std::nullopt;
+}
+
+bool BpfMaps::RingRanges::claim(uint32_t offset, uint32_t size) {
+  if (size == 0) return false;
+  // The free range that holds [offset, offset + size) whole, if one does.
+  auto it = free_.upper_bound(offset);
+  if (it == free_.begin()) return false;
+  --it;
+  const uint64_t start = it->first, end = start + it->second;
+  if (offset < start || uint64_t{offset} + size > end) return false;
+  free_.erase(it);
+  if (offset > start) free_.emplace(static_cast<uint32_t>(start), offset - static_cast<uint32_t>(start));
+  if (uint64_t{offset} + size < end)
+    free_.emplace(offset + size, static_cast<uint32_t>(end - (uint64_t{offset} + size)));
+  used_.emplace(offset, size);
+  free_slots_ -= size;
+  return true;
+}
+
+bool BpfMaps::RingRanges::owns(uint32_t offset, uint32_t size) const {
+  auto it = used_.find(offset);
+  return size > 0 && it != used_.end() && it->second == size;
+}
+
+void BpfMaps::RingRanges::release_later(uint32_t offset, uint32_t size) {
+  if (!owns(offset, size)) return;
+  used_.erase(offset);
+  released_.emplace_back(offset, size);
+}
+
+void BpfMaps::RingRanges::release_now(uint32_t offset, uint32_t size) {
+  if (!owns(offset, size)) return;
+  used_.erase(offset);
+  give_back(offset, size);
+}
+
+void BpfMaps::RingRanges::reclaim() {
+  for (auto [offset, size] : released_) give_back(offset, size);
+  released_.clear();
+}
+
+void BpfMaps::RingRanges::give_back(uint32_t offset, uint32_t size) {
+  free_slots_ += size;
+  auto next = free_.lower_bound(offset);
+  if (next != free_.end() && offset + size == next->first) {
+    size += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {
+    auto before = std::prev(next);
+    if (before->first + before->second == offset) {
+      before->second += size;
+      return;
+    }
+  }
+  free_.emplace(offset, size);
+}
+
+uint32_t BpfMaps::RingRanges::largest_free() const {
+  uint32_t largest = 0;
+  for (const auto& [offset, size] : free_) largest = std::max(largest, size);
+  return largest;
+}
+
+Error BpfMaps::ring_slots_full(std::string_view what, uint32_t size) const {
+  return Error{std::string(what) + ": the datapath's ring slots are full: a ring of " + std::to_string(size) +
+               " slots does not fit (" + std::to_string(ring_ranges_.free_slots()) + " of " +
+               std::to_string(ring_slot_capacity_) + " free, at most " + std::to_string(ring_ranges_.largest_free()) +
+               " in one range). Raise [node] max_ring_slots in the configuration; the maps pinned now keep their size "
+               "until xlbd --cleanup (which interrupts traffic) and the next start"};
+}
+
+void BpfMaps::write_ring(uint32_t offset, const std::vector<BackendId>& ring, bool in_place) {
+  BackendId* slots = ring_map_.get() + offset;
+  if (in_place) {
+    // A program may be reading these slots: whole 4-byte stores, never torn.
+    for (size_t i = 0; i < ring.size(); ++i) std::atomic_ref<BackendId>(slots[i]).store(ring[i], std::memory_order_relaxed);
+  } else {
+    std::memcpy(slots, ring.data(), ring.size() * sizeof(BackendId));
+  }
+  // The slots before the entry that points at them (the entry's update is a system call after).
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
+std::vector<BackendId> BpfMaps::read_ring(uint32_t offset, uint32_t size) const {
+  if (size == 0 || uint64_t{offset} + size > ring_slot_capacity_) return {};
+  const BackendId* slots = ring_map_.get() + offset;
+  return std::vector<BackendId>(slots, slots + size);
 }
 
 std::optional<uint32_t> BpfMaps::SlotTable::find(uint32_t id) const {
@@ -245,6 +374,9 @@ Status BpfMaps::adopt_slots() {
       auto value = lookup<xlb_service_value>(fd, &k, "read a service entry");
       if (!value) return value.error();
       if (!value->has_value()) continue;
+      // Its ring's range is in use. One that is not (outside the array, or overlapping another
+      // entry's) stays where it is until the entry's next ring, which gets a range of its own.
+      if ((*value)->ring_size > 0) ring_ranges_.claim((*value)->ring_offset, (*value)->ring_size);
       if (!slots_->services.claim((*value)->service_id, XLB_SERVICE_STATS_SLOT((*value)->flags)))
         unslotted_services.emplace_back(k, **value);
     }
@@ -345,82 +477,74 @@ struct PendingFrontend {
   int services_fd;
   xlb_service_value value{};
   std::optional<xlb_service_value> old;
-  UniqueFd ring;  // the new ring, not yet swapped in; none for an empty ring or one rewritten in place
-
-  // The programs pick a slot below the entry's ring_size in the ring under its service_id, so
-  // an entry must never claim more slots than its installed ring has: a ring that shrinks goes
-  // in after its entry, every other ring before.
-  bool shrinks() const { return old && old->service_id == value.service_id && value.ring_size < old->ring_size; }
+  bool new_range = false;  // value's ring is a range taken by this write (else rewritten in place, or none)
 };
 
 }  // namespace
 
 Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
+  ring_ranges_.reclaim();
   std::vector<PendingFrontend> pending;
   pending.reserve(frontends.size());
+  // On an error before its entry is written, a range this write took is free again at once:
+  // nothing points at it.
+  auto give_back_new = [&](size_t from) {
+    for (size_t i = from; i < pending.size(); ++i)
+      if (pending[i].new_range) ring_ranges_.release_now(pending[i].value.ring_offset, pending[i].value.ring_size);
+  };
   std::set<BackendId> known_backends;
   for (const auto& f : frontends) {
     const std::string what = "write frontend " + f.key.to_string();
     if (f.ring.size() > XLB_MAX_RING_SIZE)
-      return Error{what + ": a ring of " + std::to_string(f.ring.size()) + " slots is larger than the maximum " +
-                   std::to_string(XLB_MAX_RING_SIZE)};
+      return give_back_new(0), Error{what + ": a ring of " + std::to_string(f.ring.size()) +
+                                     " slots is larger than the maximum " + std::to_string(XLB_MAX_RING_SIZE)};
     if (f.service_id == 0 || f.service_id >= XLB_MAX_SERVICES)
-      return Error{what + ": service ids go from 1 to " + std::to_string(XLB_MAX_SERVICES - 1)};
-    if (Status s = check_backends_exist(f.ring, known_backends); !s) return prefixed(what, s.error());
-    PendingFrontend p{&f, ServiceKey(f.key), 0, {}, std::nullopt, UniqueFd()};
+      return give_back_new(0), Error{what + ": service ids go from 1 to " + std::to_string(XLB_MAX_SERVICES - 1)};
+    if (Status s = check_backends_exist(f.ring, known_backends); !s) return give_back_new(0), prefixed(what, s.error());
+    PendingFrontend p{&f, ServiceKey(f.key), 0, {}, std::nullopt, false};
     p.services_fd = p.key.is_v6 ? services_v6_.get() : services_v4_.get();
     auto old = lookup<xlb_service_value>(p.services_fd, p.key.data(), what);
-    if (!old) return old.error();
+    if (!old) return give_back_new(0), old.error();
     p.old = *old;
     if (!p.old)
-      if (Status s = count_frontend_address(f.key.address, +1); !s) return s;
+      if (Status s = count_frontend_address(f.key.address, +1); !s) return give_back_new(0), s;
     p.value.service_id = f.service_id;
     p.value.ring_size = static_cast<__u32>(f.ring.size());
     auto slot = slot_for(false, f.service_id, what);
-    if (!slot) return slot.error();
+    if (!slot) return give_back_new(0), slot.error();
     p.value.flags = (f.snat ? XLB_SERVICE_F_SNAT : 0) | (f.dsr ? XLB_SERVICE_F_DSR : 0) |
                     (f.affinity ? XLB_SERVICE_F_AFFINITY : 0) | (*slot << XLB_SERVICE_SLOT_SHIFT);
     p.value.affinity_timeout_s = f.affinity_timeout_s;
     if (!f.ring.empty()) {
-      auto rewritten = p.old && p.old->service_id == f.service_id && p.old->ring_size == f.ring.size()
-                           ? rewrite_ring(f.service_id, f.ring)
-                           : Result<bool>(false);
-      if (!rewritten) return prefixed(what, rewritten.error());
-      if (!*rewritten) {
-        auto ring = create_ring(f.ring);
-        if (!ring) return prefixed(what, ring.error());
-        p.ring = std::move(*ring);
+      // A ring of the same size is rewritten where it is: a program that picks a slot during the
+      // write gets the old or the new backend of that slot, both in the maps until the plan's
+      // removals, which come after; conntrack then keeps the flow where it went. Any other
+      // ring goes to a range of its own, written before the entry points at it.
+      if (p.old && ring_ranges_.owns(p.old->ring_offset, p.old->ring_size) && p.old->ring_size == f.ring.size()) {
+        p.value.ring_offset = p.old->ring_offset;
+        write_ring(p.value.ring_offset, f.ring, true);
+      } else {
+        auto offset = ring_ranges_.take(p.value.ring_size);
+        if (!offset) return give_back_new(0), ring_slots_full(what, p.value.ring_size);
+        p.value.ring_offset = *offset;
+        p.new_range = true;
+        write_ring(p.value.ring_offset, f.ring, false);
       }
     }
     pending.push_back(std::move(p));
   }
 
-  auto write_entries = [&](bool shrinking) -> Status {
-    for (const auto& p : pending)
-      if (p.shrinks() == shrinking)
-        if (int err = bpf_map_update_elem(p.services_fd, p.key.data(), &p.value, BPF_ANY); err != 0) {
-          const std::string what = "write frontend " + p.entry->key.to_string() + ": write the service entry";
-          return err == -E2BIG ? full(what, false) : errno_error(what, -err);
-        }
-    return {};
-  };
-  if (Status s = write_entries(true); !s) return s;
-  std::vector<uint32_t> ring_ids, ring_fds;
-  std::vector<ServiceId> unused_rings;
-  for (const auto& p : pending) {
-    if (p.ring) {
-      ring_ids.push_back(p.value.service_id);
-      ring_fds.push_back(static_cast<uint32_t>(p.ring.get()));
-    } else if (p.value.ring_size == 0) {
-      unused_rings.push_back(p.value.service_id);
+  // One entry write each; the ring an entry leaves is free for the next write, not this one.
+  for (size_t i = 0; i < pending.size(); ++i) {
+    const auto& p = pending[i];
+    if (int err = bpf_map_update_elem(p.services_fd, p.key.data(), &p.value, BPF_ANY); err != 0) {
+      give_back_new(i);
+      const std::string what = "write frontend " + p.entry->key.to_string() + ": write the service entry";
+      return err == -E2BIG ? full(what, false) : errno_error(what, -err);
     }
-    // A frontend that moved to another service id leaves its old ring unused.
-    if (p.old && p.old->service_id != p.value.service_id) unused_rings.push_back(p.old->service_id);
+    if (p.old && (p.value.ring_size == 0 || p.value.ring_offset != p.old->ring_offset))
+      ring_ranges_.release_later(p.old->ring_offset, p.old->ring_size);
   }
-  if (Status s = install_rings(ring_ids, ring_fds); !s) return s;
-  if (Status s = write_entries(false); !s) return s;
-  std::erase_if(unused_rings, [&](ServiceId id) { return std::find(ring_ids.begin(), ring_ids.end(), id) != ring_ids.end(); });
-  if (Status s = remove_rings(std::move(unused_rings)); !s) return s;
   // The counter slot of a service id that no frontend of this batch took over.
   std::set<ServiceId> now_used;
   for (const auto& p : pending) now_used.insert(p.value.service_id);
@@ -431,7 +555,7 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
 }
 
 Status BpfMaps::remove_frontends(const std::vector<FrontendKey>& keys) {
-  std::vector<ServiceId> rings;
+  ring_ranges_.reclaim();
   for (const auto& k : keys) {
     const std::string what = "remove frontend " + k.to_string();
     const ServiceKey key(k);
@@ -441,11 +565,10 @@ Status BpfMaps::remove_frontends(const std::vector<FrontendKey>& keys) {
     if (!old->has_value()) continue;
     // The entry first: once it is gone, nothing reaches the ring.
     if (Status s = delete_if_present(services, key.data(), what); !s) return s;
+    ring_ranges_.release_later((*old)->ring_offset, (*old)->ring_size);
     if (Status s = count_frontend_address(k.address, -1); !s) return s;
-    rings.push_back((*old)->service_id);
+    release_slot(false, (*old)->service_id);
   }
-  for (ServiceId id : rings) release_slot(false, id);
-  if (Status s = remove_rings(std::move(rings)); !s) return s;
   return sync_local_addresses();
 }
 
@@ -499,93 +622,6 @@ Status BpfMaps::check_backends_exist(const std::vector<BackendId>& ring, std::se
   return {};
 }
 
-// A ring is a new array map, filled before it is swapped in with one update of the outer map, so
-// a program sees either the whole old ring or the whole new one.
-Result<UniqueFd> BpfMaps::create_ring(const std::vector<BackendId>& ring) const {
-  const std::string what = "create a ring of " + std::to_string(ring.size()) + " slots";
-  // BPF_F_INNER_MAP must match the template in bpf/lib/maps.h; it allows any max_entries.
-  bpf_map_create_opts options{};
-  options.sz = sizeof options;
-  options.map_flags = BPF_F_INNER_MAP;
-  const auto slots = static_cast<__u32>(ring.size());
-  UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "xlb_ring", sizeof(__u32), sizeof(BackendId), slots, &options));
-  if (!inner) return errno_error(what, errno);
-  std::vector<__u32> keys(ring.size());
-  std::iota(keys.begin(), keys.end(), 0U);
-  __u32 count = slots;
-  if (const int err = bpf_map_update_batch(inner.get(), keys.data(), ring.data(), &count, nullptr); err != 0)
-    return errno_error(what + ": fill the slots", -err);
-  return inner;
-}
-
-// A ring of the same size is rewritten where it is: a write to the map of maps makes the kernel
-// wait for an RCU grace period (about 10 ms here), an endpoint change then costs microseconds.
-// A program that picks a slot during the write gets the old or the new backend of that slot,
-// both in the maps until the plan's removals, which come after; conntrack then keeps the flow
-// where it went. Returns false when there is no ring of that size to rewrite.
-Result<bool> BpfMaps::rewrite_ring(ServiceId id, const std::vector<BackendId>& ring) const {
-  const std::string what = "rewrite the ring of service id " + std::to_string(id);
-  auto inner_id = lookup<__u32>(rings_.get(), &id, what);
-  if (!inner_id) return inner_id.error();
-  if (!inner_id->has_value()) return false;
-  const UniqueFd inner(bpf_map_get_fd_by_id(**inner_id));
-  if (!inner) return errno_error(what, errno);
-  auto size = max_entries(inner.get(), what);
-  if (!size) return size.error();
-  if (*size != ring.size()) return false;
-  std::vector<__u32> keys(ring.size());
-  std::iota(keys.begin(), keys.end(), 0U);
-  __u32 count = static_cast<__u32>(ring.size());
-  if (const int err = bpf_map_update_batch(inner.get(), keys.data(), ring.data(), &count, nullptr); err != 0)
-    return errno_error(what, -err);
-  return true;
-}
-
-// One batch: the kernel then waits for one grace period, not one per ring.
-Status BpfMaps::install_rings(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& fds) {
-  if (ids.empty()) return {};
-  __u32 count = static_cast<__u32>(ids.size());
-  if (const int err = bpf_map_update_batch(rings_.get(), ids.data(), fds.data(), &count, nullptr); err != 0)
-    return err == -E2BIG ? full("swap in " + std::to_string(ids.size()) + " rings", false)
-                         : errno_error("swap in " + std::to_string(ids.size()) + " rings (" + std::to_string(count) +
-                                           " done)",
-                                       -err);
-  return {};
-}
-
-Status BpfMaps::remove_rings(std::vector<ServiceId> ids) {
-  // A batch delete stops at the first missing key: keep only those that are there, once.
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  std::erase_if(ids, [&](ServiceId id) {
-    __u32 inner = 0;
-    return bpf_map_lookup_elem(rings_.get(), &id, &inner) != 0;
-  });
-  if (ids.empty()) return {};
-  __u32 count = static_cast<__u32>(ids.size());
-  if (const int err = bpf_map_delete_batch(rings_.get(), ids.data(), &count, nullptr); err != 0 && err != -ENOENT)
-    return errno_error("remove " + std::to_string(ids.size()) + " unused rings", -err);
-  return {};
-}
-
-Result<std::vector<BackendId>> BpfMaps::read_ring(ServiceId id, uint32_t size) const {
-  const std::string what = "read the ring of service id " + std::to_string(id);
-  // From user space, a map-in-map lookup gives the inner map's id, not an fd.
-  auto inner_id = lookup<__u32>(rings_.get(), &id, what);
-  if (!inner_id) return inner_id.error();
-  if (!inner_id->has_value() || size == 0) return std::vector<BackendId>{};
-  const UniqueFd inner(bpf_map_get_fd_by_id(**inner_id));
-  if (!inner) return errno_error(what, errno);
-  std::vector<BackendId> ring(size);
-  std::vector<__u32> keys(size);
-  __u32 count = size;
-  __u32 batch = 0;
-  const int err = bpf_map_lookup_batch(inner.get(), nullptr, &batch, keys.data(), ring.data(), &count, nullptr);
-  if (err != 0 && err != -ENOENT) return errno_error(what, -err);
-  if (count != size) return Error{what + ": it has " + std::to_string(count) + " slots, the entry says " + std::to_string(size)};
-  return ring;
-}
-
 Status BpfMaps::read_frontends(bool v6, State& state) const {
   const int fd = v6 ? services_v6_.get() : services_v4_.get();
   auto read_one = [&](const auto& raw_key, const void* address) -> Status {
@@ -601,9 +637,7 @@ Status BpfMaps::read_frontends(bool v6, State& state) const {
     f.dsr = (*value)->flags & XLB_SERVICE_F_DSR;
     f.affinity = (*value)->flags & XLB_SERVICE_F_AFFINITY;
     f.affinity_timeout_s = (*value)->affinity_timeout_s;
-    auto ring = read_ring(f.service_id, (*value)->ring_size);
-    if (!ring) return ring.error();
-    f.ring = std::move(*ring);
+    f.ring = read_ring((*value)->ring_offset, (*value)->ring_size);
     state.frontends[f.key] = std::move(f);
     return {};
   };

@@ -2,6 +2,7 @@
 // their fds. Every write keeps the maps consistent for a program reading them at that moment.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,12 +18,18 @@ namespace xlb::datapath {
 struct MapFds {
   int services_v4 = -1;
   int services_v6 = -1;
-  int rings = -1;
+  int ring_slots = -1;
   int backends = -1;
   int frontend_addrs = -1;
   int backend_cache = -1;
   int service_stats = -1;
   int backend_stats = -1;
+};
+
+// Unmaps xlb_ring_slots.
+struct RingSlotsUnmap {
+  size_t length = 0;
+  void operator()(BackendId* p) const;
 };
 
 class BpfMaps final : public MapWriter {
@@ -34,6 +41,8 @@ class BpfMaps final : public MapWriter {
   // How many frontends (service ids) and backends the maps hold: their max_entries.
   uint32_t service_capacity() const { return service_capacity_; }
   uint32_t backend_capacity() const { return backend_capacity_; }
+  // How many ring slots xlb_ring_slots holds: every ring is a range of it.
+  uint32_t ring_slot_capacity() const { return ring_slot_capacity_; }
   // Whose counters a slot of xlb_service_stats / xlb_backend_stats holds now: an id, or 0.
   ServiceId service_at_slot(uint32_t slot) const;
   BackendId backend_at_slot(uint32_t slot) const;
@@ -52,10 +61,32 @@ class BpfMaps final : public MapWriter {
   BpfMaps() = default;
 
   Status check_backends_exist(const std::vector<BackendId>& ring, std::set<BackendId>& known) const;
-  Result<UniqueFd> create_ring(const std::vector<BackendId>& ring) const;
-  Result<bool> rewrite_ring(ServiceId id, const std::vector<BackendId>& ring) const;
-  Status install_rings(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& fds);
-  Status remove_rings(std::vector<ServiceId> ids);
+  // The ranges of xlb_ring_slots that rings use: first fit over a free list of [offset, size)
+  // ranges, neighbours coalesced. A range given back waits in `released` until the next write
+  // (upsert_frontends, remove_frontends) begins: a program still reading the old ring never
+  // sees it overwritten by a ring of the same write.
+  class RingRanges {
+   public:
+    explicit RingRanges(uint32_t capacity = 0);
+    std::optional<uint32_t> take(uint32_t size);
+    bool claim(uint32_t offset, uint32_t size);  // adoption: a range an entry holds, if free
+    bool owns(uint32_t offset, uint32_t size) const;
+    void release_later(uint32_t offset, uint32_t size);
+    void release_now(uint32_t offset, uint32_t size);
+    void reclaim();  // the ranges released before: free for the next ring
+    uint32_t free_slots() const { return free_slots_; }
+    uint32_t largest_free() const;
+
+   private:
+    void give_back(uint32_t offset, uint32_t size);
+    std::map<uint32_t, uint32_t> free_;  // offset -> size
+    std::map<uint32_t, uint32_t> used_;  // offset -> size
+    std::vector<std::pair<uint32_t, uint32_t>> released_;
+    uint32_t free_slots_ = 0;
+  };
+  // Copies a ring into xlb_ring_slots at offset (through the mapping).
+  void write_ring(uint32_t offset, const std::vector<BackendId>& ring, bool in_place);
+  Error ring_slots_full(std::string_view what, uint32_t size) const;
   // How many frontends an address has: the programs tell malformed packets to a frontend
   // address (dropped, counted) from others (passed). Counted up before a frontend is written,
   // down after it is gone, so a crash leaves a count too high (harmless), never too low.
@@ -91,14 +122,17 @@ class BpfMaps final : public MapWriter {
   Status adopt_slots();
   // A write refused because a map is full, said in terms of the node's capacity.
   Error full(std::string_view what, bool backends) const;
-  Result<std::vector<BackendId>> read_ring(ServiceId id, uint32_t size) const;
+  std::vector<BackendId> read_ring(uint32_t offset, uint32_t size) const;
   Status read_frontends(bool v6, State& state) const;
   Result<std::set<model::IpAddress>> dsr_frontend_addresses() const;
   Status sync_local_addresses() const;
 
   UniqueFd services_v4_;
   UniqueFd services_v6_;
-  UniqueFd rings_;
+  UniqueFd ring_slots_;
+  std::unique_ptr<BackendId, RingSlotsUnmap> ring_map_;  // xlb_ring_slots, mmapped
+  uint32_t ring_slot_capacity_ = 0;
+  RingRanges ring_ranges_;
   UniqueFd backends_;
   UniqueFd frontend_addrs_;
   UniqueFd backend_cache_;

@@ -131,17 +131,19 @@ Status drop_incompatible_counters(bpf_map* map, const fs::path& pin) {
   return {};
 }
 
-static_assert(kDefaultMaxServices == XLB_DEFAULT_SERVICES && kDefaultMaxBackends == XLB_DEFAULT_BACKENDS,
+static_assert(kDefaultMaxServices == XLB_DEFAULT_SERVICES && kDefaultMaxBackends == XLB_DEFAULT_BACKENDS &&
+                  kDefaultMaxRingSlots == XLB_DEFAULT_RING_SLOTS,
               "LoadOptions' defaults are the ABI's");
 
 // The maps whose max_entries is the node's capacity: of services (frontends, their addresses,
-// rings and counters) or of backends.
-enum class Sized { no, services, backends };
+// counters) or of backends; and the ring slots, which every ring is a range of.
+enum class Sized { no, services, backends, ring_slots };
 Sized sized_by(std::string_view name) {
-  if (name == "xlb_services_v4" || name == "xlb_services_v6" || name == "xlb_frontend_addrs" || name == "xlb_rings" ||
+  if (name == "xlb_services_v4" || name == "xlb_services_v6" || name == "xlb_frontend_addrs" ||
       name == "xlb_service_stats")
     return Sized::services;
   if (name == "xlb_backends" || name == "xlb_backend_stats") return Sized::backends;
+  if (name == "xlb_ring_slots") return Sized::ring_slots;
   return Sized::no;
 }
 
@@ -161,20 +163,26 @@ Result<std::optional<uint32_t>> pinned_size(const fs::path& pin) {
 // The sizes to load with: the options', or those of the maps a previous xlbd pinned (the maps
 // that hold state: xlb_services_v4 and xlb_backends), which are adopted as they are.
 Result<Capacity> capacity_to_load(const LoadOptions& options) {
-  Capacity c{options.max_services, options.max_backends, ""};
-  for (auto [what, name, size, key, ids] :
-       {std::tuple{"services", "xlb_services_v4", &c.services, "max_services", XLB_MAX_SERVICES},
-        std::tuple{"backends", "xlb_backends", &c.backends, "max_backends", XLB_MAX_BACKENDS}}) {
+  // Ring slots go two to an entry of xlb_ring_slots: an odd count is rounded up.
+  Capacity c{options.max_services, options.max_backends, "",
+             options.max_ring_slots + options.max_ring_slots % XLB_RING_SLOTS_PER_ENTRY};
+  for (auto [what, name, size, key, ids, per_entry] :
+       {std::tuple{"services", "xlb_services_v4", &c.services, "max_services", XLB_MAX_SERVICES, 1U},
+        std::tuple{"backends", "xlb_backends", &c.backends, "max_backends", XLB_MAX_BACKENDS, 1U},
+        std::tuple{"ring slots", "xlb_ring_slots", &c.ring_slots, "max_ring_slots", kMaxRingSlotsBound + 1,
+                   static_cast<unsigned>(XLB_RING_SLOTS_PER_ENTRY)}}) {
     if (*size == 0 || *size >= ids)
       return Error{std::string(key) + " " + std::to_string(*size) + ": it goes from 1 to " + std::to_string(ids - 1)};
     if (options.pin_dir.empty()) continue;
     auto pinned = pinned_size(options.pin_dir / name);
     if (!pinned) return pinned.error();
-    if (!*pinned || **pinned == *size) continue;
+    if (!*pinned) continue;
+    const uint32_t held = **pinned * per_entry;
+    if (held == *size) continue;
     if (!c.note.empty()) c.note += "; ";
-    c.note += "the pinned maps hold " + std::to_string(**pinned) + " " + what + ", adopted as they are: " + key + " " +
+    c.note += "the pinned maps hold " + std::to_string(held) + " " + what + ", adopted as they are: " + key + " " +
               std::to_string(*size) + " takes effect after xlbd --cleanup (which interrupts traffic) and a start";
-    *size = **pinned;
+    *size = held;
   }
   return c;
 }
@@ -194,7 +202,10 @@ Status share_maps(Object& o, const std::map<std::string, int>& loaded, const fs:
     if (Sized kind = sized_by(name); kind != Sized::no) {
       // The counter arrays have one entry more: slot 0, which is no one's (bpf/lib/counters.h).
       const uint32_t extra = is_counter_map(name) ? 1 : 0;
-      if (int err = bpf_map__set_max_entries(map, (kind == Sized::services ? capacity.services : capacity.backends) + extra);
+      const uint32_t entries = kind == Sized::services   ? capacity.services
+                               : kind == Sized::backends ? capacity.backends
+                                                         : capacity.ring_slots / XLB_RING_SLOTS_PER_ENTRY;
+      if (int err = bpf_map__set_max_entries(map, entries + extra);
           err != 0)
         return errno_error("size map " + name, -err);
     }
@@ -360,7 +371,7 @@ Result<Datapath> Datapath::load(const LoadOptions& options) {
   }
 
   auto writer = BpfMaps::open({map_fd(objects->maps, "xlb_services_v4"), map_fd(objects->maps, "xlb_services_v6"),
-                               map_fd(objects->maps, "xlb_rings"), map_fd(objects->maps, "xlb_backends"),
+                               map_fd(objects->maps, "xlb_ring_slots"), map_fd(objects->maps, "xlb_backends"),
                                map_fd(objects->maps, "xlb_frontend_addrs"), map_fd(objects->maps, "xlb_backend_cache"),
                                map_fd(objects->maps, "xlb_service_stats"), map_fd(objects->maps, "xlb_backend_stats")});
   if (!writer) return writer.error();
@@ -377,7 +388,8 @@ int Datapath::program_fd(std::string_view name) const {
 }
 
 Capacity Datapath::capacity() const {
-  return {objects_->writer->service_capacity(), objects_->writer->backend_capacity(), objects_->capacity_note};
+  return {objects_->writer->service_capacity(), objects_->writer->backend_capacity(), objects_->capacity_note,
+          objects_->writer->ring_slot_capacity()};
 }
 
 Status Datapath::write_node(const NodeSettings& s) {

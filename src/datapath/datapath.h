@@ -36,9 +36,12 @@ std::string_view to_string(XdpMode);
 // XLB_DEFAULT_SERVICES / XLB_DEFAULT_BACKENDS (checked in datapath.cpp).
 inline constexpr uint32_t kDefaultMaxServices = 65536;
 inline constexpr uint32_t kDefaultMaxBackends = 131072;
+// XLB_DEFAULT_RING_SLOTS; and the most [node] max_ring_slots may be (4 GiB of slots).
+inline constexpr uint32_t kDefaultMaxRingSlots = 1U << 24;
+inline constexpr uint32_t kMaxRingSlotsBound = 1U << 30;
 
 struct LoadOptions {
-  // Where maps (and the cgroup link) are pinned, e.g. /sys/fs/bpf/xlb/v1: the ABI version is in
+  // Where maps (and the cgroup link) are pinned, e.g. /sys/fs/bpf/xlb/v2: the ABI version is in
   // the path, so a new layout never adopts an old one's maps. Empty: nothing is pinned, and the
   // maps live only as long as the programs that use them (tests).
   std::filesystem::path pin_dir;
@@ -48,6 +51,9 @@ struct LoadOptions {
   // pinned; a new size takes effect after xlbd --cleanup): see Datapath::capacity().
   uint32_t max_services = kDefaultMaxServices;
   uint32_t max_backends = kDefaultMaxBackends;
+  // How many ring slots xlb_ring_slots holds ([node] max_ring_slots): every ring is a range of
+  // it, so it bounds the sum of the ring sizes (4 bytes a slot, allocated at load).
+  uint32_t max_ring_slots = kDefaultMaxRingSlots;
 };
 
 // What the loaded maps hold, and why it differs from what was asked, if it does.
@@ -55,6 +61,7 @@ struct Capacity {
   uint32_t services = 0;
   uint32_t backends = 0;
   std::string note;  // empty, or e.g. "the pinned maps hold 131072 backends; max_backends 262144 takes effect ..."
+  uint32_t ring_slots = 0;
 };
 
 // An address prefix, e.g. 10.99.0.0/16.

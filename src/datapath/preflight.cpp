@@ -1,14 +1,18 @@
 #include "datapath/preflight.h"
 
+#include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <net/if.h>
 #include <netlink/genl/ctrl.h>
 #include <netlink/genl/genl.h>
+#include <sys/mman.h>
 #include <sys/statfs.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -72,6 +76,21 @@ PreflightCheck probe(std::string name, int result, std::string_view what, std::s
                 "a kernel with " + std::string(what) + " (" + std::string(since) + ")");
   return fail(std::move(name), "cannot probe " + std::string(what) + ": " + std::strerror(-result),
               "run as root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)");
+}
+
+// The rings live in one array that xlbd maps into its memory (BPF_F_MMAPABLE): 1 when a small
+// one can be made and mapped, 0 when the kernel refuses the flag, <0 when not allowed at all.
+int probe_mmapable_array() {
+  bpf_map_create_opts options{};
+  options.sz = sizeof options;
+  options.map_flags = BPF_F_MMAPABLE;
+  const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, nullptr, sizeof(__u32), sizeof(__u32), 1024, &options);
+  if (fd < 0) return errno == EINVAL ? 0 : -errno;
+  void* mapped = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int result = mapped == MAP_FAILED ? 0 : 1;
+  if (mapped != MAP_FAILED) ::munmap(mapped, 4096);
+  ::close(fd);
+  return result;
 }
 
 // The file system the pin directory is (or will be created) on: its nearest existing ancestor's.
@@ -186,7 +205,7 @@ std::vector<PreflightCheck> run_preflight(const PreflightOptions& o) {
       check_kernel(),
       probe("xdp", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_XDP, nullptr), "XDP programs", "4.8"),
       probe("tc", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SCHED_CLS, nullptr), "tc (clsact) programs", "4.1"),
-      probe("map-in-map", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_HASH_OF_MAPS, nullptr), "hash-of-maps", "4.12"),
+      probe("mmapable array", probe_mmapable_array(), "memory-mapped array maps", "5.5"),
       probe("lru maps", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_LRU_HASH, nullptr), "LRU hash maps", "4.10"),
       probe("ring buffer", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr), "ring buffers", "5.8"),
       check_bpffs(o),

@@ -58,9 +58,8 @@ struct State {
 
 // Each call leaves the maps consistent on its own: a frontend's ring is installed before the
 // entry that uses it. Keeping frontends off missing backends is the caller's order (backends
-// first, removals last), which Plan follows. Frontends are written in batches: the kernel waits
-// for an RCU grace period (milliseconds) after every write to a map of maps, so ten thousand
-// rings written one by one would take minutes, and in one batch take one wait.
+// first, removals last), which Plan follows. Frontends are written in batches: one call for
+// many frontends (their rings are ranges of one array, written before the entries).
 class MapWriter {
  public:
   virtual ~MapWriter() = default;

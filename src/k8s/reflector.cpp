@@ -127,8 +127,10 @@ Reflector::Next Reflector::watch() {
     return Next::back_off;
   }
   if (end->silent) {
-    log_.warning("watch " + resource_ + ": nothing for " + std::to_string(settings_.silence_timeout.count()) +
-                 " s; dropping the stream and resuming from resourceVersion " + resource_version_);
+    // A server that answers sends a bookmark now and then: silence this long is a server or a
+    // path that is gone without a word (a black hole). Stale until a stream speaks again.
+    failed("watch " + resource_ + ": nothing for " + std::to_string(settings_.silence_timeout.count()) +
+           " s; dropping the stream and resuming from resourceVersion " + resource_version_);
     return Next::watch;
   }
   // The server ended the watch (its timeout): resume where we were. One that ends at once with

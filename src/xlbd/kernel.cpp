@@ -33,7 +33,7 @@ Result<datapath::Datapath> load_datapath(const config::NodeConfig& node, const s
   if (auto s = preflight(node, pin_dir, log); !s) return s.error();
   std::error_code ec;
   const bool adopting = std::filesystem::exists(pin_dir / "xlb_conntrack", ec);
-  auto datapath = datapath::Datapath::load({pin_dir, node.max_services, node.max_backends});
+  auto datapath = datapath::Datapath::load({pin_dir, node.max_services, node.max_backends, node.max_ring_slots});
   if (!datapath) return datapath.error();
   if (const auto capacity = datapath->capacity(); !capacity.note.empty()) log.warning("datapath: " + capacity.note);
   datapath::NodeSettings settings;

@@ -40,7 +40,7 @@ class DatapathTest : public ::testing::Test {
     XLB_REQUIRE(test::missing_capabilities({test::kCapBpf, test::kCapNetAdmin, test::kCapSysAdmin}));
     if (!fs::exists("/sys/fs/bpf") || ::system("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf") != 0)
       GTEST_FAIL() << "bpffs is not mounted at /sys/fs/bpf and could not be mounted";
-    pins_ = fs::path("/sys/fs/bpf") / ("xlb-test-" + std::to_string(std::random_device{}())) / "v1";
+    pins_ = fs::path("/sys/fs/bpf") / ("xlb-test-" + std::to_string(std::random_device{}())) / ("v" + std::to_string(XLB_ABI_VERSION));
   }
   void TearDown() override {
     if (!pins_.empty()) fs::remove_all(pins_.parent_path());
@@ -133,41 +133,116 @@ TEST_F(DatapathTest, ManyRingsInOneBatch) {
   EXPECT_EQ(empty, 1000u);
 }
 
-// The id of the ring map installed for a service id in xlb_rings; 0 when it has none.
-uint32_t ring_map_id(const fs::path& pins, ServiceId id) {
-  const UniqueFd rings(bpf_obj_get((pins / "xlb_rings").c_str()));
-  EXPECT_TRUE(rings) << "xlb_rings is not pinned";
-  uint32_t inner = 0;
-  return bpf_map_lookup_elem(rings.get(), &id, &inner) == 0 ? inner : 0;
+// Where the entry of frontend 198.18.0.N:80/tcp says its ring is: (ring_offset, ring_size).
+std::pair<uint32_t, uint32_t> ring_range(const fs::path& pins, uint32_t n) {
+  const UniqueFd services(bpf_obj_get((pins / "xlb_services_v4").c_str()));
+  EXPECT_TRUE(services) << "xlb_services_v4 is not pinned";
+  xlb_service_key_v4 key{};
+  key.address = htonl(0xc6120000 | n);
+  key.port = htons(80);
+  key.protocol = IPPROTO_TCP;
+  xlb_service_value value{};
+  EXPECT_EQ(bpf_map_lookup_elem(services.get(), &key, &value), 0) << "no entry for 198.18.0." << n;
+  return {value.ring_offset, value.ring_size};
 }
 
-// An endpoint change keeps the ring's size: it is rewritten where it is (no write to the map of
-// maps, which costs an RCU grace period); a change of size swaps in a new ring.
-TEST_F(DatapathTest, ARingOfTheSameSizeIsRewrittenInPlace) {
+// An endpoint change keeps the ring's size: it is rewritten where it is; a change of size moves
+// the ring to a range of its own, written before the entry points at it.
+TEST_F(DatapathTest, ARingOfTheSameSizeKeepsItsOffsetAndANewSizeMovesIt) {
   auto datapath = Datapath::load({pins_});
   XLB_ASSERT_OK(datapath);
   auto& maps = datapath->maps();
   for (BackendId id : {1u, 2u, 3u}) XLB_ASSERT_OK(maps.upsert_backend({id, ip("10.0.0." + std::to_string(id + 1)), 8080, false}));
   XLB_ASSERT_OK(maps.upsert_frontends({frontend("198.18.0.10", 80, 1, {1, 2, 1, 2, 1})}));
-  const uint32_t first = ring_map_id(pins_, 1);
-  ASSERT_NE(first, 0u);
+  const auto first = ring_range(pins_, 10);
+  EXPECT_EQ(first.second, 5u);
 
   const auto same_size = frontend("198.18.0.10", 80, 1, {1, 2, 3, 2, 3});
   XLB_ASSERT_OK(maps.upsert_frontends({same_size}));
-  EXPECT_EQ(ring_map_id(pins_, 1), first);
+  EXPECT_EQ(ring_range(pins_, 10), first);
   auto read = maps.read();
   XLB_ASSERT_OK(read);
   EXPECT_EQ(read->frontends.at(same_size.key).ring, same_size.ring);
 
   const auto bigger = frontend("198.18.0.10", 80, 1, {1, 2, 3, 1, 2, 3, 1});
   XLB_ASSERT_OK(maps.upsert_frontends({bigger}));
-  EXPECT_NE(ring_map_id(pins_, 1), first);
+  EXPECT_NE(ring_range(pins_, 10).first, first.first);
+  EXPECT_EQ(ring_range(pins_, 10).second, 7u);
   read = maps.read();
   XLB_ASSERT_OK(read);
   EXPECT_EQ(read->frontends.at(bigger.key).ring, bigger.ring);
 
   XLB_ASSERT_OK(maps.upsert_frontends({frontend("198.18.0.10", 80, 1, {})}));
-  EXPECT_EQ(ring_map_id(pins_, 1), 0u) << "an emptied ring is removed";
+  EXPECT_EQ(ring_range(pins_, 10).second, 0u) << "an emptied ring has no slots";
+  read = maps.read();
+  XLB_ASSERT_OK(read);
+  EXPECT_TRUE(read->frontends.at(bigger.key).ring.empty());
+}
+
+// The range a ring leaves (moved, emptied or removed) is taken again only by a later write, never
+// by a ring of the same write: a program that still reads the old ring sees it unchanged.
+TEST_F(DatapathTest, AFreedRangeIsReusedOnlyByALaterWrite) {
+  auto datapath = Datapath::load({pins_});
+  XLB_ASSERT_OK(datapath);
+  auto& maps = datapath->maps();
+  for (BackendId id : {1u, 2u}) XLB_ASSERT_OK(maps.upsert_backend({id, ip("10.0.0." + std::to_string(id + 1)), 8080, false}));
+  XLB_ASSERT_OK(maps.upsert_frontends({frontend("198.18.0.1", 80, 1, {1, 2, 1, 2, 1}),
+                                       frontend("198.18.0.2", 80, 2, {2, 1, 2, 1, 2, 1, 2})}));
+  const auto a = ring_range(pins_, 1);
+  const auto b = ring_range(pins_, 2);
+  ASSERT_EQ(a, std::pair(0u, 5u)) << "first fit in empty maps";
+  ASSERT_EQ(b, std::pair(5u, 7u));
+
+  // .1 moves to a ring of 3 slots; .3 is new with 5: neither may take .1's old range [0, 5).
+  XLB_ASSERT_OK(maps.upsert_frontends({frontend("198.18.0.1", 80, 1, {1, 2, 1}),
+                                       frontend("198.18.0.3", 80, 3, {1, 1, 1, 1, 1})}));
+  EXPECT_EQ(ring_range(pins_, 1), std::pair(12u, 3u));
+  EXPECT_EQ(ring_range(pins_, 3), std::pair(15u, 5u));
+
+  // The next write takes it: first fit.
+  XLB_ASSERT_OK(maps.upsert_frontends({frontend("198.18.0.4", 80, 4, {2, 2, 2, 2, 2})}));
+  EXPECT_EQ(ring_range(pins_, 4), std::pair(0u, 5u));
+
+  // A removal frees the same way: .2's range [5, 12) waits for the next write.
+  XLB_ASSERT_OK(maps.remove_frontends({frontend("198.18.0.2", 80, 2, {}).key}));
+  XLB_ASSERT_OK(maps.upsert_frontends({frontend("198.18.0.5", 80, 5, std::vector<BackendId>(7, 1))}));
+  EXPECT_EQ(ring_range(pins_, 5), std::pair(5u, 7u));
+
+  auto read = maps.read();
+  XLB_ASSERT_OK(read);
+  EXPECT_EQ(read->frontends.at(frontend("198.18.0.1", 80, 1, {}).key).ring, (std::vector<BackendId>{1, 2, 1}));
+  EXPECT_EQ(read->frontends.at(frontend("198.18.0.3", 80, 3, {}).key).ring, (std::vector<BackendId>(5, 1)));
+  EXPECT_EQ(read->frontends.at(frontend("198.18.0.4", 80, 4, {}).key).ring, (std::vector<BackendId>(5, 2)));
+  EXPECT_EQ(read->frontends.at(frontend("198.18.0.5", 80, 5, {}).key).ring, (std::vector<BackendId>(7, 1)));
+
+  // After a restart, the ranges the entries hold are in use: a new ring goes after them.
+  datapath = Datapath::load({pins_});
+  XLB_ASSERT_OK(datapath);
+  XLB_ASSERT_OK(datapath->maps().upsert_frontends({frontend("198.18.0.6", 80, 6, {1, 2})}));
+  EXPECT_EQ(ring_range(pins_, 6), std::pair(20u, 2u));
+  read = datapath->maps().read();
+  XLB_ASSERT_OK(read);
+  EXPECT_EQ(read->frontends.at(frontend("198.18.0.4", 80, 4, {}).key).ring, (std::vector<BackendId>(5, 2)));
+}
+
+// A ring that does not fit in the free slots is refused with the key to raise; nothing of the
+// write points at a slot it did not get.
+TEST_F(DatapathTest, RingSlotsFullSaysWhatToChange) {
+  auto datapath = Datapath::load({pins_, 16, 8, 12});
+  XLB_ASSERT_OK(datapath);
+  EXPECT_EQ(datapath->capacity().ring_slots, 12u);
+  auto& maps = datapath->maps();
+  XLB_ASSERT_OK(maps.upsert_backend({1, ip("10.0.0.2"), 8080, false}));
+  XLB_ASSERT_OK(maps.upsert_frontends({frontend("198.18.0.1", 80, 1, std::vector<BackendId>(5, 1)),
+                                       frontend("198.18.0.2", 80, 2, std::vector<BackendId>(5, 1))}));
+  auto refused = maps.upsert_frontends({frontend("198.18.0.3", 80, 3, std::vector<BackendId>(5, 1))});
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("ring slots are full"), std::string::npos) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("Raise [node] max_ring_slots"), std::string::npos) << refused.error().message;
+  // Room again once a ring is gone (from the next write on).
+  XLB_ASSERT_OK(maps.remove_frontends({frontend("198.18.0.1", 80, 1, {}).key}));
+  XLB_ASSERT_OK(maps.upsert_frontends({frontend("198.18.0.3", 80, 3, std::vector<BackendId>(5, 1))}));
+  EXPECT_EQ(ring_range(pins_, 3), std::pair(0u, 5u));
 }
 
 // An xlbd of this ABI version from before a new drop reason pinned a shorter xlb_reason_stats:

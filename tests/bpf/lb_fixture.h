@@ -74,11 +74,17 @@ class LbTest : public ::testing::Test {
              uint32_t affinity_timeout_s = 0, const std::optional<IpAddr>& address = std::nullopt) {
     std::vector<uint32_t> ids = ring;
     for (uint32_t& id : ids) id += v6 ? kV6 : 0;
-    if (!ids.empty()) XLB_ASSERT_OK(lb_->set_ring(service_id, ids));
+    uint32_t offset = 0;
+    if (!ids.empty()) {
+      auto written = lb_->set_ring(ids);
+      ASSERT_TRUE(written) << written.error().message;
+      offset = *written;
+    }
     const xlb_service_value value{.service_id = service_id,
                                   .ring_size = static_cast<__u32>(ids.size()),
                                   .flags = flags,
-                                  .affinity_timeout_s = affinity_timeout_s};
+                                  .affinity_timeout_s = affinity_timeout_s,
+                                  .ring_offset = offset};
     XLB_ASSERT_OK(lb_->upsert_service(address.value_or(lbnet::family(v6).frontend), kFrontendPort, protocol, value));
   }
 

@@ -39,7 +39,7 @@ class PreflightTest : public ::testing::Test {
 TEST_F(PreflightTest, ReportsWhatThisMachineHas) {
   const auto checks = run_preflight({});
   // libbpf's probes load programs and create maps: this kernel (6.x) has all of them.
-  for (const char* name : {"kernel", "xdp", "tc", "map-in-map", "lru maps", "ring buffer", "socket-lb"})
+  for (const char* name : {"kernel", "xdp", "tc", "mmapable array", "lru maps", "ring buffer", "socket-lb"})
     EXPECT_EQ(find(checks, name).outcome, Outcome::pass) << name << ": " << find(checks, name).detail;
   EXPECT_EQ(find(checks, "btf").outcome == Outcome::pass, std::filesystem::exists("/sys/kernel/btf/vmlinux"));
   struct statfs fs {};

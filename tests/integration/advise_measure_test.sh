@@ -38,7 +38,10 @@ check_nothing_left() {  # check_nothing_left LOG WHAT
     if find /proc/[0-9]*/ns/net /proc/[0-9]*/fd -maxdepth 1 -lname "net:\[$inode\]" 2>/dev/null | grep -q .; then
       fail "$what: network namespace $ns is still held: $(find /proc/[0-9]*/ns/net /proc/[0-9]*/fd -maxdepth 1 -lname "net:\[$inode\]" 2>/dev/null | head -3)"
     fi
-    lsns -t net -n -o NS | grep -qx "$inode" && fail "$what: lsns still lists $ns"
+    # The kernel tears a namespace down in a work queue after the last reference goes: give it a
+    # moment (bounded) before calling it left behind.
+    for _ in $(seq 50); do lsns -t net -n -o NS | grep -qx "$inode" || break; sleep 0.2; done
+    lsns -t net -n -o NS | grep -qx "$inode" && fail "$what: lsns still lists $ns 10 s after the run"
   done
   cgroup=$(grep -o 'cgroup [^ ,]*' "$log" | head -1 | cut -d' ' -f2)
   [[ -n $cgroup && $cgroup == */xlb-measure-* ]] || fail "$what: no cgroup named in $log"

@@ -28,48 +28,8 @@ for k in 1 2; do
 done
 cg=$(cgroup_create)
 
-echo "== a test API server with its own CA, and a kubeconfig for it"
+apiserver_start
 d=$workdir
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.crt" \
-  -days 2 -subj /CN=xlb-test-ca 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/server.key" -out "$d/server.csr" \
-  -subj /CN=kube-apiserver 2>/dev/null
-echo "subjectAltName=IP:127.0.0.1" >"$d/san.ext"
-openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -out "$d/server.crt" \
-  -days 2 -extfile "$d/san.ext" 2>/dev/null
-python3 "$here/../support/fake_apiserver.py" --cert "$d/server.crt" --key "$d/server.key" --token secret-token \
-  >"$d/apiserver.log" 2>&1 &
-api_pid=$!
-pids+=("$api_pid")
-wait_for_line "$d/apiserver.log" '"port"'
-api_port=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["port"])' "$d/apiserver.log")
-echo -n secret-token >"$d/token"
-cat >"$d/kubeconfig" <<YAML
-apiVersion: v1
-kind: Config
-clusters:
-- name: test
-  cluster: {server: "https://127.0.0.1:$api_port", certificate-authority: ca.crt}
-users:
-- name: xlb
-  user: {tokenFile: token}
-contexts:
-- name: xlb@test
-  context: {cluster: test, user: xlb}
-current-context: xlb@test
-YAML
-
-# api_apply RESOURCE JSON | api_delete RESOURCE NAME: changes in the test API server.
-api_post() {
-  python3 - "$api_port" "$d/ca.crt" "$1" "$2" <<'PY'
-import json, ssl, sys, urllib.request
-port, ca, path, body = sys.argv[1:]
-ctx = ssl.create_default_context(cafile=ca)
-req = urllib.request.Request(f"https://127.0.0.1:{port}/_test/{path}", data=body.encode(), method="POST")
-urllib.request.urlopen(req, context=ctx, timeout=10).read()
-PY
-}
-api_apply() { api_post apply "{\"resource\": \"$1\", \"object\": $2}"; }
 
 service='{"apiVersion": "v1", "kind": "Service",
   "metadata": {"name": "web", "namespace": "default", "uid": "0e0c5d8e-1111-4000-8000-000000000001"},
@@ -79,17 +39,6 @@ service='{"apiVersion": "v1", "kind": "Service",
            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}],
            "selector": {"app": "web"}},
   "status": {"loadBalancer": {}}}'
-slice() {  # slice ADDRESS...: the service's EndpointSlice with these ready endpoints
-  local eps="" a
-  for a in "$@"; do
-    eps+="${eps:+,}{\"addresses\": [\"$a\"], \"conditions\": {\"ready\": true, \"serving\": true, \"terminating\": false}, \"nodeName\": \"node-a\"}"
-  done
-  echo '{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-    "metadata": {"name": "web-x7k2p", "namespace": "default",
-                 "labels": {"kubernetes.io/service-name": "web", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
-    "addressType": "IPv4", "endpoints": ['"$eps"'],
-    "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}'
-}
 
 xlbctl=$build/src/xlbctl/xlbctl
 api_listen_port=$((20000 + RANDOM % 10000))

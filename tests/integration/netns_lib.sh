@@ -152,3 +152,72 @@ lb_topology() {
     start_server "$k"
   done
 }
+
+# apiserver_start [NS]: tests/support/fake_apiserver.py (HTTPS, a CA of its own, token
+# secret-token) on 127.0.0.1 of namespace NS (the host's when empty), and $workdir/kubeconfig for
+# it. Sets $api_pid, $api_port and $api_ns (for api_post).
+apiserver_start() {
+  api_ns=${1:-}
+  local d=$workdir in=()
+  [[ -n $api_ns ]] && in=(ip netns exec "$api_ns")
+  echo "== a test API server with its own CA, and a kubeconfig for it"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.crt" \
+    -days 2 -subj /CN=xlb-test-ca 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/server.key" -out "$d/server.csr" \
+    -subj /CN=kube-apiserver 2>/dev/null
+  echo "subjectAltName=IP:127.0.0.1" >"$d/san.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -out "$d/server.crt" \
+    -days 2 -extfile "$d/san.ext" 2>/dev/null
+  "${in[@]}" python3 "$(dirname "${BASH_SOURCE[0]}")/../support/fake_apiserver.py" --cert "$d/server.crt" \
+    --key "$d/server.key" --token secret-token >"$d/apiserver.log" 2>&1 &
+  api_pid=$!
+  pids+=("$api_pid")
+  wait_for_line "$d/apiserver.log" '"port"'
+  api_port=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["port"])' "$d/apiserver.log")
+  echo -n secret-token >"$d/token"
+  cat >"$d/kubeconfig" <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: "https://127.0.0.1:$api_port", certificate-authority: ca.crt}
+users:
+- name: xlb
+  user: {tokenFile: token}
+contexts:
+- name: xlb@test
+  context: {cluster: test, user: xlb}
+current-context: xlb@test
+YAML
+}
+
+# api_apply RESOURCE JSON: a change in the test API server, through its /_test control. The control
+# connects from 127.0.0.2, so that a test can cut xlbd's link (from 127.0.0.1) and still drive it.
+api_post() {
+  local in=()
+  [[ -n ${api_ns:-} ]] && in=(ip netns exec "$api_ns")
+  "${in[@]}" python3 - "$api_port" "$workdir/ca.crt" "$1" "$2" <<'PY'
+import http.client, ssl, sys
+port, ca, path, body = sys.argv[1:]
+ctx = ssl.create_default_context(cafile=ca)
+c = http.client.HTTPSConnection("127.0.0.1", int(port), context=ctx, timeout=10, source_address=("127.0.0.2", 0))
+c.request("POST", "/_test/" + path, body=body.encode())
+r = c.getresponse()
+r.read()
+if r.status != 200:
+    sys.exit(f"/_test/{path}: HTTP {r.status}")
+PY
+}
+api_apply() { api_post apply "{\"resource\": \"$1\", \"object\": $2}"; }
+
+slice() {  # slice ADDRESS...: Service web's EndpointSlice with these ready endpoints
+  local eps="" a
+  for a in "$@"; do
+    eps+="${eps:+,}{\"addresses\": [\"$a\"], \"conditions\": {\"ready\": true, \"serving\": true, \"terminating\": false}, \"nodeName\": \"node-a\"}"
+  done
+  echo '{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+    "metadata": {"name": "web-x7k2p", "namespace": "default",
+                 "labels": {"kubernetes.io/service-name": "web", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+    "addressType": "IPv4", "endpoints": ['"$eps"'],
+    "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}'
+}

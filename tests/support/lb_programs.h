@@ -78,7 +78,6 @@ class LbPrograms {
       bpf_map__set_max_entries(p->xdp_->maps.xlb_services_v4, *options.services_max_entries);
       bpf_map__set_max_entries(p->xdp_->maps.xlb_services_v6, *options.services_max_entries);
       bpf_map__set_max_entries(p->xdp_->maps.xlb_frontend_addrs, *options.services_max_entries);
-      bpf_map__set_max_entries(p->xdp_->maps.xlb_rings, *options.services_max_entries);
       bpf_map__set_max_entries(p->xdp_->maps.xlb_service_stats, *options.services_max_entries + 1);
     }
     if (int err = xlb_xdp__load(p->xdp_); err != 0) return p->load_error("xlb_xdp", err);
@@ -173,24 +172,22 @@ class LbPrograms {
     return {};
   }
 
-  // A new array of ring.size() slots, swapped in as the service's ring (as xlbd does).
-  Status set_ring(uint32_t service_id, const std::vector<uint32_t>& ring) const {
-    bpf_map_create_opts opts{};
-    opts.sz = sizeof opts;
-    opts.map_flags = BPF_F_INNER_MAP;
-    const int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "xlb_ring", 4, 4, static_cast<__u32>(ring.size()), &opts);
-    if (inner < 0) return errno_error("create ring", errno);
-    for (uint32_t slot = 0; slot < ring.size(); ++slot) {
-      if (bpf_map_update_elem(inner, &slot, &ring[slot], BPF_ANY) != 0) {
-        const int err = errno;
-        ::close(inner);
-        return errno_error("fill ring", err);
-      }
-    }
-    const int err = bpf_map_update_elem(fd(xdp_->maps.xlb_rings), &service_id, &inner, BPF_ANY) != 0 ? errno : 0;
-    ::close(inner);
-    if (err) return errno_error("install ring", err);
-    return {};
+  // Writes ring.size() slots of xlb_ring_slots (two to an entry), after those of the rings
+  // before, from an even slot: the offset for the service's entry (xlb_service_value.ring_offset).
+  // Here no range is ever reused.
+  Result<uint32_t> set_ring(const std::vector<uint32_t>& ring) {
+    const uint32_t offset = next_ring_slot_;
+    const size_t entries = (ring.size() + XLB_RING_SLOTS_PER_ENTRY - 1) / XLB_RING_SLOTS_PER_ENTRY;
+    std::vector<__u32> keys(entries);
+    std::vector<xlb_ring_pair> pairs(entries);
+    for (size_t i = 0; i < entries; ++i) keys[i] = offset / XLB_RING_SLOTS_PER_ENTRY + static_cast<__u32>(i);
+    for (size_t slot = 0; slot < ring.size(); ++slot)
+      pairs[slot / XLB_RING_SLOTS_PER_ENTRY].backend_id[slot % XLB_RING_SLOTS_PER_ENTRY] = ring[slot];
+    __u32 count = static_cast<__u32>(entries);
+    if (count > 0 && bpf_map_update_batch(fd(xdp_->maps.xlb_ring_slots), keys.data(), pairs.data(), &count, nullptr) != 0)
+      return errno_error("write ring", errno);
+    next_ring_slot_ += static_cast<uint32_t>(entries * XLB_RING_SLOTS_PER_ENTRY);
+    return offset;
   }
 
   // The frontend's entry, and its address in xlb_frontend_addrs.
@@ -305,6 +302,7 @@ class LbPrograms {
   xlb_xdp* xdp_ = nullptr;
   xlb_tc* tc_ = nullptr;
   std::string log_;
+  uint32_t next_ring_slot_ = 0;
 };
 
 }  // namespace xlb::test

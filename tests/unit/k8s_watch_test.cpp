@@ -247,8 +247,11 @@ TEST_F(WatchTest, SilentStreamIsDroppedAndResumed) {
   ASSERT_TRUE(seen.recorder.wait([&] { return seen.lists == 1; }));
   const auto watches = reflector->stats().watches;
   ASSERT_TRUE(server.control("silence", {{"seconds", 3}}).ok());
+  // Silence is a server gone without a word: stale, with the reason, until a stream speaks again.
+  ASSERT_TRUE(seen.recorder.wait([&] { return !seen.healthy && seen.error.find("nothing for 1 s") != std::string::npos; }))
+      << seen.error;
   ASSERT_TRUE(server.apply("services", web_service("after-silence")).ok());
-  ASSERT_TRUE(seen.recorder.wait([&] { return seen.has_event("ADDED after-silence"); }));
+  ASSERT_TRUE(seen.recorder.wait([&] { return seen.has_event("ADDED after-silence") && seen.healthy; }));
   EXPECT_GT(reflector->stats().watches, watches);  // the silent stream was given up, not waited out
   EXPECT_EQ(seen.lists, 1);
 }
