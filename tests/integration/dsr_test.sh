@@ -237,7 +237,9 @@ wait "$hold_pid"
 cat "$workdir/hold"
 check "no held connection broke" test "$(count broken "$workdir/hold")" -eq 0
 run_client "$workdir/tcp2" tcp "$vip" $port 2000
-check "new connections reach b4 (about a quarter)" within 10 "$(count b1 "$workdir/tcp2")" "$(count b2 "$workdir/tcp2")" "$(count b3 "$workdir/tcp2")" "$(count b4 "$workdir/tcp2")"
+# 2,000 connections over 4 backends: about 19 per backend is one standard deviation, so 10 % (2.6
+# of them) fails a correct run now and then (CI saw it twice under load); 15 % is 3.9.
+check "new connections reach b4 (about a quarter)" within 15 "$(count b1 "$workdir/tcp2")" "$(count b2 "$workdir/tcp2")" "$(count b3 "$workdir/tcp2")" "$(count b4 "$workdir/tcp2")"
 
 echo "== cleanup: a backend's xlbd removes the VIP it added"
 kill -TERM "$lb_pid" && wait "$lb_pid"
