@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 demo=/run/xlb-demo
-pin_dir=/sys/fs/bpf/xlb-demo/v1
+pin_dir=/sys/fs/bpf/xlb-demo/v2  # the datapath ABI version, as in /sys/fs/bpf/xlb/v2
 xlbd=$root/build/src/xlbd/xlbd
 lbtool=$root/build/tests/integration/lbtool
 vip=198.18.0.10
