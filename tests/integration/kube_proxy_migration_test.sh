@@ -46,34 +46,7 @@ done
 ip -n "$node" route add 10.96.0.0/12 dev eth1
 cg=$(cgroup_create)
 
-echo "== a test API server on the node, with its own CA"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.crt" \
-  -days 2 -subj /CN=xlb-test-ca 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/server.key" -out "$d/server.csr" \
-  -subj /CN=kube-apiserver 2>/dev/null
-echo "subjectAltName=IP:127.0.0.1" >"$d/san.ext"
-openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -out "$d/server.crt" \
-  -days 2 -extfile "$d/san.ext" 2>/dev/null
-nsenter --net="/run/netns/$node" python3 "$here/../support/fake_apiserver.py" --cert "$d/server.crt" --key "$d/server.key" \
-  --token secret-token >"$d/apiserver.log" 2>&1 &
-pids+=("$!")
-wait_for_line "$d/apiserver.log" '"port"'
-api_port=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["port"])' "$d/apiserver.log")
-echo -n secret-token >"$d/token"
-cat >"$d/kubeconfig" <<YAML
-apiVersion: v1
-kind: Config
-clusters:
-- name: test
-  cluster: {server: "https://127.0.0.1:$api_port", certificate-authority: ca.crt}
-users:
-- name: xlb
-  user: {tokenFile: token}
-contexts:
-- name: xlb@test
-  context: {cluster: test, user: xlb}
-current-context: xlb@test
-YAML
+apiserver_start "$node"  # on the node, with its own CA; $d/kubeconfig for xlbd
 api_apply() {  # api_apply RESOURCE FILE: the object in FILE into the test API server
   on_node python3 - "$api_port" "$d/ca.crt" "$1" "$2" <<'PY'
 import json, ssl, sys, urllib.request
