@@ -129,7 +129,9 @@ class TimedMaps : public xlb::datapath::MapWriter {
   Clock::time_point last_write() const { return last_; }
 
   xlb::Result<xlb::datapath::State> read() const override { return maps_.read(); }
-  xlb::Status upsert_backend(const xlb::datapath::BackendEntry& b) override { return timed(maps_.upsert_backend(b)); }
+  xlb::Status upsert_backends(const std::vector<xlb::datapath::BackendEntry>& b) override {
+    return timed(maps_.upsert_backends(b));
+  }
   xlb::Status remove_backend(xlb::datapath::BackendId id) override { return timed(maps_.remove_backend(id)); }
   xlb::Status upsert_frontends(const std::vector<xlb::datapath::FrontendEntry>& f) override {
     return timed(maps_.upsert_frontends(f));

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <optional>
 #include <set>
@@ -320,29 +321,51 @@ BackendId BpfMaps::backend_at_slot(uint32_t slot) const {
 }
 
 Result<uint32_t> BpfMaps::slot_for(bool backend, uint32_t id, std::string_view what) {
-  std::optional<uint32_t> slot;
-  bool fresh = false;
+  auto slots = slots_for(backend, {id}, [&](size_t) { return std::string(what); });
+  if (!slots) return slots.error();
+  return slots->front();
+}
+
+Result<std::vector<uint32_t>> BpfMaps::slots_for(bool backend, const std::vector<uint32_t>& ids,
+                                                 const std::function<std::string(size_t)>& what) {
+  std::vector<uint32_t> slots;
+  slots.reserve(ids.size());
+  std::vector<uint32_t> fresh;  // the slots taken now, with the index of their id
+  std::vector<size_t> fresh_at;
+  auto give_back_fresh = [&] {
+    std::lock_guard lock(slots_->mutex);
+    for (size_t i : fresh_at) (backend ? slots_->backends : slots_->services).release(ids[i]);
+  };
+  std::optional<size_t> full_at;
   {
     std::lock_guard lock(slots_->mutex);
     SlotTable& table = backend ? slots_->backends : slots_->services;
-    slot = table.find(id);
-    if (!slot) {
-      slot = table.take(id);
-      fresh = slot.has_value();
+    for (size_t i = 0; i < ids.size() && !full_at; ++i) {
+      std::optional<uint32_t> slot = table.find(ids[i]);
+      if (!slot && (slot = table.take(ids[i]))) {
+        fresh.push_back(*slot);
+        fresh_at.push_back(i);
+      }
+      if (slot)
+        slots.push_back(*slot);
+      else
+        full_at = i;
     }
   }
-  if (!slot) return full(what, backend);
-  if (!fresh) return *slot;
-  // A slot given again starts from zero, on every CPU.
+  if (full_at) return give_back_fresh(), full(what(*full_at), backend);
+  if (fresh.empty()) return slots;
+  // A slot given again starts from zero, on every CPU: one write for the whole batch.
   const int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) return errno_error("count CPUs", cpus < 0 ? -cpus : EINVAL);
-  const std::vector<xlb_stats> zeros(static_cast<size_t>(cpus));
+  if (cpus <= 0) return give_back_fresh(), errno_error("count CPUs", cpus < 0 ? -cpus : EINVAL);
+  const std::vector<xlb_stats> zeros(fresh.size() * static_cast<size_t>(cpus));
+  auto count = static_cast<__u32>(fresh.size());
   const int fd = backend ? backend_stats_.get() : service_stats_.get();
-  if (int err = bpf_map_update_elem(fd, &*slot, zeros.data(), BPF_ANY); err != 0) {
-    release_slot(backend, id);
-    return errno_error(std::string(what) + ": zero its counters", -err);
+  if (int err = bpf_map_update_batch(fd, fresh.data(), zeros.data(), &count, nullptr); err != 0) {
+    const size_t failed = fresh_at[std::min<size_t>(count, fresh.size() - 1)];
+    give_back_fresh();
+    return errno_error(what(failed) + ": zero its counters", -err);
   }
-  return *slot;
+  return slots;
 }
 
 void BpfMaps::release_slot(bool backend, uint32_t id) {
@@ -407,23 +430,45 @@ Error BpfMaps::full(std::string_view what, bool backends) const {
                "traffic) and the next start"};
 }
 
-Status BpfMaps::upsert_backend(const BackendEntry& b) {
-  const std::string what = "write backend " + std::to_string(b.id) + " (" + b.address.to_string() + ":" +
-                           std::to_string(b.port) + ")";
-  if (b.id == XLB_BACKEND_ID_NONE || b.id >= XLB_MAX_BACKENDS)
-    return Error{what + ": backend ids go from 1 to " + std::to_string(XLB_MAX_BACKENDS - 1)};
-  xlb_backend value{};
-  std::memcpy(value.address, b.address.bytes().data(), b.address.is_v4() ? 4 : 16);
-  value.port = htons(b.port);
-  value.family = b.address.is_v4() ? XLB_AF_INET : XLB_AF_INET6;
-  value.state = b.draining ? XLB_BACKEND_DRAINING : XLB_BACKEND_ACTIVE;
-  auto slot = slot_for(true, b.id, what);
-  if (!slot) return slot.error();
-  value.stats_slot = *slot;
-  const int err = bpf_map_update_elem(backends_.get(), &b.id, &value, BPF_ANY);
+namespace {
+
+std::string backend_what(const BackendEntry& b) {
+  return "write backend " + std::to_string(b.id) + " (" + b.address.to_string() + ":" + std::to_string(b.port) + ")";
+}
+
+}  // namespace
+
+Status BpfMaps::upsert_backends(const std::vector<BackendEntry>& backends) {
+  if (backends.empty()) return {};
+  std::vector<BackendId> ids;
+  std::vector<xlb_backend> values;
+  ids.reserve(backends.size());
+  values.reserve(backends.size());
+  for (const auto& b : backends) {
+    if (b.id == XLB_BACKEND_ID_NONE || b.id >= XLB_MAX_BACKENDS)
+      return Error{backend_what(b) + ": backend ids go from 1 to " + std::to_string(XLB_MAX_BACKENDS - 1)};
+    xlb_backend value{};
+    std::memcpy(value.address, b.address.bytes().data(), b.address.is_v4() ? 4 : 16);
+    value.port = htons(b.port);
+    value.family = b.address.is_v4() ? XLB_AF_INET : XLB_AF_INET6;
+    value.state = b.draining ? XLB_BACKEND_DRAINING : XLB_BACKEND_ACTIVE;
+    ids.push_back(b.id);
+    values.push_back(value);
+  }
+  auto slots = slots_for(true, ids, [&](size_t i) { return backend_what(backends[i]); });
+  if (!slots) return slots.error();
+  for (size_t i = 0; i < values.size(); ++i) values[i].stats_slot = (*slots)[i];
+  // One system call for the batch; each entry is written whole, as a single update writes it.
+  auto count = static_cast<__u32>(ids.size());
+  const int err = bpf_map_update_batch(backends_.get(), ids.data(), values.data(), &count, nullptr);
   if (err == 0) return {};
-  auto present = lookup<xlb_backend>(backends_.get(), &b.id, what);
-  if (present && !present->has_value()) release_slot(true, b.id);
+  // The batch stopped at backends[count]: it and those after it give back a slot taken for them.
+  const size_t failed = std::min<size_t>(count, backends.size() - 1);
+  const std::string what = backend_what(backends[failed]);
+  for (size_t i = failed; i < ids.size(); ++i) {
+    auto present = lookup<xlb_backend>(backends_.get(), &ids[i], what);
+    if (present && !present->has_value()) release_slot(true, ids[i]);
+  }
   if (err == -E2BIG) return full(what, true);
   return errno_error(what, -err);
 }
@@ -492,7 +537,7 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
     for (size_t i = from; i < pending.size(); ++i)
       if (pending[i].new_range) ring_ranges_.release_now(pending[i].value.ring_offset, pending[i].value.ring_size);
   };
-  std::set<BackendId> known_backends;
+  std::vector<bool> known_backends;  // by id: checked in this batch
   for (const auto& f : frontends) {
     const std::string what = "write frontend " + f.key.to_string();
     if (f.ring.size() > XLB_MAX_RING_SIZE)
@@ -608,16 +653,16 @@ Result<std::set<model::IpAddress>> BpfMaps::dsr_frontend_addresses() const {
   return addresses;
 }
 
-Status BpfMaps::check_backends_exist(const std::vector<BackendId>& ring, std::set<BackendId>& known) const {
-  for (BackendId id : std::set<BackendId>(ring.begin(), ring.end())) {
-    if (known.count(id)) continue;
+Status BpfMaps::check_backends_exist(const std::vector<BackendId>& ring, std::vector<bool>& known) const {
+  std::lock_guard lock(slots_->mutex);
+  for (BackendId id : ring) {
+    if (id < known.size() && known[id]) continue;
     if (id == XLB_BACKEND_ID_NONE) return Error{"the ring holds backend id 0, which is reserved for empty slots"};
-    auto backend = lookup<xlb_backend>(backends_.get(), &id, "read backend " + std::to_string(id));
-    if (!backend) return backend.error();
-    if (!backend->has_value())
+    if (!slots_->backends.find(id))
       return Error{"the ring holds backend " + std::to_string(id) +
                    ", which is not in the backends map (write backends before the services that use them)"};
-    known.insert(id);
+    if (id >= known.size()) known.resize(id + 1);
+    known[id] = true;
   }
   return {};
 }

@@ -2,6 +2,7 @@
 // their fds. Every write keeps the maps consistent for a program reading them at that moment.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,7 +48,7 @@ class BpfMaps final : public MapWriter {
   ServiceId service_at_slot(uint32_t slot) const;
   BackendId backend_at_slot(uint32_t slot) const;
 
-  Status upsert_backend(const BackendEntry& backend) override;
+  Status upsert_backends(const std::vector<BackendEntry>& backends) override;
   Status remove_backend(BackendId id) override;
   Status upsert_frontends(const std::vector<FrontendEntry>& frontends) override;
   Status remove_frontends(const std::vector<FrontendKey>& keys) override;
@@ -60,7 +61,10 @@ class BpfMaps final : public MapWriter {
  private:
   BpfMaps() = default;
 
-  Status check_backends_exist(const std::vector<BackendId>& ring, std::set<BackendId>& known) const;
+  // Every backend the maps hold has a counter slot (adopted at open, taken when written, given
+  // back when removed): the slot table answers whether a ring's backends are there, with no
+  // system call per backend. `known` (by id) keeps what a batch already checked.
+  Status check_backends_exist(const std::vector<BackendId>& ring, std::vector<bool>& known) const;
   // The ranges of xlb_ring_slots that rings use: first fit over a free list of [offset, size)
   // ranges, neighbours coalesced. A range given back waits in `released` until the next write
   // (upsert_frontends, remove_frontends) begins: a program still reading the old ring never
@@ -116,6 +120,10 @@ class BpfMaps final : public MapWriter {
   };
   // The slot of a service or backend id: its own, or a new one with its counters zeroed.
   Result<uint32_t> slot_for(bool backend, uint32_t id, std::string_view what);
+  // The same for many ids, the new slots zeroed in one write; on an error no slot is taken.
+  // `what(i)` names ids[i] in an error.
+  Result<std::vector<uint32_t>> slots_for(bool backend, const std::vector<uint32_t>& ids,
+                                          const std::function<std::string(size_t)>& what);
   void release_slot(bool backend, uint32_t id);
   // After a start: every entry keeps the slot it holds (if valid and not taken twice); one
   // without (written before slots existed) gets one and is written again.

@@ -58,8 +58,9 @@ struct State {
 
 // Each call leaves the maps consistent on its own: a frontend's ring is installed before the
 // entry that uses it. Keeping frontends off missing backends is the caller's order (backends
-// first, removals last), which Plan follows. Frontends are written in batches: one call for
-// many frontends (their rings are ranges of one array, written before the entries).
+// first, removals last), which Plan follows. Backends and frontends are written in batches: one
+// call for many (a full sync of 10,000 services is 50,000 entries; one system call each took
+// most of its time).
 class MapWriter {
  public:
   virtual ~MapWriter() = default;
@@ -68,7 +69,9 @@ class MapWriter {
   // truth to plan from, not what the last run meant to write.
   virtual Result<State> read() const = 0;
 
-  virtual Status upsert_backend(const BackendEntry& backend) = 0;
+  // A batch may stop half-way on an error: the backends before the failing one are written.
+  virtual Status upsert_backends(const std::vector<BackendEntry>& backends) = 0;
+  Status upsert_backend(const BackendEntry& backend) { return upsert_backends({backend}); }
   virtual Status remove_backend(BackendId id) = 0;
   virtual Status upsert_frontends(const std::vector<FrontendEntry>& frontends) = 0;
   virtual Status remove_frontends(const std::vector<FrontendKey>& keys) = 0;

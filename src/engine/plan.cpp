@@ -323,10 +323,13 @@ Plan make_plan(const datapath::State& desired, const datapath::State& actual) {
 
 Status execute(const Plan& plan, datapath::MapWriter& maps) {
   constexpr size_t kMaxFrontendBatch = 512;
-  // Consecutive frontend steps go as one batch (see MapWriter); make_plan puts them together.
+  // Consecutive steps of a kind go as one batch (see MapWriter); make_plan puts them together.
+  std::vector<datapath::BackendEntry> backends;
   std::vector<datapath::FrontendEntry> upserts;
   std::vector<datapath::FrontendKey> removals;
   auto flush = [&]() -> Status {
+    if (!backends.empty())
+      if (auto s = maps.upsert_backends(std::exchange(backends, {})); !s) return s;
     if (!upserts.empty())
       if (auto s = maps.upsert_frontends(std::exchange(upserts, {})); !s) return s;
     if (!removals.empty())
@@ -334,25 +337,28 @@ Status execute(const Plan& plan, datapath::MapWriter& maps) {
     return {};
   };
   for (const auto& step : plan.steps) {
+    if (const auto* b = std::get_if<UpsertBackend>(&step)) {
+      if (!upserts.empty() || !removals.empty())
+        if (auto s = flush(); !s) return s;
+      backends.push_back(b->backend);
+      continue;
+    }
     if (const auto* u = std::get_if<UpsertFrontend>(&step)) {
       // A batch holds one open fd per new ring until it installs them: bounded, so that a full
       // sync of tens of thousands of services stays far below the open-file limit.
-      if (!removals.empty() || upserts.size() >= kMaxFrontendBatch)
+      if (!backends.empty() || !removals.empty() || upserts.size() >= kMaxFrontendBatch)
         if (auto s = flush(); !s) return s;
       upserts.push_back(u->frontend);
       continue;
     }
     if (const auto* r = std::get_if<RemoveFrontend>(&step)) {
-      if (!upserts.empty())
+      if (!backends.empty() || !upserts.empty())
         if (auto s = flush(); !s) return s;
       removals.push_back(r->key);
       continue;
     }
     if (auto s = flush(); !s) return s;
-    const Status s = std::holds_alternative<UpsertBackend>(step)
-                         ? maps.upsert_backend(std::get<UpsertBackend>(step).backend)
-                         : maps.remove_backend(std::get<RemoveBackend>(step).id);
-    if (!s) return s;
+    if (auto s = maps.remove_backend(std::get<RemoveBackend>(step).id); !s) return s;
   }
   return flush();
 }

@@ -402,6 +402,40 @@ TEST_F(DatapathTest, TheConfiguredCapacityIsHeldAndTheErrorAboveItSaysWhatToChan
   EXPECT_FALSE(Datapath::load({{}, 0, 10})) << "a capacity of 0";
 }
 
+// A batch of backends is one write; one that would pass the capacity is refused whole, and the
+// counter slots it would have taken stay free for the next.
+TEST_F(DatapathTest, ABatchOfBackendsPastTheCapacityWritesNoneAndTakesNoSlot) {
+  auto datapath = Datapath::load({pins_, 16, 8});
+  XLB_ASSERT_OK(datapath);
+  auto& maps = datapath->maps();
+  std::vector<BackendEntry> batch;
+  for (BackendId id = 1; id <= 9; ++id) batch.push_back({id, ip("10.0.0." + std::to_string(id)), 80, id % 2 == 0});
+  const Status refused = maps.upsert_backends(batch);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message.rfind("write backend 9 (10.0.0.9:80): the datapath is full: it holds at most 8 backends", 0),
+            0u)
+      << refused.error().message;
+  auto state = maps.read();
+  XLB_ASSERT_OK(state);
+  EXPECT_TRUE(state->backends.empty());
+
+  batch.pop_back();
+  XLB_ASSERT_OK(maps.upsert_backends(batch));
+  state = maps.read();
+  XLB_ASSERT_OK(state);
+  ASSERT_EQ(state->backends.size(), 8u);
+  for (const auto& b : batch) EXPECT_EQ(state->backends.at(b.id), b);
+  const UniqueFd backends(bpf_obj_get((pins_ / "xlb_backends").c_str()));
+  ASSERT_TRUE(backends);
+  std::set<uint32_t> slots;
+  for (BackendId id = 1; id <= 8; ++id) {
+    xlb_backend value{};
+    ASSERT_EQ(bpf_map_lookup_elem(backends.get(), &id, &value), 0);
+    slots.insert(value.stats_slot);
+  }
+  EXPECT_EQ(slots, (std::set<uint32_t>{1, 2, 3, 4, 5, 6, 7, 8})) << "each backend has a counter slot of its own";
+}
+
 // Entries an xlbd from before counter slots wrote hold slot 0 (its xlb_backend.reserved, the
 // high bits of its flags): the next start gives each a slot of its own and writes it back.
 TEST_F(DatapathTest, EntriesWithoutACounterSlotGetOneWhenAdopted) {

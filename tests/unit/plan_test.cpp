@@ -24,9 +24,13 @@ class FakeMaps : public datapath::MapWriter {
  public:
   Result<State> read() const override { return state; }
 
-  Status upsert_backend(const BackendEntry& b) override {
-    if (auto s = step(); !s) return s;
-    state.backends[b.id] = b;
+  // A batch may stop half-way, as a real one may: each backend is one write here.
+  Status upsert_backends(const std::vector<BackendEntry>& backends) override {
+    ++backend_batches;
+    for (const auto& b : backends) {
+      if (auto s = step(); !s) return s;
+      state.backends[b.id] = b;
+    }
     return {};
   }
   Status remove_backend(datapath::BackendId id) override {
@@ -60,7 +64,8 @@ class FakeMaps : public datapath::MapWriter {
   State state;
   int fail_at = -1;  // the write that fails, counting from 0
   int writes = 0;
-  int batches = 0;
+  int batches = 0;  // of frontends
+  int backend_batches = 0;
 
  private:
   Status step() {
@@ -127,6 +132,18 @@ TEST_F(PlanTest, FrontendsAreWrittenInOneBatch) {
     c.services.push_back(service("svc-" + std::to_string(i), "198.18.1." + std::to_string(i + 1), {"10.0.0.2"}));
   ASSERT_TRUE(execute(make_plan(desired(c, {}), maps.state), maps).ok());
   EXPECT_EQ(maps.state.frontends.size(), 50u);
+  EXPECT_EQ(maps.batches, 1);
+}
+
+TEST_F(PlanTest, BackendsAreWrittenInOneBatchBeforeTheFrontends) {
+  FakeMaps maps;
+  model::Catalog c;
+  for (int i = 0; i < 50; ++i)
+    c.services.push_back(service("svc-" + std::to_string(i), "198.18.1." + std::to_string(i + 1),
+                                 {"10.0.1." + std::to_string(i + 1), "10.0.2." + std::to_string(i + 1)}));
+  ASSERT_TRUE(execute(make_plan(desired(c, {}), maps.state), maps).ok());
+  EXPECT_EQ(maps.state.backends.size(), 100u);
+  EXPECT_EQ(maps.backend_batches, 1);
   EXPECT_EQ(maps.batches, 1);
 }
 
