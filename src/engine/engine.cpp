@@ -358,30 +358,35 @@ Result<Applied> Engine::commit(std::vector<model::Service> upserted, const std::
   }
   for (const auto& name : delta.removed) changes.push_back({find(name), nullptr});
 
-  // The revision and the maps change together or not at all: the database first (a locked or
-  // full one stops everything here), the maps inside its transaction, then the commit.
+  // The revision and the maps change together or not at all. The transaction first: a database
+  // that another writer holds (or that cannot be written) stops everything here. Then the maps,
+  // so that the change is in force without waiting for its record (the snapshot of a large
+  // catalog takes longer to write than its maps); then the record and the commit. Nothing is
+  // durable before the commit, so a crash anywhere before it restarts from the revision before,
+  // and the maps, read back then, are brought to the catalog the sources give again. A record or
+  // commit that fails puts the maps back.
   auto transaction = store_.begin();
   if (!transaction) return Error{"the catalog was not applied: " + transaction.error().message};
-  const std::string summary = diff.empty() ? "empty catalog" : diff.summary();
-  const size_t size_after = services_.size() + states.size() - delta.removed.size();  // upper bound
-  const bool snapshot = revision_ == 0 || changed_since_snapshot_ + changes.size() >= std::max(size_after, kMinSnapshotSpacing);
-  std::optional<model::Catalog> whole;
-  if (snapshot) whole = catalog_after(changes);
-  auto id = store_.record({source, summary, diff.changes, snapshot ? nullptr : &delta, whole ? &*whole : nullptr});
-  if (!id) return Error{"the catalog was not applied: " + id.error().message};
-
   const bool incremental = maps_known_;
   auto synced = incremental ? sync_changes(changes) : sync_all(services_after(states, delta.removed));
   if (!synced) return Error{"the catalog was not applied: " + synced.error().message};
-  if (auto committed = transaction->commit(); !committed) {
+  auto not_recorded = [&](const Error& e) -> Error {
     // The maps hold the new catalog and the database the old one: put the maps back.
     std::vector<ServiceDelta> reverse;
     for (const auto& c : changes) reverse.push_back({c.after, c.before});
     if (auto back = incremental ? sync_changes(reverse) : sync_all(services_); !back)
       log_.error("could not put the datapath back to revision " + std::to_string(revision_) + ": " +
                  back.error().message);
-    return Error{"the catalog was not applied: " + committed.error().message};
-  }
+    return Error{"the catalog was not applied: " + e.message};
+  };
+  const std::string summary = diff.empty() ? "empty catalog" : diff.summary();
+  const size_t size_after = services_.size() + states.size() - delta.removed.size();  // upper bound
+  const bool snapshot = revision_ == 0 || changed_since_snapshot_ + changes.size() >= std::max(size_after, kMinSnapshotSpacing);
+  std::optional<model::Catalog> whole;
+  if (snapshot) whole = catalog_after(changes);
+  auto id = store_.record({source, summary, diff.changes, snapshot ? nullptr : &delta, whole ? &*whole : nullptr});
+  if (!id) return not_recorded(id.error());
+  if (auto committed = transaction->commit(); !committed) return not_recorded(committed.error());
 
   for (const auto& name : delta.removed) {
     auto it = services_.find(name);

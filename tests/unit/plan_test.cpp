@@ -324,6 +324,50 @@ TEST_F(PlanTest, EngineRecordsNoRevisionWhenTheMapsRefuse) {
   EXPECT_EQ(engine.revision(), 0);
 }
 
+// The maps are written before the revision is recorded (the change is in force sooner); a
+// revision that cannot be recorded puts them back, on the whole-catalog path and on the
+// incremental one.
+TEST_F(PlanTest, EnginePutsTheMapsBackWhenTheRevisionCannotBeRecorded) {
+  // A database of its own: desired() records in the fixture's.
+  const test::TempDir dir("xlb-plan-refused");
+  auto store = store::Store::open(dir.path() / "state.db");
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  auto refuse_revisions = [&](bool refuse) {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open((dir.path() / "state.db").c_str(), &raw), SQLITE_OK);
+    const char* sql = refuse ? "CREATE TRIGGER refuse BEFORE INSERT ON revisions BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+                             : "DROP TRIGGER refuse";
+    EXPECT_EQ(sqlite3_exec(raw, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+    sqlite3_close(raw);
+  };
+  FakeMaps maps;
+  Engine engine(*store, log_, {}, &maps);
+  const model::Catalog one{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.3"})}};
+  const model::Catalog two{{service("web", "198.18.0.10", {"10.0.0.2", "10.0.0.4"}), service("db", "198.18.0.11", {"10.0.0.5"})}};
+
+  refuse_revisions(true);
+  auto first = engine.apply(one, "test");
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.error().message, "the catalog was not applied: recording a revision: disk on fire");
+  EXPECT_EQ(maps.state, State{}) << "the maps are put back to what the database holds: nothing";
+  EXPECT_EQ(engine.revision(), 0);
+
+  refuse_revisions(false);
+  ASSERT_TRUE(engine.apply(one, "test").ok());
+  refuse_revisions(true);
+  auto second = engine.apply(two, "test");
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(maps.state, desired(one, maps.state)) << "the change is taken back out of the maps";
+  EXPECT_EQ(engine.services().size(), 1u);
+
+  refuse_revisions(false);
+  ASSERT_TRUE(engine.apply(two, "test").ok());
+  EXPECT_EQ(maps.state, desired(two, maps.state));
+  auto revisions = store->revisions(10);
+  ASSERT_TRUE(revisions.ok());
+  EXPECT_EQ(revisions->size(), 2u);
+}
+
 // The incremental path (apply_changes, and every change once the maps are known) must leave the
 // maps exactly as the whole-catalog path would: random changes, each checked against the
 // desired state planned from the whole catalog, with FakeMaps checking every single write.
