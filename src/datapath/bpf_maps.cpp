@@ -496,20 +496,36 @@ Status BpfMaps::forget_cached_backend(BackendId id) {
   return update(backend_cache_.get(), &slot, zeros.data(), "clear backend " + std::to_string(id) + " from the cache");
 }
 
-Status BpfMaps::count_frontend_address(const model::IpAddress& address, int delta) {
-  xlb_frontend_addr_key key{};
-  std::memcpy(key.address, address.bytes().data(), address.is_v4() ? 4 : 16);
-  key.family = address.is_v4() ? XLB_AF_INET : XLB_AF_INET6;
-  const std::string what = "count the frontends of " + address.to_string();
-  auto count = lookup<__u32>(frontend_addrs_.get(), &key, what);
-  if (!count) return count.error();
-  const int64_t now = static_cast<int64_t>(count->value_or(0)) + delta;
-  if (now <= 0) return delete_if_present(frontend_addrs_.get(), &key, what);
-  const auto value = static_cast<__u32>(now);
-  if (int err = bpf_map_update_elem(frontend_addrs_.get(), &key, &value, BPF_ANY); err == -E2BIG)
-    return full(what, false);
-  else if (err != 0)
-    return errno_error(what, -err);
+Status BpfMaps::count_frontend_addresses(const std::map<model::IpAddress, int>& deltas) {
+  const int fd = frontend_addrs_.get();
+  auto what = [](const model::IpAddress& address) { return "count the frontends of " + address.to_string(); };
+  std::vector<xlb_frontend_addr_key> keys;
+  std::vector<__u32> counts;
+  std::vector<const model::IpAddress*> addresses;
+  for (const auto& [address, delta] : deltas) {
+    xlb_frontend_addr_key key{};
+    std::memcpy(key.address, address.bytes().data(), address.is_v4() ? 4 : 16);
+    key.family = address.is_v4() ? XLB_AF_INET : XLB_AF_INET6;
+    __u32 count = 0;
+    if (int err = bpf_map_lookup_elem(fd, &key, &count); err == -ENOENT)
+      count = 0;
+    else if (err != 0)
+      return errno_error(what(address), -err);
+    const int64_t now = static_cast<int64_t>(count) + delta;
+    if (now <= 0) {
+      if (Status s = delete_if_present(fd, &key, what(address)); !s) return s;
+      continue;
+    }
+    keys.push_back(key);
+    counts.push_back(static_cast<__u32>(now));
+    addresses.push_back(&address);
+  }
+  if (keys.empty()) return {};
+  auto written = static_cast<__u32>(keys.size());
+  if (int err = bpf_map_update_batch(fd, keys.data(), counts.data(), &written, nullptr); err != 0) {
+    const auto& address = *addresses[std::min<size_t>(written, keys.size() - 1)];
+    return err == -E2BIG ? full(what(address), false) : errno_error(what(address), -err);
+  }
   return {};
 }
 
@@ -519,11 +535,35 @@ namespace {
 struct PendingFrontend {
   const FrontendEntry* entry;
   ServiceKey key;
-  int services_fd;
   xlb_service_value value{};
   std::optional<xlb_service_value> old;
   bool new_range = false;  // value's ring is a range taken by this write (else rewritten in place, or none)
+  bool written = false;    // its entry is in the map
 };
+
+std::string frontend_what(const FrontendEntry& f) { return "write frontend " + f.key.to_string(); }
+
+// Writes the entries of one family (v4 or v6 keys) of `pending` in one system call, each entry
+// whole as a single update writes it, and marks them written. On an error, the index in
+// `pending` of the entry that failed (those of the family before it are written), and -errno.
+template <class Key>
+std::pair<size_t, int> write_entries(int fd, std::vector<PendingFrontend>& pending, bool v6, Key ServiceKey::*key) {
+  std::vector<Key> keys;
+  std::vector<xlb_service_value> values;
+  std::vector<size_t> at;
+  for (size_t i = 0; i < pending.size(); ++i) {
+    if (pending[i].key.is_v6 != v6) continue;
+    keys.push_back(pending[i].key.*key);
+    values.push_back(pending[i].value);
+    at.push_back(i);
+  }
+  if (keys.empty()) return {0, 0};
+  auto written = static_cast<__u32>(keys.size());
+  const int err = bpf_map_update_batch(fd, keys.data(), values.data(), &written, nullptr);
+  for (size_t j = 0; j < std::min<size_t>(written, at.size()); ++j) pending[at[j]].written = true;
+  if (err == 0) return {0, 0};
+  return {at[std::min<size_t>(written, at.size() - 1)], err};
+}
 
 }  // namespace
 
@@ -531,64 +571,76 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
   ring_ranges_.reclaim();
   std::vector<PendingFrontend> pending;
   pending.reserve(frontends.size());
-  // On an error before its entry is written, a range this write took is free again at once:
+  // On an error, a range this write took for an entry it did not write is free again at once:
   // nothing points at it.
-  auto give_back_new = [&](size_t from) {
-    for (size_t i = from; i < pending.size(); ++i)
-      if (pending[i].new_range) ring_ranges_.release_now(pending[i].value.ring_offset, pending[i].value.ring_size);
+  auto give_back_new = [&] {
+    for (const auto& p : pending)
+      if (p.new_range && !p.written) ring_ranges_.release_now(p.value.ring_offset, p.value.ring_size);
   };
+  // Everything checked and read before anything is written.
   std::vector<bool> known_backends;  // by id: checked in this batch
+  std::map<model::IpAddress, int> new_at;  // new frontends by address
+  std::vector<uint32_t> service_ids;
+  service_ids.reserve(frontends.size());
   for (const auto& f : frontends) {
-    const std::string what = "write frontend " + f.key.to_string();
     if (f.ring.size() > XLB_MAX_RING_SIZE)
-      return give_back_new(0), Error{what + ": a ring of " + std::to_string(f.ring.size()) +
-                                     " slots is larger than the maximum " + std::to_string(XLB_MAX_RING_SIZE)};
+      return Error{frontend_what(f) + ": a ring of " + std::to_string(f.ring.size()) +
+                   " slots is larger than the maximum " + std::to_string(XLB_MAX_RING_SIZE)};
     if (f.service_id == 0 || f.service_id >= XLB_MAX_SERVICES)
-      return give_back_new(0), Error{what + ": service ids go from 1 to " + std::to_string(XLB_MAX_SERVICES - 1)};
-    if (Status s = check_backends_exist(f.ring, known_backends); !s) return give_back_new(0), prefixed(what, s.error());
-    PendingFrontend p{&f, ServiceKey(f.key), 0, {}, std::nullopt, false};
-    p.services_fd = p.key.is_v6 ? services_v6_.get() : services_v4_.get();
-    auto old = lookup<xlb_service_value>(p.services_fd, p.key.data(), what);
-    if (!old) return give_back_new(0), old.error();
-    p.old = *old;
-    if (!p.old)
-      if (Status s = count_frontend_address(f.key.address, +1); !s) return give_back_new(0), s;
-    p.value.service_id = f.service_id;
-    p.value.ring_size = static_cast<__u32>(f.ring.size());
-    auto slot = slot_for(false, f.service_id, what);
-    if (!slot) return give_back_new(0), slot.error();
-    p.value.flags = (f.snat ? XLB_SERVICE_F_SNAT : 0) | (f.dsr ? XLB_SERVICE_F_DSR : 0) |
-                    (f.affinity ? XLB_SERVICE_F_AFFINITY : 0) | (*slot << XLB_SERVICE_SLOT_SHIFT);
-    p.value.affinity_timeout_s = f.affinity_timeout_s;
-    if (!f.ring.empty()) {
-      // A ring of the same size is rewritten where it is: a program that picks a slot during the
-      // write gets the old or the new backend of that slot, both in the maps until the plan's
-      // removals, which come after; conntrack then keeps the flow where it went. Any other
-      // ring goes to a range of its own, written before the entry points at it.
-      if (p.old && ring_ranges_.owns(p.old->ring_offset, p.old->ring_size) && p.old->ring_size == f.ring.size()) {
-        p.value.ring_offset = p.old->ring_offset;
-        write_ring(p.value.ring_offset, f.ring, true);
-      } else {
-        auto offset = ring_ranges_.take(p.value.ring_size);
-        if (!offset) return give_back_new(0), ring_slots_full(what, p.value.ring_size);
-        p.value.ring_offset = *offset;
-        p.new_range = true;
-        write_ring(p.value.ring_offset, f.ring, false);
-      }
-    }
+      return Error{frontend_what(f) + ": service ids go from 1 to " + std::to_string(XLB_MAX_SERVICES - 1)};
+    if (Status s = check_backends_exist(f.ring, known_backends); !s) return prefixed(frontend_what(f), s.error());
+    PendingFrontend p{&f, ServiceKey(f.key), {}, std::nullopt, false, false};
+    xlb_service_value old{};
+    const int err = bpf_map_lookup_elem(p.key.is_v6 ? services_v6_.get() : services_v4_.get(), p.key.data(), &old);
+    if (err == 0)
+      p.old = old;
+    else if (err != -ENOENT)
+      return errno_error(frontend_what(f), -err);
+    else
+      ++new_at[f.key.address];
+    service_ids.push_back(f.service_id);
     pending.push_back(std::move(p));
   }
+  auto slots = slots_for(false, service_ids, [&](size_t i) { return frontend_what(frontends[i]); });
+  if (!slots) return slots.error();
+  if (Status s = count_frontend_addresses(new_at); !s) return s;
 
-  // One entry write each; the ring an entry leaves is free for the next write, not this one.
   for (size_t i = 0; i < pending.size(); ++i) {
-    const auto& p = pending[i];
-    if (int err = bpf_map_update_elem(p.services_fd, p.key.data(), &p.value, BPF_ANY); err != 0) {
-      give_back_new(i);
-      const std::string what = "write frontend " + p.entry->key.to_string() + ": write the service entry";
-      return err == -E2BIG ? full(what, false) : errno_error(what, -err);
+    auto& p = pending[i];
+    const FrontendEntry& f = *p.entry;
+    p.value.service_id = f.service_id;
+    p.value.ring_size = static_cast<__u32>(f.ring.size());
+    p.value.flags = (f.snat ? XLB_SERVICE_F_SNAT : 0) | (f.dsr ? XLB_SERVICE_F_DSR : 0) |
+                    (f.affinity ? XLB_SERVICE_F_AFFINITY : 0) | ((*slots)[i] << XLB_SERVICE_SLOT_SHIFT);
+    p.value.affinity_timeout_s = f.affinity_timeout_s;
+    if (f.ring.empty()) continue;
+    // A ring of the same size is rewritten where it is: a program that picks a slot during the
+    // write gets the old or the new backend of that slot, both in the maps until the plan's
+    // removals, which come after; conntrack then keeps the flow where it went. Any other
+    // ring goes to a range of its own, written before the entry points at it.
+    if (p.old && ring_ranges_.owns(p.old->ring_offset, p.old->ring_size) && p.old->ring_size == f.ring.size()) {
+      p.value.ring_offset = p.old->ring_offset;
+      write_ring(p.value.ring_offset, f.ring, true);
+    } else {
+      auto offset = ring_ranges_.take(p.value.ring_size);
+      if (!offset) return give_back_new(), ring_slots_full(frontend_what(f), p.value.ring_size);
+      p.value.ring_offset = *offset;
+      p.new_range = true;
+      write_ring(p.value.ring_offset, f.ring, false);
     }
-    if (p.old && (p.value.ring_size == 0 || p.value.ring_offset != p.old->ring_offset))
+  }
+
+  // The entries, after every ring they point at: one batch per family.
+  auto [failed, err] = write_entries(services_v4_.get(), pending, false, &ServiceKey::v4);
+  if (err == 0) std::tie(failed, err) = write_entries(services_v6_.get(), pending, true, &ServiceKey::v6);
+  // The ring a written entry leaves is free for the next write, not this one.
+  for (const auto& p : pending)
+    if (p.written && p.old && (p.value.ring_size == 0 || p.value.ring_offset != p.old->ring_offset))
       ring_ranges_.release_later(p.old->ring_offset, p.old->ring_size);
+  if (err != 0) {
+    give_back_new();
+    const std::string what = frontend_what(*pending[failed].entry) + ": write the service entry";
+    return err == -E2BIG ? full(what, false) : errno_error(what, -err);
   }
   // The counter slot of a service id that no frontend of this batch took over.
   std::set<ServiceId> now_used;
@@ -611,7 +663,7 @@ Status BpfMaps::remove_frontends(const std::vector<FrontendKey>& keys) {
     // The entry first: once it is gone, nothing reaches the ring.
     if (Status s = delete_if_present(services, key.data(), what); !s) return s;
     ring_ranges_.release_later((*old)->ring_offset, (*old)->ring_size);
-    if (Status s = count_frontend_address(k.address, -1); !s) return s;
+    if (Status s = count_frontend_addresses({{k.address, -1}}); !s) return s;
     release_slot(false, (*old)->service_id);
   }
   return sync_local_addresses();

@@ -94,7 +94,8 @@ class BpfMaps final : public MapWriter {
   // How many frontends an address has: the programs tell malformed packets to a frontend
   // address (dropped, counted) from others (passed). Counted up before a frontend is written,
   // down after it is gone, so a crash leaves a count too high (harmless), never too low.
-  Status count_frontend_address(const model::IpAddress& address, int delta);
+  // `deltas` by address; the counts that stay above 0 are written in one batch.
+  Status count_frontend_addresses(const std::map<model::IpAddress, int>& deltas);
   Status forget_cached_backend(BackendId id);
   // Counter slots (bpf/lib/counters.h): each service id and backend id in the maps has one, below
   // the capacity, written into its entry. A freed slot is taken again as late as possible, as
