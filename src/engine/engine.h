@@ -121,6 +121,10 @@ class Engine {
   using Sources = std::map<std::string, model::Service, std::less<>>;
 
   Result<ServiceState> build_state(const model::Service& service, const ServiceState* before) const;
+  // build_state of each service (with its state before, or null), in the same order; many on two
+  // threads. The first error in that order.
+  Result<std::vector<ServiceState>> build_states(
+      const std::vector<std::pair<const model::Service*, const ServiceState*>>& services) const;
   Result<Ring> build_ring(const model::Service& service, model::IpAddress::Family family) const;
   model::Service overlay(model::Service service) const { return health_.overlay(drains_.overlay(std::move(service))); }
   void end_sockets_of_removed(const Plan& plan, const datapath::State& before) const;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -134,8 +135,9 @@ class DesiredBuilder {
   const datapath::State& actual_;
   IdAllocator backend_ids_;
   IdAllocator service_ids_;
-  std::map<std::string, BackendId> actual_backend_ids_;
-  std::map<std::string, BackendId> desired_ids_;
+  // By key ("10.0.1.2:8080"): looked up for every backend of every service, never listed in order.
+  std::unordered_map<std::string, BackendId> actual_backend_ids_;
+  std::unordered_map<std::string, BackendId> desired_ids_;
   datapath::State desired_;
 };
 
@@ -306,6 +308,7 @@ void MapBook::commit(const Plan& plan, const std::vector<ServiceDelta>& changes)
 
 Plan make_plan(const datapath::State& desired, const datapath::State& actual) {
   Plan plan;
+  plan.steps.reserve(desired.backends.size() + desired.frontends.size());  // a first sync writes them all
   for (const auto& [id, b] : desired.backends) {
     auto it = actual.backends.find(id);
     if (it == actual.backends.end() || !(it->second == b)) plan.steps.push_back(UpsertBackend{b});
