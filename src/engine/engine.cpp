@@ -164,7 +164,7 @@ Status Engine::restore() {
   return {};
 }
 
-Result<std::pair<size_t, std::string>> Engine::sync_all(const Services& services) {
+Result<std::pair<size_t, std::string>> Engine::sync_all(const ServiceList& services) {
   if (!maps_) return std::pair<size_t, std::string>{0, "no datapath"};
   // The maps are read back once (after a start, or a failed write); after that the engine, their
   // only writer, knows what they hold, and a change costs what changed, not the catalog's size.
@@ -242,7 +242,7 @@ Result<Applied> Engine::apply(const model::Catalog& catalog, std::string_view so
   if (!applied) return applied;
   if (!applied->changed) {
     maps_known_ = false;  // nothing to change: read the maps back, and repair what differs
-    auto synced = sync_all(services_);
+    auto synced = sync_all(list_of(services_));
     if (!synced) return Error{"the catalog was not applied: " + synced.error().message};
     applied->map_writes = synced->first;
     applied->plan = synced->second;
@@ -328,11 +328,17 @@ Result<Applied> Engine::apply_health(HealthOverlay next, std::string_view servic
   return applied;
 }
 
-Services Engine::services_after(const std::vector<ServiceState>& states, const std::vector<std::string>& removed) const {
+ServiceList Engine::services_after(const std::vector<ServiceState>& states, const std::vector<std::string>& removed) const {
   if (!maps_) return {};  // nothing to sync
-  Services next = services_;
-  for (const auto& name : removed) next.erase(name);
-  for (const auto& state : states) next.insert_or_assign(state.service.name, state);
+  std::set<std::string_view> replaced(removed.begin(), removed.end());
+  for (const auto& state : states) replaced.insert(state.service.name);
+  ServiceList next;
+  next.reserve(services_.size() + states.size());
+  for (const auto& [name, state] : services_)
+    if (!replaced.count(name)) next.push_back(&state);
+  for (const auto& state : states) next.push_back(&state);
+  std::sort(next.begin(), next.end(),
+            [](const ServiceState* a, const ServiceState* b) { return a->service.name < b->service.name; });
   return next;
 }
 
@@ -402,7 +408,7 @@ Result<Applied> Engine::commit(std::vector<model::Service> upserted, const std::
     // The maps hold the new catalog and the database the old one: put the maps back.
     std::vector<ServiceDelta> reverse;
     for (const auto& c : changes) reverse.push_back({c.after, c.before});
-    if (auto back = incremental ? sync_changes(reverse) : sync_all(services_); !back)
+    if (auto back = incremental ? sync_changes(reverse) : sync_all(list_of(services_)); !back)
       log_.error("could not put the datapath back to revision " + std::to_string(revision_) + ": " +
                  back.error().message);
     return Error{"the catalog was not applied: " + e.message};

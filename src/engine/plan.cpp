@@ -78,11 +78,11 @@ class DesiredBuilder {
     for (const auto& [id, b] : actual.backends) actual_backend_ids_[backend_key(b.address, b.port)] = id;
   }
 
-  Result<datapath::State> build(const Services& services) {
-    for (const auto& [name, state] : services) {
-      if (auto s = add_backends(state.service); !s) return s.error();
-      for (const auto& frontend : state.service.frontends)
-        if (auto s = add_frontend(state, frontend); !s) return s.error();
+  Result<datapath::State> build(const ServiceList& services) {
+    for (const ServiceState* state : services) {
+      if (auto s = add_backends(state->service); !s) return s.error();
+      for (const auto& frontend : state->service.frontends)
+        if (auto s = add_frontend(*state, frontend); !s) return s.error();
     }
     return std::move(desired_);
   }
@@ -158,19 +158,27 @@ Result<uint32_t> IdAllocator::next(std::string_view what) {
   return Error{"more than " + std::to_string(limit_ - 1) + " " + std::string(what) + " in the datapath"};
 }
 
-Result<datapath::State> desired_state(const Services& services, const datapath::State& actual) {
+ServiceList list_of(const Services& services) {
+  ServiceList list;
+  list.reserve(services.size());
+  for (const auto& [name, state] : services) list.push_back(&state);
+  return list;
+}
+
+Result<datapath::State> desired_state(const ServiceList& services, const datapath::State& actual) {
   return DesiredBuilder(actual).build(services);
 }
 
-MapBook::MapBook(datapath::State state, const Services& services)
+MapBook::MapBook(datapath::State state, const ServiceList& services)
     : state_(std::move(state)), backend_allocator_(backend_ids(state_), XLB_MAX_BACKENDS),
       service_allocator_(service_ids(state_), XLB_MAX_SERVICES) {
   for (const auto& [id, b] : state_.backends) backend_ids_[backend_key(b.address, b.port)] = id;
-  for (const auto& [name, s] : services) {
-    for_each_mapped_backend(s.service, [&](const model::Backend& b) {
+  for (const ServiceState* s : services) {
+    const std::string& name = s->service.name;
+    for_each_mapped_backend(s->service, [&](const model::Backend& b) {
       if (auto it = backend_ids_.find(b.key()); it != backend_ids_.end()) users_[it->second][name] = drains(b);
     });
-    for (const auto& f : s.service.frontends) owners_[{f.address, f.port, f.protocol}] = name;
+    for (const auto& f : s->service.frontends) owners_[{f.address, f.port, f.protocol}] = name;
   }
 }
 
@@ -347,8 +355,9 @@ Status execute(const Plan& plan, datapath::MapWriter& maps) {
       continue;
     }
     if (const auto* u = std::get_if<UpsertFrontend>(&step)) {
-      // A batch holds one open fd per new ring until it installs them: bounded, so that a full
-      // sync of tens of thousands of services stays far below the open-file limit.
+      // Bounded: the ring ranges a batch's frontends leave are free again from the next batch on
+      // (BpfMaps::RingRanges), so a sync that moves many rings reuses them as it goes instead of
+      // needing room for every ring twice.
       if (!backends.empty() || !removals.empty() || upserts.size() >= kMaxFrontendBatch)
         if (auto s = flush(); !s) return s;
       upserts.push_back(u->frontend);

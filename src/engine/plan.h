@@ -38,10 +38,13 @@ struct Plan {
   std::string summary() const;
 };
 
+// The services in force as a ServiceList.
+ServiceList list_of(const Services& services);
+
 // The map state for these services. Ids already in `actual` are kept for the same backend
 // (address and port) and the same frontend, so flows in conntrack and counters keep their
 // meaning; new ones take the next free id (see IdAllocator).
-Result<datapath::State> desired_state(const Services& services, const datapath::State& actual);
+Result<datapath::State> desired_state(const ServiceList& services, const datapath::State& actual);
 
 // Only what differs: an unchanged frontend or backend is not written again. Order: backends
 // written, frontends written, frontends removed, backends removed.
@@ -75,9 +78,9 @@ struct ServiceDelta {
 // whole catalog; this is the path of every change once the maps are known.
 class MapBook {
  public:
-  MapBook() : MapBook(datapath::State{}, Services{}) {}
+  MapBook() : MapBook(datapath::State{}, ServiceList{}) {}
   // The maps hold `state`, written for `services`.
-  MapBook(datapath::State state, const Services& services);
+  MapBook(datapath::State state, const ServiceList& services);
 
   const datapath::State& state() const { return state_; }
 

@@ -99,7 +99,8 @@ class PlanTest : public ::testing::Test {
   }
 
   State desired(const model::Catalog& catalog, const State& actual) {
-    auto d = desired_state(states(catalog), actual);
+    const Services services = states(catalog);
+    auto d = desired_state(list_of(services), actual);
     EXPECT_TRUE(d.ok()) << d.error().message;
     return d.ok() ? *d : State{};
   }
@@ -405,7 +406,7 @@ TEST_F(PlanTest, ChangesLeaveTheMapsAsAWholeSyncWould) {
     }
     auto applied = engine.apply_changes(changes, "test");
     ASSERT_TRUE(applied.ok()) << "round " << round << ": " << applied.error().message;
-    auto whole = desired_state(engine.services(), maps.state);
+    auto whole = desired_state(list_of(engine.services()), maps.state);
     ASSERT_TRUE(whole.ok()) << whole.error().message;
     ASSERT_EQ(maps.state, *whole) << "round " << round << ": " << applied->summary;
     ASSERT_EQ(engine.map_state(), maps.state) << "round " << round;
@@ -455,7 +456,7 @@ TEST_F(PlanTest, AChangeMayNotTakeAnotherServicesFrontend) {
   EXPECT_EQ(maps.state.frontends.begin()->second.service_id, before.frontends.begin()->second.service_id);
   // And the next change is planned from the maps again, not from a book the failure spoiled.
   ASSERT_TRUE(engine.apply_changes({{service("web", "198.18.0.11", {"10.0.0.2"})}, {}}, "kubernetes").ok());
-  EXPECT_EQ(maps.state, desired_state(engine.services(), maps.state).value());
+  EXPECT_EQ(maps.state, desired_state(list_of(engine.services()), maps.state).value());
 }
 
 TEST_F(PlanTest, ARestartAfterChangesRestoresTheSameCatalog) {
