@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <map>
 #include <set>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -135,9 +134,8 @@ class DesiredBuilder {
   const datapath::State& actual_;
   IdAllocator backend_ids_;
   IdAllocator service_ids_;
-  // By key ("10.0.1.2:8080"): looked up for every backend of every service, never listed in order.
-  std::unordered_map<std::string, BackendId> actual_backend_ids_;
-  std::unordered_map<std::string, BackendId> desired_ids_;
+  std::map<std::string, BackendId> actual_backend_ids_;
+  std::map<std::string, BackendId> desired_ids_;
   datapath::State desired_;
 };
 
