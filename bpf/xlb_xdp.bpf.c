@@ -350,8 +350,9 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 			return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_BACKEND, bytes);
 		xlb_ct_create(&pkt->flow, backend_id, service->service_id, XLB_SERVICE_STATS_SLOT(service->flags), 0, now);
 		new_flow = 1;
+	} else {
+		xlb_flow_cache_store(flow, &pkt->flow, backend_id, 0, now);
 	}
-	xlb_flow_cache_store(flow, &pkt->flow, backend_id, 0, now);
 	s->backend = *backend;
 	xlb_addr_copy(s->to.dst, backend->address);
 
@@ -421,7 +422,8 @@ static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_pack
 	reason = xlb_translate(pkt, service, ct, s, now);
 	if (reason)
 		return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
-	xlb_flow_cache_store(flow, &pkt->flow, s->backend_id, s->snat_port, now);
+	if (!s->new_flow)
+		xlb_flow_cache_store(flow, &pkt->flow, s->backend_id, s->snat_port, now);
 	return xlb_forward(ctx, pkt, s, bytes);
 }
 

@@ -21,6 +21,9 @@
  *     removed backend's slot there, this CPU asks conntrack with the flow's next packet.
  *   - The frontend is still looked up for every packet: a removed frontend or a changed mode
  *     (nat, snat, dsr) is seen at once.
+ *   - A flow is cached by its second packet (the first that finds it in conntrack), not by its
+ *     first: a flow of one packet (a DNS query, a spoofed SYN) never takes a slot from a busy
+ *     flow, and a new flow, already the dearest packet, does not also pay for the write.
  *
  * Direct-mapped: a flow lives in the slot of a cheap hash of its key (not the Maglev hash,
  * which must be the same on every node and costs more), tagged with the whole key. Two busy
