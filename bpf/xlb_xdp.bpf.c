@@ -13,8 +13,8 @@
  *
  * Most packets belong to established flows, and those take a short path (xlb_forward_cached):
  * one hash lookup (the frontend), then the flow's backend from a per-CPU cache of conntrack
- * (flow_cache.h) and the backend's address and next hop from a per-CPU cache of those
- * (backend_cache.h), each at most a second old. Everything else takes the general path
+ * (flow_cache.h, at most 100 ms old) and the backend's address and next hop from a per-CPU
+ * cache of those (backend_cache.h, at most a second old). Everything else takes the general path
  * (xlb_translate, xlb_forward). A packet that is not for a frontend costs one lookup.
  *
  * THE RULE FOR MALFORMED INPUT. Traffic that is not for a frontend must never be harmed, and

@@ -241,8 +241,8 @@ class LbPrograms {
     return update(xdp_->maps.xlb_backend_cache, &slot, values.data(), "backend cache");
   }
 
-  // Empties the XDP program's per-CPU flow cache (bpf/lib/flow_cache.h) on every CPU: what a
-  // second does, so that the next packet of every flow reads conntrack again.
+  // Empties the XDP program's per-CPU flow cache (bpf/lib/flow_cache.h) on every CPU: what
+  // 100 ms do, so that the next packet of every flow reads conntrack again.
   Status clear_flow_cache() const {
     bpf_map* map = xdp_->maps.xlb_flow_cache;
     const std::vector<uint8_t> zeros(bpf_map__value_size(map) * static_cast<size_t>(libbpf_num_possible_cpus()));
