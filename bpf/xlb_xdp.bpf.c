@@ -422,8 +422,8 @@ static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_pack
 	reason = xlb_translate(pkt, service, ct, s, now);
 	if (reason)
 		return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
-	if (!s->new_flow)
-		xlb_flow_cache_store(flow, &pkt->flow, s->backend_id, s->snat_port, now);
+	if (ct && !s->new_flow) /* conntrack's flow, whose backend needed a lookup or a route */
+		xlb_flow_cache_store(flow, &pkt->flow, ct->backend_id, ct->snat_port, now);
 	return xlb_forward(ctx, pkt, s, bytes);
 }
 

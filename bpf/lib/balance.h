@@ -64,7 +64,6 @@ struct xlb_scratch {
 	__u32 backend_id;
 	__u32 service_slot; /* counter slots (counters.h) */
 	__u32 backend_slot;
-	__be16 snat_port; /* the flow's, as conntrack has it (0 but for snat) */
 	__u8 new_flow;
 	__u8 icmp; /* an ICMP error, rewritten by icmp.h */
 };
@@ -216,7 +215,6 @@ static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const s
 	s->backend_id = backend_id;
 	s->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
 	s->backend_slot = backend->stats_slot;
-	s->snat_port = snat_port;
 	s->new_flow = !established;
 	s->icmp = 0;
 	return 0;
