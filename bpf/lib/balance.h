@@ -220,4 +220,45 @@ static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const s
 	return 0;
 }
 
+/*
+ * TCP/UDP to a dsr frontend: the flow's backend as xlb_translate finds it (conntrack's while
+ * it exists in the flow's family, draining or not; else a new pick recorded in conntrack), with
+ * no translation and no reverse entry: the packet is encapsulated toward s->to.dst (dsr.h) and
+ * the backend answers the client itself. Returns 0, or the reason to drop the packet.
+ */
+static __always_inline __u32 xlb_dsr_choose(const struct xlb_packet *pkt, const struct xlb_service_value *service,
+					    struct xlb_ct_entry *ct, struct xlb_scratch *s, __u64 now)
+{
+	const struct xlb_backend *backend = NULL;
+	__u32 backend_id = 0;
+	int established = 0;
+
+	if (ct && !ct->snat_port) {
+		if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS) {
+			ct->last_seen_ns = now;
+			ct->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
+		}
+		backend_id = ct->backend_id;
+		backend = lb_lookup_backend(backend_id);
+		established = backend && backend->family == pkt->flow.family;
+	}
+	if (!established) {
+		backend = xlb_pick_backend(service, &pkt->flow, now, s, &backend_id);
+		if (!backend)
+			return XLB_DROP_NO_BACKEND;
+		xlb_ct_create(&pkt->flow, backend_id, service->service_id, XLB_SERVICE_STATS_SLOT(service->flags), 0,
+			      now);
+	}
+	s->backend = *backend;
+	xlb_addr_copy(s->to.dst, backend->address);
+	s->now = now;
+	s->service_id = service->service_id;
+	s->backend_id = backend_id;
+	s->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
+	s->backend_slot = backend->stats_slot;
+	s->new_flow = !established;
+	s->icmp = 0;
+	return 0;
+}
+
 #endif /* XLB_LIB_BALANCE_H */
