@@ -24,9 +24,9 @@
  * skb with the checksum helpers, and then the reply half above for everything else, in one
  * program: a link has one xlb program at tc ingress. It counts every packet under its reason
  * as xlb_xdp does (there is no XDP program to count them). dsr frontends are encapsulated as
- * xlb_xdp does (dsr.h), and answered with ICMP when too big once encapsulated. Not done at
- * tc: dsr of a frame that still carries a VLAN tag at tc ingress (a second tag; dropped,
- * XLB_DROP_DSR_UNSUPPORTED), and ICMP errors about balanced flows (passed on untranslated).
+ * xlb_xdp does (dsr.h), and answered with ICMP when too big once encapsulated; ICMP errors
+ * about balanced flows go to the flow's backend (icmp.h). Not done at tc: dsr of a frame that
+ * still carries a VLAN tag at tc ingress (a second tag; dropped, XLB_DROP_DSR_UNSUPPORTED).
  *
  * Why tc and not XDP: a reply may come from a backend on this node (a veth of a pod), whose
  * packets are often CHECKSUM_PARTIAL skbs that XDP cannot rewrite correctly; the skb helpers
@@ -370,6 +370,55 @@ static __always_inline int xlb_tc_balance(struct __sk_buff *skb, struct xlb_pack
 	return xlb_tc_forward(skb, pkt, s, bytes);
 }
 
+/* The most bytes an ICMP error about a balanced flow needs in the linear part: Ethernet, a VLAN
+ * tag, the IPv6 header, ICMP's, and the quoted IPv6 header with its TCP header as far as the
+ * checksum (icmp.h rewrites the quoted ports and checksums). */
+#define XLB_TC_ICMP_HEADERS (14 + 4 + 40 + 8 + 40 + 20)
+
+/*
+ * An ICMP packet: an error about a balanced flow goes to the flow's backend as xlb_xdp sends it
+ * (icmp.h), anything else passes untouched. The quoted packet lies beyond what xlb_tc_pull
+ * made readable, so more is pulled and the frame parsed again (a pull moves the data).
+ */
+static __always_inline int xlb_tc_icmp(struct __sk_buff *skb, struct xlb_packet *pkt, __u64 bytes)
+{
+	__u32 want = skb->len < XLB_TC_ICMP_HEADERS ? skb->len : XLB_TC_ICMP_HEADERS;
+	__u32 reason, malformed = 0, zero = 0;
+	void *data_end;
+	struct xlb_scratch *s;
+	__u8 macs[2 * ETH_ALEN];
+	int next_hop;
+
+	if (bpf_skb_pull_data(skb, want) < 0) {
+		xlb_count_reason(xlb_other_reason(pkt), bytes);
+		return TC_ACT_OK;
+	}
+	data_end = (void *)(long)skb->data_end;
+	if (xlb_parse_frame((void *)(long)skb->data, data_end, skb->len, pkt, &malformed) != XLB_PARSED_ICMP)
+		return TC_ACT_OK; /* cannot happen: the same bytes parsed as ICMP before the pull */
+	s = bpf_map_lookup_elem(&xlb_tc_scratch, &zero);
+	if (!s)
+		return TC_ACT_SHOT; /* cannot happen: a one-entry array always has its entry */
+	reason = xlb_icmp_translate(pkt, data_end, s);
+	if (reason)
+		return xlb_tc_exit(skb, pkt, TC_ACT_OK, reason, bytes);
+
+	xlb_fib_params(&s->fib, pkt, &s->to, skb->ifindex);
+	next_hop = xlb_fib_next_hop(skb, &s->fib, &reason);
+	if (next_hop == XLB_NEXT_HOP_DROP)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
+	/* Written in place (the pull made the bytes writable): every checksum is updated by icmp.h. */
+	xlb_icmp_rewrite(pkt, data_end, &s->inner, &s->to, &s->embedded, next_hop == XLB_NEXT_HOP_SEND);
+	xlb_count_flow(s->service_slot, s->backend_slot, bytes, 0);
+	if (next_hop != XLB_NEXT_HOP_SEND)
+		return xlb_tc_exit(skb, pkt, TC_ACT_OK, reason, bytes);
+	__builtin_memcpy(macs, s->fib.dmac, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, s->fib.smac, ETH_ALEN);
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
+	return xlb_tc_exit(skb, pkt, bpf_redirect(s->fib.ifindex, 0), reason, bytes);
+}
+
 /* The balancer at tc ingress: the rules for malformed input of xlb_xdp.bpf.c hold here too. */
 SEC("tc")
 int xlb_tc_lb(struct __sk_buff *skb)
@@ -386,10 +435,9 @@ int xlb_tc_lb(struct __sk_buff *skb)
 	case XLB_PARSED_L4:
 		return xlb_tc_balance(skb, &pkt, bytes);
 	case XLB_PARSED_ICMP:
+		return xlb_tc_icmp(skb, &pkt, bytes);
 	case XLB_PARSED_OTHER:
-		xlb_count_reason(lb_is_frontend_address(pkt.flow.family, pkt.flow.dst) ? XLB_PASS_NOT_TCP_UDP
-											 : XLB_PASS_NOT_SERVICE,
-				 bytes);
+		xlb_count_reason(xlb_other_reason(&pkt), bytes);
 		return TC_ACT_OK; /* a node that decapsulates does not balance (config.cpp) */
 	case XLB_PARSED_MALFORMED:
 		if (lb_is_frontend_address(pkt.flow.family, pkt.flow.dst))
