@@ -87,12 +87,6 @@ static __always_inline int xlb_exit(struct xdp_md *ctx, const struct xlb_packet 
 	return action;
 }
 
-/* Why a packet we do not balance passes: to a frontend address, or not even that. */
-static __always_inline __u32 xlb_other_reason(const struct xlb_packet *pkt)
-{
-	return lb_is_frontend_address(pkt->flow.family, pkt->flow.dst) ? XLB_PASS_NOT_TCP_UDP : XLB_PASS_NOT_SERVICE;
-}
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -143,64 +137,6 @@ static __always_inline int xlb_forward_cached(struct xdp_md *ctx, const struct x
 	xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), cached->backend.stats_slot, bytes, 0);
 	action = cached->ifindex == xlb_ingress_ifindex(ctx) ? XDP_TX : bpf_redirect(cached->ifindex, 0);
 	return xlb_exit(ctx, pkt, action, XLB_REASON_FORWARDED, bytes);
-}
-
-/*
- * An ICMP error about a balanced flow (icmp.h): the outer translation in s->to, the embedded
- * packet's in s->embedded. Returns 0, or the reason to pass the message untouched (rule 3).
- */
-static __always_inline __u32 xlb_icmp_translate(const struct xlb_packet *pkt, void *data_end, struct xlb_scratch *s)
-{
-	const struct xlb_backend *backend;
-	struct xlb_ct_entry *ct;
-
-	if (!xlb_icmp_parse_error(pkt, data_end, &s->inner))
-		return xlb_other_reason(pkt);
-	/* Only an error sent to the frontend (the source of the packet it is about) is xlb's: one
-	 * addressed to another host is passed on untouched, whatever flow it quotes. */
-	if (!xlb_addr_equal(pkt->flow.dst, s->inner.flow.src))
-		return xlb_other_reason(pkt);
-	xlb_icmp_flow_of(&s->key, &s->inner);
-	ct = xlb_ct_lookup(&s->key);
-	if (!ct)
-		return xlb_other_reason(pkt);
-	backend = lb_lookup_backend(ct->backend_id);
-	if (!backend || backend->family != pkt->flow.family)
-		return xlb_other_reason(pkt);
-	if (pkt->ttl <= 1)
-		return XLB_PASS_TTL_EXPIRED;
-
-	/* Outer: to the backend. Embedded: the backend's own packet, from backend:bport to the
-	 * client (nat) or to node:nport (snat). */
-	__builtin_memset(&s->to, 0, sizeof(s->to));
-	xlb_addr_copy(s->to.src, pkt->flow.src);
-	xlb_addr_copy(s->to.dst, backend->address);
-	xlb_addr_copy(s->embedded.src, backend->address);
-	s->embedded.sport = backend->port;
-	xlb_addr_copy(s->embedded.dst, s->inner.flow.dst);
-	s->embedded.dport = s->inner.flow.dport;
-	if (ct->snat_port) {
-		const struct xlb_node_config *node = xlb_node_config();
-
-		if (!node)
-			return xlb_other_reason(pkt);
-		if (pkt->flow.family == XLB_AF_INET) {
-			__builtin_memset(s->embedded.dst, 0, sizeof(s->embedded.dst));
-			s->embedded.dst[0] = node->snat_v4;
-		} else {
-			xlb_addr_copy(s->embedded.dst, node->snat_v6);
-		}
-		s->embedded.dport = ct->snat_port;
-		xlb_addr_copy(s->to.src, s->embedded.dst);
-	}
-	s->now = xlb_now(s);
-	s->service_id = ct->service_id;
-	s->backend_id = ct->backend_id;
-	s->service_slot = ct->service_slot;
-	s->backend_slot = backend->stats_slot;
-	s->new_flow = 0;
-	s->icmp = 1;
-	return 0;
 }
 
 /*
