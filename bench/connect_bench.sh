@@ -15,7 +15,7 @@
 #   sudo bench/connect_bench.sh BUILD_DIR [SIZES] [SECONDS] [REPEATS]
 #        defaults: "100 1000 10000 50000", 3 s per run, 3 runs per point
 #   env: LOAD_TIMEOUT (s, per load, default 300), BACKENDS (default 3), CSV (default ./connect_bench.csv),
-#        MODES (default "direct xlb iptables nft": a subset runs only those), XLB_STEP (below)
+#        MODES (default "direct xlb iptables nft": a subset runs only those)
 #
 # Topology: one client namespace per mode (no default route; 10.96.0.0/16 routed toward its b1 only,
 # so that the kube-proxy layouts can route the ClusterIP before OUTPUT's DNAT; an untranslated SYN
@@ -114,24 +114,23 @@ for size in $sizes; do
 
   # xlb: socket-LB only, on the xlb client's cgroup; xlbd in that client's namespace (API off).
   # Its load time: from start to "ready:" (programs loaded and attached, every map written).
-  # A full sync holds one fd per service's ring until the batch that swaps them in, so xlbd needs an
-  # open-file limit above the services it applies at once (20,000 on the build VM, where even root
-  # may not raise it): a catalog above XLB_STEP (default 15,000) services is given to xlbd in steps
-  # of that many, each a rewrite of its config file (which xlbd applies like SIGHUP). Its load time
-  # is then the sum of the steps.
   xlbd_pid=
-  xlb_step=${XLB_STEP:-15000}
   per_service=$((6 + 3 * backends))  # lines of one [[service]] in services.toml
+  # Ring room for the whole catalog (each ring is the smallest Maglev size >= 100 slots per backend,
+  # maglev.h), which 50,000 Services need beyond the default of 16,777,216 slots.
+  ring_size=251
+  for t in 251 509 1021 2039 4093 8191 16381; do ring_size=$t; ((t >= 100 * backends)) && break; done
+  ring_slots=$((size * ring_size > 16777216 ? size * ring_size : 16777216))
   xlb_config() {  # xlb_config N: xlb.toml with the first N services
     {
-      printf '[node]\ninterfaces = []\nxdp_mode = "off"\ncgroup = "%s"\n[api]\nlisten = "off"\n' "$cg_xlb"
+      printf '[node]\ninterfaces = []\nxdp_mode = "off"\ncgroup = "%s"\nmax_ring_slots = %d\n[api]\nlisten = "off"\n' \
+        "$cg_xlb" "$ring_slots"
       head -n $(($1 * per_service)) "$dir/services.toml"
     } >"$dir/xlb.toml.new"
     mv "$dir/xlb.toml.new" "$dir/xlb.toml"
   }
   if [[ " $modes " == *" xlb "* ]]; then
-    given=$((size < xlb_step ? size : xlb_step))
-    xlb_config "$given"
+    xlb_config "$size"
     t0=$(now)
     nsenter --net="/run/netns/${client[xlb]}" "$xlbd" --config "$dir/xlb.toml" \
       --state-dir "$dir/state" --pin-dir "$pin_dir" >"$dir/xlbd.log" 2>&1 &
@@ -139,12 +138,6 @@ for size in $sizes; do
     pids+=("$xlbd_pid")
     ok=true
     wait_ready "$dir/xlbd.log" "ready:" || ok=false
-    while $ok && ((given < size)); do
-      applied=$(grep -c "applied revision" "$dir/xlbd.log" || true)
-      given=$((given + xlb_step < size ? given + xlb_step : size))
-      xlb_config "$given"
-      wait_ready "$dir/xlbd.log" "applied revision" $((applied + 1)) || ok=false
-    done
     if $ok; then
       load[xlb]=$(since "$t0") && live+=" xlb"
     else

@@ -23,9 +23,10 @@
  * lookup, conntrack, the Maglev pick, nat or snat, the route lookup and the redirect), on the
  * skb with the checksum helpers, and then the reply half above for everything else, in one
  * program: a link has one xlb program at tc ingress. It counts every packet under its reason
- * as xlb_xdp does (there is no XDP program to count them). Not done at tc: dsr encapsulation
- * (those packets are dropped, counted XLB_DROP_DSR_UNSUPPORTED) and ICMP errors about
- * balanced flows (passed on untranslated).
+ * as xlb_xdp does (there is no XDP program to count them). dsr frontends are encapsulated as
+ * xlb_xdp does (dsr.h), and answered with ICMP when too big once encapsulated; ICMP errors
+ * about balanced flows go to the flow's backend (icmp.h). Not done at tc: dsr of a frame that
+ * still carries a VLAN tag at tc ingress (a second tag; dropped, XLB_DROP_DSR_UNSUPPORTED).
  *
  * Why tc and not XDP: a reply may come from a backend on this node (a veth of a pod), whose
  * packets are often CHECKSUM_PARTIAL skbs that XDP cannot rewrite correctly; the skb helpers
@@ -42,6 +43,7 @@
 #include "conntrack.h"
 #include "counters.h"
 #include "decap.h"
+#include "dsr.h"
 #include "events.h"
 #include "fib.h"
 #include "nat.h"
@@ -258,6 +260,82 @@ static __always_inline int xlb_tc_forward(struct __sk_buff *skb, const struct xl
 	return xlb_tc_exit(skb, pkt, bpf_redirect(ifindex, 0), reason, bytes);
 }
 
+/* The length of each packet toward the backend once encapsulated, for the route's MTU: a GSO
+ * skb (a train of segments from GRO or a veth) is sent as segments of its gso_size each, with
+ * their IP and L4 headers. 0 if the TCP header cannot be read (the kernel's own check then). */
+static __always_inline __u16 xlb_tc_dsr_len(struct __sk_buff *skb, const struct xlb_packet *pkt, __u32 overhead)
+{
+	void *data_end = (void *)(long)skb->data_end;
+	struct tcphdr *tcp = pkt->l4;
+	__u32 l4_hlen = sizeof(struct udphdr);
+
+	if (!skb->gso_size)
+		return pkt->ip_len + overhead;
+	if (pkt->flow.protocol == IPPROTO_TCP) {
+		if ((void *)(tcp + 1) > data_end)
+			return 0;
+		l4_hlen = tcp->doff * 4;
+	}
+	return (pkt->l4_off - pkt->l3_off) + l4_hlen + skb->gso_size + overhead;
+}
+
+/* The packet would not fit the route toward the backend once encapsulated: answered as
+ * xlb_xdp answers it (dsr.h: MTU), back out of the link it came in on. */
+static __always_inline int xlb_tc_dsr_too_big(struct __sk_buff *skb, const struct xlb_packet *pkt, __u16 route_mtu,
+					      __u32 overhead, __u64 bytes)
+{
+	__u16 mtu = route_mtu > overhead ? route_mtu - overhead : 0;
+
+	if (!xlb_dont_fragment(pkt, (void *)(long)skb->data_end))
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TOO_BIG, bytes);
+	if (xlb_dsr_too_big_skb(skb, pkt, mtu))
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
+	return xlb_tc_exit(skb, pkt, bpf_redirect(skb->ifindex, 0), XLB_TX_ICMP_TOO_BIG, bytes);
+}
+
+/*
+ * A TCP or UDP packet to a dsr frontend: its backend as for xlb_xdp (balance.h), then wrapped
+ * in an outer header toward it (dsr.h) and sent on with the next hop's MACs, or left to the
+ * stack encapsulated when the neighbour is not resolved yet. The route is looked up for every
+ * packet (tc's skb path costs more than a lookup; xlb_xdp keeps a per-CPU cache of it).
+ */
+static __always_inline int xlb_tc_dsr(struct __sk_buff *skb, const struct xlb_packet *pkt,
+				      const struct xlb_service_value *service, struct xlb_scratch *s, __u64 bytes)
+{
+	const struct xlb_dsr_config *dsr = xlb_dsr_settings();
+	__u32 overhead = pkt->flow.family == XLB_AF_INET ? XLB_DSR_OVERHEAD_V4 : XLB_DSR_OVERHEAD_V6;
+	__u8 macs[2 * ETH_ALEN];
+	__u32 reason;
+	int next_hop;
+
+	if (!dsr)
+		return TC_ACT_SHOT; /* cannot happen: an array always has entry 0 */
+	if (pkt->has_vlan)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_DSR_UNSUPPORTED, bytes);
+	if (!xlb_dsr_source(dsr, &pkt->flow, s->to.src))
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_NO_DSR_SOURCE, bytes);
+	reason = xlb_dsr_choose(pkt, service, xlb_ct_lookup(&pkt->flow), s, xlb_now(s));
+	if (reason)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
+
+	xlb_dsr_fib_params(&s->fib, pkt, s->to.src, s->to.dst, xlb_tc_dsr_len(skb, pkt, overhead), skb->ifindex);
+	next_hop = xlb_fib_next_hop(skb, &s->fib, &reason);
+	if (reason == XLB_PASS_FRAG_NEEDED)
+		return xlb_tc_dsr_too_big(skb, pkt, s->fib.mtu_result, overhead, bytes);
+	if (next_hop == XLB_NEXT_HOP_DROP)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
+	if (xlb_dsr_encap_skb(skb, pkt, s->to.src, s->to.dst))
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
+	xlb_count_flow(s->service_slot, s->backend_slot, bytes, s->new_flow);
+	if (next_hop != XLB_NEXT_HOP_SEND)
+		return xlb_tc_exit(skb, pkt, TC_ACT_OK, reason, bytes);
+	__builtin_memcpy(macs, s->fib.dmac, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, s->fib.smac, ETH_ALEN);
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
+	return xlb_tc_exit(skb, pkt, bpf_redirect(s->fib.ifindex, 0), reason, bytes);
+}
+
 /* A TCP or UDP packet: balanced if it is to a frontend, else perhaps a reply (xlb_tc_reply),
  * else passed untouched. */
 static __always_inline int xlb_tc_balance(struct __sk_buff *skb, struct xlb_packet *pkt, __u64 bytes)
@@ -279,17 +357,66 @@ static __always_inline int xlb_tc_balance(struct __sk_buff *skb, struct xlb_pack
 	}
 	if (pkt->ttl <= 1)
 		return xlb_tc_exit(skb, pkt, TC_ACT_OK, XLB_PASS_TTL_EXPIRED, bytes);
-	if (service->flags & XLB_SERVICE_F_DSR)
-		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_DSR_UNSUPPORTED, bytes);
 
 	s = bpf_map_lookup_elem(&xlb_tc_scratch, &zero);
 	if (!s)
 		return TC_ACT_SHOT; /* cannot happen: a one-entry array always has its entry */
+	if (service->flags & XLB_SERVICE_F_DSR)
+		return xlb_tc_dsr(skb, pkt, service, s, bytes);
 	ct = xlb_ct_lookup(&pkt->flow);
 	reason = xlb_translate(pkt, service, ct, s, xlb_now(s));
 	if (reason)
 		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
 	return xlb_tc_forward(skb, pkt, s, bytes);
+}
+
+/* The most bytes an ICMP error about a balanced flow needs in the linear part: Ethernet, a VLAN
+ * tag, the IPv6 header, ICMP's, and the quoted IPv6 header with its TCP header as far as the
+ * checksum (icmp.h rewrites the quoted ports and checksums). */
+#define XLB_TC_ICMP_HEADERS (14 + 4 + 40 + 8 + 40 + 20)
+
+/*
+ * An ICMP packet: an error about a balanced flow goes to the flow's backend as xlb_xdp sends it
+ * (icmp.h), anything else passes untouched. The quoted packet lies beyond what xlb_tc_pull
+ * made readable, so more is pulled and the frame parsed again (a pull moves the data).
+ */
+static __always_inline int xlb_tc_icmp(struct __sk_buff *skb, struct xlb_packet *pkt, __u64 bytes)
+{
+	__u32 want = skb->len < XLB_TC_ICMP_HEADERS ? skb->len : XLB_TC_ICMP_HEADERS;
+	__u32 reason, malformed = 0, zero = 0;
+	void *data_end;
+	struct xlb_scratch *s;
+	__u8 macs[2 * ETH_ALEN];
+	int next_hop;
+
+	if (bpf_skb_pull_data(skb, want) < 0) {
+		xlb_count_reason(xlb_other_reason(pkt), bytes);
+		return TC_ACT_OK;
+	}
+	data_end = (void *)(long)skb->data_end;
+	if (xlb_parse_frame((void *)(long)skb->data, data_end, skb->len, pkt, &malformed) != XLB_PARSED_ICMP)
+		return TC_ACT_OK; /* cannot happen: the same bytes parsed as ICMP before the pull */
+	s = bpf_map_lookup_elem(&xlb_tc_scratch, &zero);
+	if (!s)
+		return TC_ACT_SHOT; /* cannot happen: a one-entry array always has its entry */
+	reason = xlb_icmp_translate(pkt, data_end, s);
+	if (reason)
+		return xlb_tc_exit(skb, pkt, TC_ACT_OK, reason, bytes);
+
+	xlb_fib_params(&s->fib, pkt, &s->to, skb->ifindex);
+	next_hop = xlb_fib_next_hop(skb, &s->fib, &reason);
+	if (next_hop == XLB_NEXT_HOP_DROP)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
+	/* Written in place (the pull made the bytes writable): every checksum is updated by icmp.h. */
+	xlb_icmp_rewrite(pkt, data_end, &s->inner, &s->to, &s->embedded, next_hop == XLB_NEXT_HOP_SEND);
+	xlb_count_flow(s->service_slot, s->backend_slot, bytes, 0);
+	if (next_hop != XLB_NEXT_HOP_SEND)
+		return xlb_tc_exit(skb, pkt, TC_ACT_OK, reason, bytes);
+	__builtin_memcpy(macs, s->fib.dmac, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, s->fib.smac, ETH_ALEN);
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
+	return xlb_tc_exit(skb, pkt, bpf_redirect(s->fib.ifindex, 0), reason, bytes);
 }
 
 /* The balancer at tc ingress: the rules for malformed input of xlb_xdp.bpf.c hold here too. */
@@ -308,10 +435,9 @@ int xlb_tc_lb(struct __sk_buff *skb)
 	case XLB_PARSED_L4:
 		return xlb_tc_balance(skb, &pkt, bytes);
 	case XLB_PARSED_ICMP:
+		return xlb_tc_icmp(skb, &pkt, bytes);
 	case XLB_PARSED_OTHER:
-		xlb_count_reason(lb_is_frontend_address(pkt.flow.family, pkt.flow.dst) ? XLB_PASS_NOT_TCP_UDP
-											 : XLB_PASS_NOT_SERVICE,
-				 bytes);
+		xlb_count_reason(xlb_other_reason(&pkt), bytes);
 		return TC_ACT_OK; /* a node that decapsulates does not balance (config.cpp) */
 	case XLB_PARSED_MALFORMED:
 		if (lb_is_frontend_address(pkt.flow.family, pkt.flow.dst))

@@ -12,10 +12,10 @@
  * packets are not translated but encapsulated toward the backend instead (dsr.h, xlb_dsr).
  *
  * Most packets belong to established flows, and those take a short path (xlb_forward_cached):
- * two hash lookups (the frontend, the flow), then the backend's address and next hop from a
- * per-CPU cache that is at most a second old (backend_cache.h). Everything else takes the
- * general path (xlb_translate, xlb_forward). A packet that is not for a frontend costs one
- * lookup.
+ * one hash lookup (the frontend), then the flow's backend from a per-CPU cache of conntrack
+ * (flow_cache.h, at most 100 ms old) and the backend's address and next hop from a per-CPU
+ * cache of those (backend_cache.h, at most a second old). Everything else takes the general path
+ * (xlb_translate, xlb_forward). A packet that is not for a frontend costs one lookup.
  *
  * THE RULE FOR MALFORMED INPUT. Traffic that is not for a frontend must never be harmed, and
  * traffic for a frontend that we cannot balance must not leak past us:
@@ -56,6 +56,7 @@
 #include "dsr.h"
 #include "events.h"
 #include "fib.h"
+#include "flow_cache.h"
 #include "hash.h"
 #include "icmp.h"
 #include "lb.h"
@@ -65,20 +66,25 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* The link the packet came in on. Read with one instruction of its own each time: left to
+ * itself clang may keep the field's address (ctx + 12) in a register or on the stack for later
+ * reads, and the verifier refuses any access through a ctx pointer that was moved. */
+static __always_inline __u32 xlb_ingress_ifindex(const struct xdp_md *ctx)
+{
+	__u32 ifindex;
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(ifindex) : "r"(ctx), "i"(offsetof(struct xdp_md, ingress_ifindex)));
+	return ifindex;
+}
+
 /* Every exit: the packet counted under its reason, and a drop reported. */
 static __always_inline int xlb_exit(struct xdp_md *ctx, const struct xlb_packet *pkt, int action, __u32 reason,
 				    __u64 bytes)
 {
 	xlb_count_reason(reason, bytes);
 	if (action == XDP_DROP)
-		xlb_emit_event(reason, ctx->ingress_ifindex, &pkt->flow);
+		xlb_emit_event(reason, xlb_ingress_ifindex(ctx), &pkt->flow);
 	return action;
-}
-
-/* Why a packet we do not balance passes: to a frontend address, or not even that. */
-static __always_inline __u32 xlb_other_reason(const struct xlb_packet *pkt)
-{
-	return lb_is_frontend_address(pkt->flow.family, pkt->flow.dst) ? XLB_PASS_NOT_TCP_UDP : XLB_PASS_NOT_SERVICE;
 }
 
 struct {
@@ -88,14 +94,26 @@ struct {
 	__type(value, struct xlb_scratch);
 } xlb_xdp_scratch SEC(".maps");
 
+/* The CPU's cached backend and next hop serve this packet: the backend's, answered recently,
+ * for the link the packet came in on, a packet this long (len: as it will leave) and its family. */
+static __always_inline int xlb_backend_cache_usable(const struct xlb_backend_cache_entry *cached, __u32 backend_id,
+						    __u32 ingress_ifindex, const struct xlb_packet *pkt, __u16 len,
+						    __u64 now)
+{
+	return xlb_backend_cache_hit(cached, backend_id, ingress_ifindex, len, now) &&
+	       cached->backend.family == pkt->flow.family;
+}
+
 /*
  * The common case, kept short: a packet of an established flow whose backend and next hop
- * this CPU has cached (backend_cache.h). No backends lookup, no route lookup, no copies.
+ * this CPU has cached (backend_cache.h). No backends lookup, no route lookup, no copies. ct
+ * is the flow's conntrack entry when it was just read (to refresh it when due), NULL when
+ * its answer came from the flow cache.
  */
 static __always_inline int xlb_forward_cached(struct xdp_md *ctx, const struct xlb_packet *pkt,
 					      const struct xlb_service_value *service, struct xlb_ct_entry *ct,
-					      const struct xlb_backend_cache_entry *cached, struct xlb_scratch *s,
-					      __u64 now, __u64 bytes)
+					      __be16 snat_port, const struct xlb_backend_cache_entry *cached,
+					      struct xlb_scratch *s, __u64 now, __u64 bytes)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -103,80 +121,22 @@ static __always_inline int xlb_forward_cached(struct xdp_md *ctx, const struct x
 	__be16 sport = pkt->flow.sport;
 	int action;
 
-	if (ct->snat_port) {
+	if (snat_port) {
 		const struct xlb_node_config *node = xlb_node_config();
 
 		if (!node)
 			return XDP_ABORTED; /* cannot happen: an array always has entry 0 */
 		src = xlb_snat_address(node, pkt->flow.family);
-		sport = ct->snat_port;
+		sport = snat_port;
 	}
-	if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS)
+	if (ct && now - ct->last_seen_ns >= XLB_CT_REFRESH_NS)
 		xlb_ct_refresh(ct, &pkt->flow, service, src, sport, &cached->backend, s, now);
 
 	xlb_xdp_rewrite(pkt, data_end, src, cached->backend.address, sport, cached->backend.port, 1);
 	xlb_set_macs(data, data_end, cached->dmac, cached->smac);
 	xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), cached->backend.stats_slot, bytes, 0);
-	action = cached->ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(cached->ifindex, 0);
+	action = cached->ifindex == xlb_ingress_ifindex(ctx) ? XDP_TX : bpf_redirect(cached->ifindex, 0);
 	return xlb_exit(ctx, pkt, action, XLB_REASON_FORWARDED, bytes);
-}
-
-/*
- * An ICMP error about a balanced flow (icmp.h): the outer translation in s->to, the embedded
- * packet's in s->embedded. Returns 0, or the reason to pass the message untouched (rule 3).
- */
-static __always_inline __u32 xlb_icmp_translate(const struct xlb_packet *pkt, void *data_end, struct xlb_scratch *s)
-{
-	const struct xlb_backend *backend;
-	struct xlb_ct_entry *ct;
-
-	if (!xlb_icmp_parse_error(pkt, data_end, &s->inner))
-		return xlb_other_reason(pkt);
-	/* Only an error sent to the frontend (the source of the packet it is about) is xlb's: one
-	 * addressed to another host is passed on untouched, whatever flow it quotes. */
-	if (!xlb_addr_equal(pkt->flow.dst, s->inner.flow.src))
-		return xlb_other_reason(pkt);
-	xlb_icmp_flow_of(&s->key, &s->inner);
-	ct = xlb_ct_lookup(&s->key);
-	if (!ct)
-		return xlb_other_reason(pkt);
-	backend = lb_lookup_backend(ct->backend_id);
-	if (!backend || backend->family != pkt->flow.family)
-		return xlb_other_reason(pkt);
-	if (pkt->ttl <= 1)
-		return XLB_PASS_TTL_EXPIRED;
-
-	/* Outer: to the backend. Embedded: the backend's own packet, from backend:bport to the
-	 * client (nat) or to node:nport (snat). */
-	__builtin_memset(&s->to, 0, sizeof(s->to));
-	xlb_addr_copy(s->to.src, pkt->flow.src);
-	xlb_addr_copy(s->to.dst, backend->address);
-	xlb_addr_copy(s->embedded.src, backend->address);
-	s->embedded.sport = backend->port;
-	xlb_addr_copy(s->embedded.dst, s->inner.flow.dst);
-	s->embedded.dport = s->inner.flow.dport;
-	if (ct->snat_port) {
-		const struct xlb_node_config *node = xlb_node_config();
-
-		if (!node)
-			return xlb_other_reason(pkt);
-		if (pkt->flow.family == XLB_AF_INET) {
-			__builtin_memset(s->embedded.dst, 0, sizeof(s->embedded.dst));
-			s->embedded.dst[0] = node->snat_v4;
-		} else {
-			xlb_addr_copy(s->embedded.dst, node->snat_v6);
-		}
-		s->embedded.dport = ct->snat_port;
-		xlb_addr_copy(s->to.src, s->embedded.dst);
-	}
-	s->now = xlb_now(s);
-	s->service_id = ct->service_id;
-	s->backend_id = ct->backend_id;
-	s->service_slot = ct->service_slot;
-	s->backend_slot = backend->stats_slot;
-	s->new_flow = 0;
-	s->icmp = 1;
-	return 0;
 }
 
 /*
@@ -195,21 +155,21 @@ static __always_inline int xlb_forward(struct xdp_md *ctx, const struct xlb_pack
 	__u32 reason, ifindex = 0;
 	int next_hop, action = XDP_PASS;
 
-	if (xlb_backend_cache_hit(cached, s->backend_id, ctx->ingress_ifindex, pkt->ip_len, s->now)) {
+	if (xlb_backend_cache_hit(cached, s->backend_id, xlb_ingress_ifindex(ctx), pkt->ip_len, s->now)) {
 		next_hop = XLB_NEXT_HOP_SEND;
 		reason = XLB_REASON_FORWARDED;
 		ifindex = cached->ifindex;
 		dmac = cached->dmac;
 		smac = cached->smac;
 	} else {
-		xlb_fib_params(&s->fib, pkt, &s->to, ctx->ingress_ifindex);
+		xlb_fib_params(&s->fib, pkt, &s->to, xlb_ingress_ifindex(ctx));
 		next_hop = xlb_fib_next_hop(ctx, &s->fib, &reason);
 		if (next_hop == XLB_NEXT_HOP_DROP)
 			return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
 		ifindex = s->fib.ifindex;
 		/* Only a complete answer is kept; the others ask again with the next packet. */
 		if (next_hop == XLB_NEXT_HOP_SEND && !s->icmp)
-			xlb_backend_cache_store(cached, s->backend_id, &s->backend, &s->fib, ctx->ingress_ifindex,
+			xlb_backend_cache_store(cached, s->backend_id, &s->backend, &s->fib, xlb_ingress_ifindex(ctx),
 						pkt->ip_len, s->now);
 	}
 
@@ -223,7 +183,7 @@ static __always_inline int xlb_forward(struct xdp_md *ctx, const struct xlb_pack
 	if (next_hop == XLB_NEXT_HOP_SEND) {
 		xlb_set_macs(data, data_end, dmac, smac);
 		/* Out of the link it came in on, or another one. */
-		action = ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(ifindex, 0);
+		action = ifindex == xlb_ingress_ifindex(ctx) ? XDP_TX : bpf_redirect(ifindex, 0);
 	}
 	return xlb_exit(ctx, pkt, action, reason, bytes);
 }
@@ -241,8 +201,19 @@ static __always_inline int xlb_dsr_send(struct xdp_md *ctx, const struct xlb_pac
 	if (reason != XLB_REASON_FORWARDED)
 		action = XDP_PASS;
 	else
-		action = ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(ifindex, 0);
+		action = ifindex == xlb_ingress_ifindex(ctx) ? XDP_TX : bpf_redirect(ifindex, 0);
 	return xlb_exit(ctx, pkt, action, reason, bytes);
+}
+
+/* A dsr flow's packet toward a backend whose next hop this CPU has cached. */
+static __always_inline int xlb_dsr_send_cached(struct xdp_md *ctx, const struct xlb_packet *pkt,
+					       const struct xlb_service_value *service,
+					       const struct xlb_backend_cache_entry *cached, const __be32 *src,
+					       __u64 bytes)
+{
+	xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), cached->backend.stats_slot, bytes, 0);
+	return xlb_dsr_send(ctx, pkt, src, cached->backend.address, cached->dmac, cached->smac, cached->ifindex,
+			    XLB_REASON_FORWARDED, bytes);
 }
 
 /* The packet would not fit the route toward the backend once encapsulated (dsr.h: MTU). */
@@ -273,6 +244,8 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	const struct xlb_dsr_config *dsr = xlb_dsr_settings();
 	const struct xlb_backend *backend = NULL;
 	struct xlb_backend_cache_entry *cached;
+	struct xlb_flow_cache_entry *flow;
+	__u32 ingress = xlb_ingress_ifindex(ctx);
 	struct xlb_ct_entry *ct;
 	__u32 overhead = pkt->flow.family == XLB_AF_INET ? XLB_DSR_OVERHEAD_V4 : XLB_DSR_OVERHEAD_V6;
 	__u16 encap_len = pkt->ip_len + overhead;
@@ -284,6 +257,12 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	if (!xlb_dsr_source(dsr, &pkt->flow, s->to.src))
 		return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_DSR_SOURCE, bytes);
 
+	flow = xlb_flow_cache_entry(&pkt->flow);
+	if (xlb_flow_cache_hit(flow, &pkt->flow, now) && !flow->snat_port) {
+		cached = xlb_backend_cache_entry(flow->backend_id);
+		if (xlb_backend_cache_usable(cached, flow->backend_id, ingress, pkt, encap_len, now))
+			return xlb_dsr_send_cached(ctx, pkt, service, cached, s->to.src, bytes);
+	}
 	ct = xlb_ct_lookup(&pkt->flow);
 	if (ct && !ct->snat_port) {
 		/* The flow keeps its backend while that backend exists, draining or not. */
@@ -293,11 +272,9 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 		}
 		backend_id = ct->backend_id;
 		cached = xlb_backend_cache_entry(backend_id);
-		if (xlb_backend_cache_hit(cached, backend_id, ctx->ingress_ifindex, encap_len, now) &&
-		    cached->backend.family == pkt->flow.family) {
-			xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), cached->backend.stats_slot, bytes, 0);
-			return xlb_dsr_send(ctx, pkt, s->to.src, cached->backend.address, cached->dmac, cached->smac,
-					    cached->ifindex, XLB_REASON_FORWARDED, bytes);
+		if (xlb_backend_cache_usable(cached, backend_id, ingress, pkt, encap_len, now)) {
+			xlb_flow_cache_store(flow, &pkt->flow, backend_id, 0, now);
+			return xlb_dsr_send_cached(ctx, pkt, service, cached, s->to.src, bytes);
 		}
 		backend = lb_lookup_backend(backend_id);
 		if (backend && backend->family != pkt->flow.family)
@@ -309,11 +286,13 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 			return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_BACKEND, bytes);
 		xlb_ct_create(&pkt->flow, backend_id, service->service_id, XLB_SERVICE_STATS_SLOT(service->flags), 0, now);
 		new_flow = 1;
+	} else {
+		xlb_flow_cache_store(flow, &pkt->flow, backend_id, 0, now);
 	}
 	s->backend = *backend;
 	xlb_addr_copy(s->to.dst, backend->address);
 
-	xlb_dsr_fib_params(&s->fib, pkt, s->to.src, s->to.dst, encap_len, ctx->ingress_ifindex);
+	xlb_dsr_fib_params(&s->fib, pkt, s->to.src, s->to.dst, encap_len, xlb_ingress_ifindex(ctx));
 	next_hop = xlb_fib_next_hop(ctx, &s->fib, &reason);
 	if (reason == XLB_PASS_FRAG_NEEDED)
 		return xlb_dsr_too_big_exit(ctx, pkt, s->fib.mtu_result, bytes);
@@ -321,7 +300,7 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 		return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
 	if (next_hop == XLB_NEXT_HOP_SEND)
 		xlb_backend_cache_store(xlb_backend_cache_entry(backend_id), backend_id, &s->backend, &s->fib,
-					ctx->ingress_ifindex, encap_len, now);
+					xlb_ingress_ifindex(ctx), encap_len, now);
 	xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), backend->stats_slot, bytes, new_flow);
 	if (next_hop == XLB_NEXT_HOP_STACK) {
 		/* The stack forwards it and writes the MACs; until then they stay as they arrived
@@ -341,6 +320,8 @@ static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_pack
 {
 	const struct xlb_service_value *service;
 	struct xlb_backend_cache_entry *cached;
+	struct xlb_flow_cache_entry *flow;
+	__u32 ingress = xlb_ingress_ifindex(ctx);
 	struct xlb_scratch *s;
 	struct xlb_ct_entry *ct;
 	__u32 reason, zero = 0;
@@ -359,17 +340,26 @@ static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_pack
 	now = xlb_now(s);
 	if (service->flags & XLB_SERVICE_F_DSR)
 		return xlb_dsr_balance(ctx, pkt, service, s, now, bytes);
+	flow = xlb_flow_cache_entry(&pkt->flow);
+	if (xlb_flow_cache_hit(flow, &pkt->flow, now) && !(service->flags & XLB_SERVICE_F_SNAT) == !flow->snat_port) {
+		cached = xlb_backend_cache_entry(flow->backend_id);
+		if (xlb_backend_cache_usable(cached, flow->backend_id, ingress, pkt, pkt->ip_len, now))
+			return xlb_forward_cached(ctx, pkt, service, NULL, flow->snat_port, cached, s, now, bytes);
+	}
 	ct = xlb_ct_lookup(&pkt->flow);
 	if (ct && !(service->flags & XLB_SERVICE_F_SNAT) == !ct->snat_port) {
 		cached = xlb_backend_cache_entry(ct->backend_id);
-		if (xlb_backend_cache_hit(cached, ct->backend_id, ctx->ingress_ifindex, pkt->ip_len, now) &&
-		    cached->backend.family == pkt->flow.family)
-			return xlb_forward_cached(ctx, pkt, service, ct, cached, s, now, bytes);
+		if (xlb_backend_cache_usable(cached, ct->backend_id, ingress, pkt, pkt->ip_len, now)) {
+			xlb_flow_cache_store(flow, &pkt->flow, ct->backend_id, ct->snat_port, now);
+			return xlb_forward_cached(ctx, pkt, service, ct, ct->snat_port, cached, s, now, bytes);
+		}
 	}
 
 	reason = xlb_translate(pkt, service, ct, s, now);
 	if (reason)
 		return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
+	if (ct && !s->new_flow) /* conntrack's flow, whose backend needed a lookup or a route */
+		xlb_flow_cache_store(flow, &pkt->flow, ct->backend_id, ct->snat_port, now);
 	return xlb_forward(ctx, pkt, s, bytes);
 }
 

@@ -273,8 +273,9 @@ enum xlb_reason {
 	XLB_DROP_NO_DSR_SOURCE,   /* dsr: no outer source prefix for the family in xlb_dsr */
 	XLB_DECAPSULATED,         /* tc on a backend node: an IP-in-IP packet to a dsr frontend,
 				   * decapsulated and passed to the stack */
-	XLB_DROP_DSR_UNSUPPORTED, /* a dsr frontend's packet at the tc balancer (xdp_mode "tc"),
-				   * which does not encapsulate */
+	XLB_DROP_DSR_UNSUPPORTED, /* a dsr frontend's packet at the tc balancer (xdp_mode "tc") in
+				   * a frame that still carries a VLAN tag (a second one: the stack
+				   * takes the first off before tc), which it does not encapsulate */
 	XLB_REASON_MAX,
 };
 

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Balancing a TCP or UDP packet to a frontend, whatever program carries it (XDP in xlb_xdp,
- * tc in xlb_tc's xlb_tc_lb): the backend of its flow (conntrack's, or a new Maglev pick,
- * with ClientIP affinity if the service has it, recorded in conntrack) and the translation
- * to it, with the reply's reverse-NAT entry written. No packet bytes are read or written
+ * Balancing a TCP or UDP packet to a frontend, and an ICMP error about a balanced flow,
+ * whatever program carries it (XDP in xlb_xdp, tc in xlb_tc's xlb_tc_lb): the backend of its
+ * flow (conntrack's, or a new Maglev pick, with ClientIP affinity if the service has it,
+ * recorded in conntrack) and the translation to it, with the reply's reverse-NAT entry written. No packet bytes are read or written
  * here: the caller rewrites the packet its own way (nat.h: xlb_xdp_rewrite or
  * xlb_skb_rewrite) and forwards it.
  *
@@ -25,6 +25,12 @@
 #include "nat.h"
 #include "node.h"
 #include "parse.h"
+
+/* Why a packet we do not balance passes: to a frontend address, or not even that. */
+static __always_inline __u32 xlb_other_reason(const struct xlb_packet *pkt)
+{
+	return lb_is_frontend_address(pkt->flow.family, pkt->flow.dst) ? XLB_PASS_NOT_TCP_UDP : XLB_PASS_NOT_SERVICE;
+}
 
 /* A backend may take a new flow: it exists, is not draining, and is of the packet's family
  * (xlb translates addresses within a family only). */
@@ -217,6 +223,106 @@ static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const s
 	s->backend_slot = backend->stats_slot;
 	s->new_flow = !established;
 	s->icmp = 0;
+	return 0;
+}
+
+/*
+ * TCP/UDP to a dsr frontend: the flow's backend as xlb_translate finds it (conntrack's while
+ * it exists in the flow's family, draining or not; else a new pick recorded in conntrack), with
+ * no translation and no reverse entry: the packet is encapsulated toward s->to.dst (dsr.h) and
+ * the backend answers the client itself. Returns 0, or the reason to drop the packet.
+ */
+static __always_inline __u32 xlb_dsr_choose(const struct xlb_packet *pkt, const struct xlb_service_value *service,
+					    struct xlb_ct_entry *ct, struct xlb_scratch *s, __u64 now)
+{
+	const struct xlb_backend *backend = NULL;
+	__u32 backend_id = 0;
+	int established = 0;
+
+	if (ct && !ct->snat_port) {
+		if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS) {
+			ct->last_seen_ns = now;
+			ct->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
+		}
+		backend_id = ct->backend_id;
+		backend = lb_lookup_backend(backend_id);
+		established = backend && backend->family == pkt->flow.family;
+	}
+	if (!established) {
+		backend = xlb_pick_backend(service, &pkt->flow, now, s, &backend_id);
+		if (!backend)
+			return XLB_DROP_NO_BACKEND;
+		xlb_ct_create(&pkt->flow, backend_id, service->service_id, XLB_SERVICE_STATS_SLOT(service->flags), 0,
+			      now);
+	}
+	s->backend = *backend;
+	xlb_addr_copy(s->to.dst, backend->address);
+	s->now = now;
+	s->service_id = service->service_id;
+	s->backend_id = backend_id;
+	s->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
+	s->backend_slot = backend->stats_slot;
+	s->new_flow = !established;
+	s->icmp = 0;
+	return 0;
+}
+
+/*
+ * An ICMP error about a balanced flow (icmp.h): the outer translation in s->to, the embedded
+ * packet's in s->embedded. Returns 0, or the reason to pass the message untouched
+ * (xlb_xdp.bpf.c's rule 3).
+ */
+static __always_inline __u32 xlb_icmp_translate(const struct xlb_packet *pkt, void *data_end, struct xlb_scratch *s)
+{
+	const struct xlb_backend *backend;
+	struct xlb_ct_entry *ct;
+
+	if (!xlb_icmp_parse_error(pkt, data_end, &s->inner))
+		return xlb_other_reason(pkt);
+	/* Only an error sent to the frontend (the source of the packet it is about) is xlb's: one
+	 * addressed to another host is passed on untouched, whatever flow it quotes. */
+	if (!xlb_addr_equal(pkt->flow.dst, s->inner.flow.src))
+		return xlb_other_reason(pkt);
+	xlb_icmp_flow_of(&s->key, &s->inner);
+	ct = xlb_ct_lookup(&s->key);
+	if (!ct)
+		return xlb_other_reason(pkt);
+	backend = lb_lookup_backend(ct->backend_id);
+	if (!backend || backend->family != pkt->flow.family)
+		return xlb_other_reason(pkt);
+	if (pkt->ttl <= 1)
+		return XLB_PASS_TTL_EXPIRED;
+
+	/* Outer: to the backend. Embedded: the backend's own packet, from backend:bport to the
+	 * client (nat) or to node:nport (snat). */
+	__builtin_memset(&s->to, 0, sizeof(s->to));
+	xlb_addr_copy(s->to.src, pkt->flow.src);
+	xlb_addr_copy(s->to.dst, backend->address);
+	xlb_addr_copy(s->embedded.src, backend->address);
+	s->embedded.sport = backend->port;
+	xlb_addr_copy(s->embedded.dst, s->inner.flow.dst);
+	s->embedded.dport = s->inner.flow.dport;
+	if (ct->snat_port) {
+		const struct xlb_node_config *node = xlb_node_config();
+
+		if (!node)
+			return xlb_other_reason(pkt);
+		if (pkt->flow.family == XLB_AF_INET) {
+			__builtin_memset(s->embedded.dst, 0, sizeof(s->embedded.dst));
+			s->embedded.dst[0] = node->snat_v4;
+		} else {
+			xlb_addr_copy(s->embedded.dst, node->snat_v6);
+		}
+		s->embedded.dport = ct->snat_port;
+		xlb_addr_copy(s->to.src, s->embedded.dst);
+	}
+	s->now = xlb_now(s);
+	s->service_id = ct->service_id;
+	s->backend_id = ct->backend_id;
+	s->service_slot = ct->service_slot;
+	s->backend_slot = backend->stats_slot;
+	s->new_flow = 0;
+	s->icmp = 1;
 	return 0;
 }
 

@@ -42,17 +42,21 @@ static __always_inline int xlb_is_ip_in_ip(const struct xlb_packet *outer)
 						 : outer->flow.protocol == IPPROTO_IPV6;
 }
 
-/* The inner packet, parsed as xlb_parse parses a frame's IP packet; XLB_PARSED_L4 if whole. */
-static __always_inline int xlb_parse_inner(const struct xlb_packet *outer, void *data_end, struct xlb_packet *inner)
+/* The inner packet, parsed as xlb_parse parses a frame's IP packet; XLB_PARSED_L4 if whole.
+ * frame_len is the skb's whole length: only the headers are in its linear part (data_end),
+ * the rest of a large packet often lies in pages. */
+static __always_inline int xlb_parse_inner(const struct xlb_packet *outer, void *data_end, __u32 frame_len,
+					   struct xlb_packet *inner)
 {
 	__u32 malformed = 0;
+	__u32 available = frame_len > outer->l4_off ? frame_len - outer->l4_off : 0;
 
 	__builtin_memset(inner, 0, sizeof(*inner));
 	inner->l3 = outer->l4;
 	inner->l3_off = outer->l4_off;
 	if (outer->flow.family == XLB_AF_INET)
-		return xlb_parse_ipv4(inner, data_end, data_end - inner->l3, &malformed);
-	return xlb_parse_ipv6(inner, data_end, data_end - inner->l3, &malformed);
+		return xlb_parse_ipv4(inner, data_end, available, &malformed);
+	return xlb_parse_ipv6(inner, data_end, available, &malformed);
 }
 
 /*
@@ -90,7 +94,7 @@ static __always_inline int xlb_decap(struct __sk_buff *skb, struct xlb_packet *o
 	outer->l3_off = l3_off;
 	outer->l4 = data + l3_off + overhead;
 	outer->l4_off = l3_off + overhead;
-	if (xlb_parse_inner(outer, data_end, &inner) != XLB_PARSED_L4)
+	if (xlb_parse_inner(outer, data_end, len, &inner) != XLB_PARSED_L4)
 		return TC_ACT_OK;
 	service = lb_lookup_service(&inner.flow);
 	if (!service || !(service->flags & XLB_SERVICE_F_DSR))

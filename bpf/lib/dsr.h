@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Direct server return, the load balancer's half: IP-in-IP encapsulation in XDP, and the ICMP
- * answer to a packet that no longer fits once encapsulated.
+ * Direct server return, the load balancer's half: IP-in-IP encapsulation in XDP (and on the
+ * skb, for the tc balancer), and the ICMP answer to a packet that no longer fits once
+ * encapsulated.
  *
  *   client:cport -> vip:port            (as it arrives)
  *   outer src -> backend | client:cport -> vip:port   (as it leaves: IPv4 in IPv4, protocol 4;
@@ -132,6 +133,35 @@ static __always_inline __sum16 xlb_csum_words(const __u32 *p, __u32 words, __u32
 	return (__sum16)~xlb_csum_fold(sum);
 }
 
+/* The outer IPv4 header of an inner packet of ip_len bytes, at ip (in the frame or a buffer). */
+static __always_inline void xlb_dsr_outer_v4(struct iphdr *ip, __u8 tos, __u16 ip_len, const __be32 *src,
+					     const __be32 *dst)
+{
+	*(__u8 *)ip = 0x45;
+	ip->tos = tos;
+	ip->tot_len = bpf_htons(ip_len + XLB_DSR_OVERHEAD_V4);
+	ip->id = 0;
+	ip->frag_off = bpf_htons(XLB_IP_DF);
+	ip->ttl = XLB_DSR_TTL;
+	ip->protocol = IPPROTO_IPIP;
+	ip->check = 0;
+	ip->saddr = src[0];
+	ip->daddr = dst[0];
+	ip->check = xlb_csum_words((const __u32 *)ip, sizeof(*ip) / 4, 0);
+}
+
+/* The outer IPv6 header of an inner packet of ip_len bytes, at ip6. */
+static __always_inline void xlb_dsr_outer_v6(struct ipv6hdr *ip6, __be32 flowinfo, __u16 ip_len, const __be32 *src,
+					     const __be32 *dst)
+{
+	*(__be32 *)ip6 = bpf_htonl(0x60000000) | flowinfo;
+	ip6->payload_len = bpf_htons(ip_len);
+	ip6->nexthdr = IPPROTO_IPV6;
+	ip6->hop_limit = XLB_DSR_TTL;
+	__builtin_memcpy(&ip6->saddr, src, 16);
+	__builtin_memcpy(&ip6->daddr, dst, 16);
+}
+
 /* The link layer of a frame whose start moved `shift` bytes earlier: the new MAC addresses,
  * and the VLAN tag (if l2_len says there is one) and EtherType carried over. */
 static __always_inline int xlb_move_l2(void *data, void *data_end, __u32 l2_len, __u32 shift, const __u8 *dmac,
@@ -176,28 +206,13 @@ static __always_inline int xlb_dsr_encap_l2(struct xdp_md *ctx, const struct xlb
 
 		if ((void *)(ip + 1) > data_end)
 			return -1;
-		*(__u8 *)ip = 0x45;
-		ip->tos = tos;
-		ip->tot_len = bpf_htons(ip_len + XLB_DSR_OVERHEAD_V4);
-		ip->id = 0;
-		ip->frag_off = bpf_htons(XLB_IP_DF);
-		ip->ttl = XLB_DSR_TTL;
-		ip->protocol = IPPROTO_IPIP;
-		ip->check = 0;
-		ip->saddr = src[0];
-		ip->daddr = dst[0];
-		ip->check = xlb_csum_words((const __u32 *)ip, sizeof(*ip) / 4, 0);
+		xlb_dsr_outer_v4(ip, tos, ip_len, src, dst);
 	} else {
 		struct ipv6hdr *ip6 = data + l2_len;
 
 		if ((void *)(ip6 + 1) > data_end)
 			return -1;
-		*(__be32 *)ip6 = bpf_htonl(0x60000000) | flowinfo;
-		ip6->payload_len = bpf_htons(ip_len);
-		ip6->nexthdr = IPPROTO_IPV6;
-		ip6->hop_limit = XLB_DSR_TTL;
-		__builtin_memcpy(&ip6->saddr, src, 16);
-		__builtin_memcpy(&ip6->daddr, dst, 16);
+		xlb_dsr_outer_v6(ip6, flowinfo, ip_len, src, dst);
 	}
 	return 0;
 }
@@ -212,49 +227,36 @@ static __always_inline int xlb_dsr_encap(struct xdp_md *ctx, const struct xlb_pa
 	return xlb_dsr_encap_l2(ctx, pkt, src, dst, dmac, smac, ETH_HLEN);
 }
 
-/* The ICMP answer, with the link layer's length known at compile time. */
-static __always_inline int xlb_dsr_too_big_l2(struct xdp_md *ctx, const struct xlb_packet *pkt, __u16 mtu,
-					      const __u32 l2_len)
+/* The ICMP answer to a packet too big once encapsulated, from its IP header to the end of the
+ * quote of the packet (which is copied in first; xlb_too_big_fill writes the rest). */
+struct xlb_too_big_v4 {
+	struct iphdr ip;
+	struct xlb_icmp_hdr icmp;
+	__u8 quote[sizeof(struct iphdr) + XLB_ICMP_QUOTE_L4];
+};
+
+struct xlb_too_big_v6 {
+	struct ipv6hdr ip6;
+	struct xlb_icmp_hdr icmp;
+	__u8 quote[sizeof(struct ipv6hdr) + XLB_ICMP_QUOTE_L4];
+};
+
+union xlb_too_big {
+	struct xlb_too_big_v4 v4;
+	struct xlb_too_big_v6 v6;
+};
+
+/* The message's headers, from the VIP to the client, and their checksums: the IPv4 header's;
+ * ICMP's over the message (header and quote), for ICMPv6 with its pseudo-header too. */
+static __always_inline void xlb_too_big_fill(union xlb_too_big *m, __u8 family, const __be32 *client,
+					     const __be32 *vip, __u16 mtu)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	__u8 family = pkt->flow.family;
-	__u32 ip_hlen = family == XLB_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	/* The new IP and ICMP headers go in front of the quoted packet. */
-	__u32 added = ip_hlen + XLB_ICMP_HLEN;
-	__u32 keep = l2_len + ip_hlen + XLB_ICMP_QUOTE_L4;
-	__u32 length = data_end - data;
-	struct ethhdr *eth = data;
-	__u8 client_mac[ETH_ALEN], our_mac[ETH_ALEN];
-	__be32 client[4], vip[4];
-	struct xlb_icmp_hdr *icmp;
-
-	if ((void *)(eth + 1) > data_end)
-		return -1;
-	__builtin_memcpy(client_mac, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(our_mac, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(client, pkt->flow.src, 16);
-	__builtin_memcpy(vip, pkt->flow.dst, 16);
-
-	/* The parser saw whole TCP/UDP headers, so the frame holds at least `keep` bytes. */
-	if (length > keep && bpf_xdp_adjust_tail(ctx, -(int)(length - keep)))
-		return -1;
-	if (bpf_xdp_adjust_head(ctx, -(int)added))
-		return -1;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	if (xlb_move_l2(data, data_end, l2_len, added, client_mac, our_mac))
-		return -1;
-
 	if (family == XLB_AF_INET) {
-		struct iphdr *ip = data + l2_len;
+		struct iphdr *ip = &m->v4.ip;
 
-		icmp = (void *)(ip + 1);
-		if ((void *)icmp + XLB_ICMP_HLEN + sizeof(struct iphdr) + XLB_ICMP_QUOTE_L4 > data_end)
-			return -1;
 		*(__u8 *)ip = 0x45;
 		ip->tos = 0;
-		ip->tot_len = bpf_htons(sizeof(*ip) + XLB_ICMP_HLEN + sizeof(struct iphdr) + XLB_ICMP_QUOTE_L4);
+		ip->tot_len = bpf_htons(sizeof(m->v4));
 		ip->id = 0;
 		ip->frag_off = 0;
 		ip->ttl = XLB_DSR_TTL;
@@ -264,20 +266,17 @@ static __always_inline int xlb_dsr_too_big_l2(struct xdp_md *ctx, const struct x
 		ip->daddr = client[0];
 		ip->check = xlb_csum_words((const __u32 *)ip, sizeof(*ip) / 4, 0);
 
-		icmp->type = XLB_ICMP_DEST_UNREACH;
-		icmp->code = XLB_ICMP_FRAG_NEEDED;
-		icmp->checksum = 0;
-		icmp->rest = bpf_htonl(mtu); /* unused 16 bits, then the next hop's MTU */
-		/* ICMP's checksum covers the message only: its header and the quote, 36 bytes. */
-		icmp->checksum = xlb_csum_words((const __u32 *)icmp, (XLB_ICMP_HLEN + sizeof(struct iphdr) + 8) / 4, 0);
+		m->v4.icmp.type = XLB_ICMP_DEST_UNREACH;
+		m->v4.icmp.code = XLB_ICMP_FRAG_NEEDED;
+		m->v4.icmp.checksum = 0;
+		m->v4.icmp.rest = bpf_htonl(mtu); /* unused 16 bits, then the next hop's MTU */
+		m->v4.icmp.checksum =
+			xlb_csum_words((const __u32 *)&m->v4.icmp, (sizeof(m->v4) - sizeof(struct iphdr)) / 4, 0);
 	} else {
-		struct ipv6hdr *ip6 = data + l2_len;
-		__u32 icmp_len = XLB_ICMP_HLEN + sizeof(struct ipv6hdr) + XLB_ICMP_QUOTE_L4;
+		struct ipv6hdr *ip6 = &m->v6.ip6;
+		__u32 icmp_len = sizeof(m->v6) - sizeof(struct ipv6hdr);
 		__u32 pseudo = 0;
 
-		icmp = (void *)(ip6 + 1);
-		if ((void *)icmp + XLB_ICMP_HLEN + sizeof(struct ipv6hdr) + XLB_ICMP_QUOTE_L4 > data_end)
-			return -1;
 		*(__be32 *)ip6 = bpf_htonl(0x60000000);
 		ip6->payload_len = bpf_htons(icmp_len);
 		ip6->nexthdr = IPPROTO_ICMPV6;
@@ -285,10 +284,10 @@ static __always_inline int xlb_dsr_too_big_l2(struct xdp_md *ctx, const struct x
 		__builtin_memcpy(&ip6->saddr, vip, 16);
 		__builtin_memcpy(&ip6->daddr, client, 16);
 
-		icmp->type = XLB_ICMPV6_PKT_TOOBIG;
-		icmp->code = 0;
-		icmp->checksum = 0;
-		icmp->rest = bpf_htonl(mtu);
+		m->v6.icmp.type = XLB_ICMPV6_PKT_TOOBIG;
+		m->v6.icmp.code = 0;
+		m->v6.icmp.checksum = 0;
+		m->v6.icmp.rest = bpf_htonl(mtu);
 		/* ICMPv6's pseudo-header: both addresses, the length and the next header. */
 		pseudo = xlb_csum_add(pseudo, bpf_htonl(icmp_len));
 		pseudo = xlb_csum_add(pseudo, bpf_htonl(IPPROTO_ICMPV6));
@@ -297,8 +296,58 @@ static __always_inline int xlb_dsr_too_big_l2(struct xdp_md *ctx, const struct x
 			pseudo = xlb_csum_add(pseudo, vip[i]);
 			pseudo = xlb_csum_add(pseudo, client[i]);
 		}
-		icmp->checksum = xlb_csum_words((const __u32 *)icmp, (XLB_ICMP_HLEN + sizeof(struct ipv6hdr) + 8) / 4,
-						pseudo);
+		m->v6.icmp.checksum = xlb_csum_words((const __u32 *)&m->v6.icmp, icmp_len / 4, pseudo);
+	}
+}
+
+/* The ICMP answer, with the link layer's length known at compile time. */
+static __always_inline int xlb_dsr_too_big_l2(struct xdp_md *ctx, const struct xlb_packet *pkt, __u16 mtu,
+					      const __u32 l2_len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 family = pkt->flow.family;
+	__u32 size = family == XLB_AF_INET ? sizeof(struct xlb_too_big_v4) : sizeof(struct xlb_too_big_v6);
+	__u32 keep = family == XLB_AF_INET ? sizeof(((struct xlb_too_big_v4 *)0)->quote)
+					   : sizeof(((struct xlb_too_big_v6 *)0)->quote);
+	__u32 length = data_end - data;
+	struct ethhdr *eth = data;
+	__u8 client_mac[ETH_ALEN], our_mac[ETH_ALEN];
+	union xlb_too_big m;
+
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	__builtin_memcpy(client_mac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(our_mac, eth->h_dest, ETH_ALEN);
+	/* The parser saw whole TCP/UDP headers, so the frame holds the quote. */
+	if (family == XLB_AF_INET) {
+		if (data + l2_len + sizeof(m.v4.quote) > data_end)
+			return -1;
+		__builtin_memcpy(m.v4.quote, data + l2_len, sizeof(m.v4.quote));
+	} else {
+		if (data + l2_len + sizeof(m.v6.quote) > data_end)
+			return -1;
+		__builtin_memcpy(m.v6.quote, data + l2_len, sizeof(m.v6.quote));
+	}
+	xlb_too_big_fill(&m, family, pkt->flow.src, pkt->flow.dst, mtu);
+
+	/* The frame becomes the link layer and the message: the quote's bytes, then room before. */
+	if (length > l2_len + keep && bpf_xdp_adjust_tail(ctx, -(int)(length - l2_len - keep)))
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, -(int)(size - keep)))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (xlb_move_l2(data, data_end, l2_len, size - keep, client_mac, our_mac))
+		return -1;
+	if (family == XLB_AF_INET) {
+		if (data + l2_len + sizeof(m.v4) > data_end)
+			return -1;
+		__builtin_memcpy(data + l2_len, &m.v4, sizeof(m.v4));
+	} else {
+		if (data + l2_len + sizeof(m.v6) > data_end)
+			return -1;
+		__builtin_memcpy(data + l2_len, &m.v6, sizeof(m.v6));
 	}
 	return 0;
 }
@@ -315,6 +364,40 @@ static __always_inline int xlb_dsr_too_big(struct xdp_md *ctx, const struct xlb_
 	return xlb_dsr_too_big_l2(ctx, pkt, mtu, ETH_HLEN);
 }
 
+/*
+ * xlb_dsr_too_big for the tc balancer: the skb is cut to the link layer and the message's
+ * length (bpf_skb_change_tail, which also ends a GSO skb's segmentation) and the message
+ * written over it, the MACs swapped; the caller redirects it out of the link it came in on.
+ * The frame has no VLAN tag in it (tc ingress). 0, or -1 when it could not be rewritten.
+ */
+static __always_inline int xlb_dsr_too_big_skb(struct __sk_buff *skb, const struct xlb_packet *pkt, __u16 mtu)
+{
+	__u8 family = pkt->flow.family;
+	__u8 macs[2 * ETH_ALEN], swapped[2 * ETH_ALEN];
+	union xlb_too_big m;
+
+	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)))
+		return -1;
+	__builtin_memcpy(swapped, macs + ETH_ALEN, ETH_ALEN);
+	__builtin_memcpy(swapped + ETH_ALEN, macs, ETH_ALEN);
+	if (family == XLB_AF_INET) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, m.v4.quote, sizeof(m.v4.quote)))
+			return -1;
+		xlb_too_big_fill(&m, family, pkt->flow.src, pkt->flow.dst, mtu);
+		if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(m.v4), 0) ||
+		    bpf_skb_store_bytes(skb, ETH_HLEN, &m.v4, sizeof(m.v4), 0))
+			return -1;
+	} else {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, m.v6.quote, sizeof(m.v6.quote)))
+			return -1;
+		xlb_too_big_fill(&m, family, pkt->flow.src, pkt->flow.dst, mtu);
+		if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(m.v6), 0) ||
+		    bpf_skb_store_bytes(skb, ETH_HLEN, &m.v6, sizeof(m.v6), 0))
+			return -1;
+	}
+	return bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0) ? -1 : 0;
+}
+
 /* Whether the IPv4 packet asked not to be fragmented; IPv6 packets never are, on the way. */
 static __always_inline int xlb_dont_fragment(const struct xlb_packet *pkt, void *data_end)
 {
@@ -325,6 +408,34 @@ static __always_inline int xlb_dont_fragment(const struct xlb_packet *pkt, void 
 	if ((void *)(ip + 1) > data_end)
 		return 0;
 	return (ip->frag_off & bpf_htons(XLB_IP_DF)) != 0;
+}
+
+/*
+ * xlb_dsr_encap for the tc balancer: the skb grows by the outer header right after its link
+ * layer (ETH_HLEN: the stack has taken any VLAN tag off into the skb before tc ingress), which
+ * is written there. The inner packet is not touched, so its checksums, and a checksum the NIC
+ * is still to fill in (CHECKSUM_PARTIAL), stay right; the ENCAP flags make the skb a tunnel
+ * packet, so that a GSO skb is cut into segments that each carry the outer header (whose
+ * length and checksum the kernel then sets per segment). 0, or -1 when it could not grow.
+ */
+static __always_inline int xlb_dsr_encap_skb(struct __sk_buff *skb, const struct xlb_packet *pkt, const __be32 *src,
+					     const __be32 *dst)
+{
+	union {
+		struct iphdr v4;
+		struct ipv6hdr v6;
+	} outer;
+
+	if (pkt->flow.family == XLB_AF_INET) {
+		xlb_dsr_outer_v4(&outer.v4, pkt->tos, pkt->ip_len, src, dst);
+		if (bpf_skb_adjust_room(skb, XLB_DSR_OVERHEAD_V4, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4))
+			return -1;
+		return bpf_skb_store_bytes(skb, ETH_HLEN, &outer.v4, sizeof(outer.v4), 0) ? -1 : 0;
+	}
+	xlb_dsr_outer_v6(&outer.v6, pkt->flowinfo, pkt->ip_len, src, dst);
+	if (bpf_skb_adjust_room(skb, XLB_DSR_OVERHEAD_V6, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6))
+		return -1;
+	return bpf_skb_store_bytes(skb, ETH_HLEN, &outer.v6, sizeof(outer.v6), 0) ? -1 : 0;
 }
 
 #endif /* XLB_LIB_DSR_H */

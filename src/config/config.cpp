@@ -729,13 +729,6 @@ void check_dsr_sources(const Config& config, const std::vector<ServiceOrigin>& o
   for (size_t i = 0; i < config.catalog.services.size(); ++i) {
     const auto& s = config.catalog.services[i];
     if (s.mode != model::ForwardingMode::dsr) continue;
-    if (config.node.xdp_mode == XdpMode::tc) {
-      const model::Location at{i, model::Location::Part::frontend, 0, ""};
-      diagnostics.add(position_of(at, origins), at.describe(config.catalog) +
-                                                    ": mode dsr is not balanced by the tc balancer ([node] xdp_mode = "
-                                                    "\"tc\"); use nat or snat, or XDP");
-      continue;
-    }
     for (size_t f = 0; f < s.frontends.size(); ++f) {
       const bool v4 = s.frontends[f].address.is_v4();
       if ((v4 ? config.node.dsr_source_ipv4 : config.node.dsr_source_ipv6).has_value()) continue;

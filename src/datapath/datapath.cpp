@@ -302,7 +302,7 @@ std::string_view reason_name(uint32_t reason) {
     case XLB_DROP_TOO_BIG: return "too big once encapsulated, no DF";
     case XLB_DROP_NO_DSR_SOURCE: return "no dsr source prefix";
     case XLB_DECAPSULATED: return "decapsulated";
-    case XLB_DROP_DSR_UNSUPPORTED: return "dsr at the tc balancer (xdp_mode \"tc\")";
+    case XLB_DROP_DSR_UNSUPPORTED: return "dsr at tc of a frame with a second VLAN tag";
     default: return "unknown reason";
   }
 }

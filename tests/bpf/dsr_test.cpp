@@ -1,6 +1,7 @@
 // Direct server return on the real kernel, by BPF_PROG_TEST_RUN: the XDP program's IP-in-IP
-// encapsulation (bpf/lib/dsr.h) and its ICMP answer to packets too big once encapsulated, and
-// the tc program's decapsulation on a backend node (bpf/lib/decap.h). Expected packets are
+// encapsulation (bpf/lib/dsr.h) and its ICMP answer to packets too big once encapsulated, the
+// tc balancer's encapsulation (xdp_mode "tc"), and the tc program's decapsulation on a backend
+// node (bpf/lib/decap.h). Expected packets are
 // built independently (support/packet.h, the outer header by hand here), checksums from scratch.
 #include <gtest/gtest.h>
 
@@ -293,6 +294,117 @@ TEST_F(LbTest, DsrTooBigIpv4WithoutDontFragmentIsDropped) {
 
   EXPECT_EQ(xdp_action(run.action), "XDP_DROP");
   EXPECT_EQ(reason_packets(XLB_DROP_TOO_BIG), 1U);
+}
+
+// ---- encapsulation by the tc balancer (xdp_mode "tc") --------------------------------------
+
+// The same bytes out as XDP sends, on an skb.
+TEST_P(Dsr, TcBalancerEncapsulatesTheUnchangedPacketToTheBackend) {
+  const auto [v6, protocol] = GetParam();
+  serve(v6, protocol, kService, {kBackend + 1}, XLB_SERVICE_F_DSR);
+  const PacketSpec in = from_client(v6, protocol, 41100);
+
+  const TestRun run = tc_lb(build_frame(in));
+
+  EXPECT_EQ(tc_action(run.action), "TC_ACT_REDIRECT");
+  EXPECT_EQ(hex(run.out), hex(to_backend_dsr(in, 1)));
+  const lbnet::Family f = lbnet::family(v6);
+  const std::optional<xlb_ct_entry> ct = lb_->conntrack(flow_key(f.client, 41100, f.frontend, kFrontendPort, protocol));
+  ASSERT_TRUE(ct.has_value()) << "no conntrack entry for the flow";
+  EXPECT_EQ(ct->backend_id, id(v6, kBackend + 1));
+  EXPECT_EQ(ct->snat_port, 0);
+  EXPECT_FALSE(lb_->reverse_nat(flow_key(f.backend[1], kFrontendPort, f.client, 41100, protocol)).has_value());
+  EXPECT_EQ(lb_->service(kService).packets, 1U);
+  EXPECT_EQ(lb_->service(kService).bytes, build_frame(in).size());
+  EXPECT_EQ(lb_->service(kService).new_flows, 1U);
+  EXPECT_EQ(lb_->backend(id(v6, kBackend + 1)).new_flows, 1U);
+  EXPECT_EQ(reason_packets(XLB_REASON_FORWARDED), 1U);
+}
+
+TEST_P(Dsr, TcBalancerKeepsTheFlowsBackendWhenTheRingChanges) {
+  const auto [v6, protocol] = GetParam();
+  serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
+  PacketSpec in = from_client(v6, protocol, 41101);
+  ASSERT_EQ(hex(tc_lb(build_frame(in)).out), hex(to_backend_dsr(in, 0)));
+
+  serve(v6, protocol, kService, {kBackend + 2}, XLB_SERVICE_F_DSR);
+  in.seq = 1006;
+  in.tcp_flags = 0x10;
+  in.payload = text("second packet");
+  EXPECT_EQ(hex(tc_lb(build_frame(in)).out), hex(to_backend_dsr(in, 0))) << "the established flow moved";
+  const PacketSpec other = from_client(v6, protocol, 41102);
+  EXPECT_EQ(hex(tc_lb(build_frame(other)).out), hex(to_backend_dsr(other, 2))) << "a new flow must take the new ring";
+  EXPECT_EQ(lb_->service(kService).packets, 3U);
+  EXPECT_EQ(lb_->service(kService).new_flows, 2U);
+}
+
+TEST_P(Dsr, TcBalancerLeavesAnUnresolvedNextHopToTheStackEncapsulated) {
+  const auto [v6, protocol] = GetParam();
+  serve(v6, protocol, kService, {kUnresolvedBackend}, XLB_SERVICE_F_DSR);
+  const PacketSpec in = from_client(v6, protocol, 41103);
+
+  const TestRun run = tc_lb(build_frame(in));
+
+  EXPECT_EQ(tc_action(run.action), "TC_ACT_OK");
+  EXPECT_EQ(hex(run.out), hex(encapsulated(in, outer_source(in), lbnet::family(v6).unresolved_backend,
+                                           lbnet::kClientMac, lbnet::kClientLinkMac)));
+  EXPECT_EQ(reason_packets(XLB_PASS_NO_NEIGHBOUR), 1U);
+}
+
+// The same ICMP answer as XDP's, sent back out of the client link by a redirect.
+TEST_P(Dsr, TcBalancerAnswersTooBigOnceEncapsulatedWithTheMtuLeftForTheInnerPacket) {
+  const auto [v6, protocol] = GetParam();
+  XLB_ASSERT_OK(run_command({"/usr/sbin/ip", "link", "set", lbnet::kBackendLink, "mtu", "1400"}));
+  serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
+  const size_t headers = (v6 ? 40 : 20) + (protocol == kTcp ? 20 : 8);
+  const PacketSpec in = from_client(v6, protocol, 41104, std::string(1400 - headers, 'x'));
+
+  const TestRun run = tc_lb(build_frame(in));
+
+  EXPECT_EQ(tc_action(run.action), "TC_ACT_REDIRECT");
+  EXPECT_EQ(hex(run.out), hex(too_big(in, static_cast<uint16_t>(1400 - (v6 ? 40 : 20)))));
+  EXPECT_EQ(reason_packets(XLB_TX_ICMP_TOO_BIG), 1U);
+  EXPECT_EQ(lb_->service(kService).packets, 0U);
+  const PacketSpec fits = from_client(v6, protocol, 41104, std::string(1400 - (v6 ? 40 : 20) - headers, 'x'));
+  EXPECT_EQ(hex(tc_lb(build_frame(fits)).out), hex(to_backend_dsr(fits, 0)));
+}
+
+TEST_F(LbTest, TcBalancerDropsDsrTooBigIpv4WithoutDontFragment) {
+  xlb_dsr_config dsr{};
+  dsr.src_v4 = kDsrPrefixV4.words()[0];
+  dsr.src_v4_prefix_len = kDsrPrefixLenV4;
+  const __u32 zero = 0;
+  ASSERT_EQ(bpf_map_update_elem(lb_->fd(lb_->xdp()->maps.xlb_dsr), &zero, &dsr, BPF_ANY), 0);
+  XLB_ASSERT_OK(run_command({"/usr/sbin/ip", "link", "set", lbnet::kBackendLink, "mtu", "1400"}));
+  serve(false, kUdp, kService, {kBackend}, XLB_SERVICE_F_DSR);
+  PacketSpec in = from_client(false, kUdp, 41107, std::string(1400 - 28, 'x'));
+  in.frag = 0;
+
+  const TestRun run = tc_lb(build_frame(in));
+
+  EXPECT_EQ(tc_action(run.action), "TC_ACT_SHOT");
+  EXPECT_EQ(reason_packets(XLB_DROP_TOO_BIG), 1U);
+}
+
+TEST_P(Dsr, TcBalancerDropsADsrFrameThatStillCarriesAVlanTag) {
+  const auto [v6, protocol] = GetParam();
+  serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
+  PacketSpec in = from_client(v6, protocol, 41105);
+  in.vlan_tci = 42;
+
+  const TestRun run = tc_lb(build_frame(in));
+
+  EXPECT_EQ(tc_action(run.action), "TC_ACT_SHOT");
+  EXPECT_EQ(reason_packets(XLB_DROP_DSR_UNSUPPORTED), 1U);
+}
+
+TEST_P(Dsr, TcBalancerWithoutAPrefixForTheFamilyDrops) {
+  const auto [v6, protocol] = GetParam();
+  XLB_ASSERT_OK(set_dsr(xlb_dsr_config{}));
+  serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
+
+  EXPECT_EQ(tc_action(tc_lb(build_frame(from_client(v6, protocol, 41106))).action), "TC_ACT_SHOT");
+  EXPECT_EQ(reason_packets(XLB_DROP_NO_DSR_SOURCE), 1U);
 }
 
 // ---- decapsulation (tc, on a backend node) ---------------------------------------------------

@@ -1,7 +1,7 @@
 // The tc balancer (bpf/xlb_tc.bpf.c: xlb_tc_lb, for [node] xdp_mode = "tc") on the real kernel:
-// what xdp_test.cpp checks of the XDP program, on an skb. Packets from the client link in, the
-// verdict and the exact bytes out (support/packet.h computes every checksum from scratch), and
-// the same maps written as XDP writes them.
+// what xdp_test.cpp checks of the XDP program, on an skb (dsr: dsr_test.cpp). Packets from the
+// client link in, the verdict and the exact bytes out (support/packet.h computes every checksum
+// from scratch), and the same maps written as XDP writes them.
 #include <gtest/gtest.h>
 
 #include "bpf/lb_fixture.h"
@@ -140,16 +140,6 @@ TEST_P(TcBalance, EmptyRingDropsAndCountsNoBackend) {
 
   EXPECT_EQ(tc_action(run.action), "TC_ACT_SHOT");
   EXPECT_EQ(reason_packets(XLB_DROP_NO_BACKEND), 1U);
-}
-
-TEST_P(TcBalance, DsrFrontendIsDroppedNotLeaked) {
-  const auto [v6, protocol] = GetParam();
-  serve(v6, protocol, 7, {kBackend}, XLB_SERVICE_F_DSR);
-
-  const TestRun run = tc_lb(build_frame(from_client(v6, protocol, 40400)));
-
-  EXPECT_EQ(tc_action(run.action), "TC_ACT_SHOT");
-  EXPECT_EQ(reason_packets(XLB_DROP_DSR_UNSUPPORTED), 1U);
 }
 
 TEST_P(TcBalance, UnresolvedNeighbourIsLeftToTheStackTranslated) {

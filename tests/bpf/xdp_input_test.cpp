@@ -1,5 +1,6 @@
 // The XDP program's rule for malformed input and other protocols (see the top of
-// bpf/xlb_xdp.bpf.c), ICMP errors about balanced flows, and the event rate limit.
+// bpf/xlb_xdp.bpf.c), ICMP errors about balanced flows (XDP and the tc balancer), and the event
+// rate limit.
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -220,12 +221,32 @@ struct IcmpCase {
   uint8_t protocol;
   size_t embedded_l4_bytes;  // how much of the reply's TCP/UDP header and payload the error carries
   bool snat;
+  bool tc = false;  // the tc balancer (xdp_mode "tc") instead of XDP
 };
 
 void PrintTo(const IcmpCase& c, std::ostream* os) { *os << c.name; }
 
-class XdpIcmpError : public LbTest, public ::testing::WithParamInterface<IcmpCase> {
+// XDP's cases, and each again for the tc balancer.
+std::vector<IcmpCase> icmp_cases(std::vector<IcmpCase> xdp) {
+  std::vector<IcmpCase> all = xdp;
+  for (IcmpCase c : xdp) {
+    c.name = "Tc" + c.name;
+    c.tc = true;
+    all.push_back(c);
+  }
+  return all;
+}
+
+class IcmpError : public LbTest, public ::testing::WithParamInterface<IcmpCase> {
  protected:
+  // The program under test, and its verdicts' names.
+  TestRun balance(const Bytes& frame) { return GetParam().tc ? tc_lb(frame) : xdp(frame); }
+  static std::string action(const TestRun& run) {
+    return GetParam().tc ? tc_action(run.action) : xdp_action(run.action);
+  }
+  static std::string redirected() { return GetParam().tc ? "TC_ACT_REDIRECT" : "XDP_REDIRECT"; }
+  static std::string passed() { return GetParam().tc ? "TC_ACT_OK" : "XDP_PASS"; }
+
   // A router on the client's side says that the reply (frontend -> client) was too big.
   static PacketSpec too_big(bool v6, const Bytes& embedded) {
     const lbnet::Family f = lbnet::family(v6);
@@ -250,21 +271,21 @@ class XdpIcmpError : public LbTest, public ::testing::WithParamInterface<IcmpCas
 };
 
 INSTANTIATE_TEST_SUITE_P(
-    Errors, XdpIcmpError,
-    ::testing::Values(IcmpCase{"FragNeededTcpWholeHeader", false, kTcp, 20 + 5, false},
-                      IcmpCase{"FragNeededTcpFirst8Bytes", false, kTcp, 8, false},
-                      IcmpCase{"FragNeededUdp", false, kUdp, 8 + 5, false},
-                      IcmpCase{"FragNeededTcpSnat", false, kTcp, 20 + 5, true},
-                      IcmpCase{"PacketTooBigTcp", true, kTcp, 20 + 5, false},
-                      IcmpCase{"PacketTooBigUdp", true, kUdp, 8 + 5, false},
-                      IcmpCase{"PacketTooBigTcpSnat", true, kTcp, 20 + 5, true}),
+    Errors, IcmpError,
+    ::testing::ValuesIn(icmp_cases({IcmpCase{"FragNeededTcpWholeHeader", false, kTcp, 20 + 5, false},
+                                    IcmpCase{"FragNeededTcpFirst8Bytes", false, kTcp, 8, false},
+                                    IcmpCase{"FragNeededUdp", false, kUdp, 8 + 5, false},
+                                    IcmpCase{"FragNeededTcpSnat", false, kTcp, 20 + 5, true},
+                                    IcmpCase{"PacketTooBigTcp", true, kTcp, 20 + 5, false},
+                                    IcmpCase{"PacketTooBigUdp", true, kUdp, 8 + 5, false},
+                                    IcmpCase{"PacketTooBigTcpSnat", true, kTcp, 20 + 5, true}})),
     [](const ::testing::TestParamInfo<IcmpCase>& p) { return p.param.name; });
 
-TEST_P(XdpIcmpError, GoesToTheFlowsBackendAsAnErrorAboutItsOwnPacket) {
+TEST_P(IcmpError, GoesToTheFlowsBackendAsAnErrorAboutItsOwnPacket) {
   const IcmpCase& c = GetParam();
   const lbnet::Family f = lbnet::family(c.v6);
   serve(c.v6, c.protocol, 7, {kBackend + 1}, c.snat ? XLB_SERVICE_F_SNAT : 0);
-  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(c.v6, c.protocol, 40000))).action), "XDP_REDIRECT");
+  ASSERT_EQ(action(balance(build_frame(from_client(c.v6, c.protocol, 40000)))), redirected());
   const uint16_t snat_port =
       ntohs(lb_->conntrack(flow_key(f.client, 40000, f.frontend, kFrontendPort, c.protocol))->snat_port);
 
@@ -275,7 +296,7 @@ TEST_P(XdpIcmpError, GoesToTheFlowsBackendAsAnErrorAboutItsOwnPacket) {
   PacketSpec sent = from_backend(c.v6, c.protocol, 1, c.snat ? f.node : f.client, c.snat ? snat_port : 40000, "world");
   const PacketSpec in = too_big(c.v6, first_bytes(reply, c.embedded_l4_bytes));
 
-  const TestRun run = xdp(build_frame(in));
+  const TestRun run = balance(build_frame(in));
 
   PacketSpec expected = too_big(c.v6, first_bytes(sent, c.embedded_l4_bytes));
   expected.eth_src = lbnet::kBackendLinkMac;
@@ -283,13 +304,13 @@ TEST_P(XdpIcmpError, GoesToTheFlowsBackendAsAnErrorAboutItsOwnPacket) {
   expected.dst = f.backend[1];
   if (c.snat) expected.src = f.node;
   expected.ttl = 63;
-  EXPECT_EQ(xdp_action(run.action), "XDP_REDIRECT");
+  EXPECT_EQ(action(run), redirected());
   EXPECT_EQ(hex(run.out), hex(build_frame(expected)));
   EXPECT_EQ(lb_->backend(id(c.v6, kBackend + 1)).packets, 2U);
   EXPECT_EQ(reason_packets(XLB_REASON_FORWARDED), 2U);
 }
 
-TEST_P(XdpIcmpError, AboutAFlowXlbDoesNotKnowPassesUntouched) {
+TEST_P(IcmpError, AboutAFlowXlbDoesNotKnowPassesUntouched) {
   const IcmpCase& c = GetParam();
   const lbnet::Family f = lbnet::family(c.v6);
   serve(c.v6, c.protocol, 7, {kBackend + 1});
@@ -298,18 +319,18 @@ TEST_P(XdpIcmpError, AboutAFlowXlbDoesNotKnowPassesUntouched) {
   reply.sport = kFrontendPort;
   const Bytes frame = build_frame(too_big(c.v6, first_bytes(reply, c.embedded_l4_bytes)));
 
-  const TestRun run = xdp(frame);
+  const TestRun run = balance(frame);
 
-  EXPECT_EQ(xdp_action(run.action), "XDP_PASS");
+  EXPECT_EQ(action(run), passed());
   EXPECT_EQ(hex(run.out), hex(frame));
   EXPECT_EQ(reason_packets(XLB_PASS_NOT_TCP_UDP), 1U);
 }
 
-TEST_P(XdpIcmpError, AboutABalancedFlowButToAnotherHostPassesUntouched) {
+TEST_P(IcmpError, AboutABalancedFlowButToAnotherHostPassesUntouched) {
   const IcmpCase& c = GetParam();
   const lbnet::Family f = lbnet::family(c.v6);
   serve(c.v6, c.protocol, 7, {kBackend + 1}, c.snat ? XLB_SERVICE_F_SNAT : 0);
-  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(c.v6, c.protocol, 40000))).action), "XDP_REDIRECT");
+  ASSERT_EQ(action(balance(build_frame(from_client(c.v6, c.protocol, 40000)))), redirected());
   PacketSpec reply = from_backend(c.v6, c.protocol, 1, f.client, 40000, "world");
   reply.src = f.frontend;
   reply.sport = kFrontendPort;
@@ -317,9 +338,9 @@ TEST_P(XdpIcmpError, AboutABalancedFlowButToAnotherHostPassesUntouched) {
   in.dst = ip(c.v6 ? "2001:db8:c::77" : "192.0.2.77");  // not the frontend the quoted packet came from
   const Bytes frame = build_frame(in);
 
-  const TestRun run = xdp(frame);
+  const TestRun run = balance(frame);
 
-  EXPECT_EQ(xdp_action(run.action), "XDP_PASS");
+  EXPECT_EQ(action(run), passed());
   EXPECT_EQ(hex(run.out), hex(frame));
   EXPECT_EQ(lb_->backend(id(c.v6, kBackend + 1)).packets, 1U);  // the first packet only
 }

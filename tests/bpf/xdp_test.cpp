@@ -373,6 +373,7 @@ TEST_P(XdpBalance, ReverseEntryLostWhileTheFlowWasQuietIsWrittenAgain) {
     ASSERT_EQ(bpf_map_delete_elem(lb_->fd(lb_->xdp()->maps.xlb_reverse_nat), &reply_key), 0);
     ct.last_seen_ns = 0;  // a second (and more) ago
     ASSERT_EQ(bpf_map_update_elem(lb_->fd(lb_->xdp()->maps.xlb_conntrack), &ct_key, &ct, BPF_EXIST), 0);
+    XLB_ASSERT_OK(lb_->clear_flow_cache());  // which 100 ms empty too
     ASSERT_EQ(xdp_action(xdp(build_frame(flow)).action), "XDP_REDIRECT");
     const std::optional<xlb_reverse_nat> restored = lb_->reverse_nat(reply_key);
     ASSERT_TRUE(restored.has_value()) << (snat ? "snat" : "nat");

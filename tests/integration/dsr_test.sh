@@ -11,8 +11,13 @@
 # each packet to a VIP (IPv4 in IPv4, IPv6 in IPv6) toward the flow's backend, which decapsulates it with
 # xlb's tc program (this kernel has no ipip module) and answers from the VIP, which its xlbd put
 # on lo, straight to the client: replies never cross lb.
+#
+# With a second argument "tc", lb balances and encapsulates with its tc ingress balancer
+# ([node] xdp_mode = "tc", for links where XDP cannot attach) instead of XDP; every check is
+# the same.
 set -euo pipefail
-build=${1:?usage: dsr_test.sh BUILD_DIR}
+build=${1:?usage: dsr_test.sh BUILD_DIR [tc]}
+lb_mode=${2:-xdp}
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/netns_lib.sh"
 require_root
@@ -51,7 +56,9 @@ ip netns exec "$lb" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwardin
 # native_xdp_ready, is not enough there on this kernel). Without the benchmarks' pass program
 # (a build without bench/), lb runs XDP in generic mode instead.
 xdp_pass=$build/bench/xlb_xdp_pass.bpf.o
-if [[ -f $xdp_pass ]]; then
+if [[ $lb_mode == tc ]]; then
+  xdp_mode=tc
+elif [[ -f $xdp_pass ]]; then
   xdp_mode=native
   native_xdp_ready "$sw" p1
   ip -n "$sw" link set dev p1 xdpdrv obj "$xdp_pass" sec xdp
@@ -173,7 +180,7 @@ run_client "$workdir/tcp1" tcp "$vip" $port 3000
 lb_seen=$(($(lb_packets) - before_lb))
 client_tx=$(($(client_stat tx_packets) - before_tx))
 client_rx=$(($(client_stat rx_packets) - before_rx))
-echo "client sent $client_tx packets and received $client_rx; lb's XDP saw $lb_seen"
+echo "client sent $client_tx packets and received $client_rx; lb's datapath saw $lb_seen"
 check "no failed TCP connection" test "$(count failed "$workdir/tcp1")" -eq 0
 check "3 backends within 10% of even" within 10 "$(count b1 "$workdir/tcp1")" "$(count b2 "$workdir/tcp1")" "$(count b3 "$workdir/tcp1")"
 check "backends see the client's own address" grep -q "^b1 10.210.0.2 " "$workdir/tcp1"

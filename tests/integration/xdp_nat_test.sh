@@ -6,9 +6,17 @@
 #
 # The client has only a route to the VIP range, through lb. In nat mode the backends route the
 # client's subnet back through lb; in snat mode they have no route to it at all, only to lb's own
-# address 10.203.0.1, which xlb puts as the source of the flows it sends them.
+# address 10.203.0.1, which xlb puts as the source of the flows it sends them. A TCP connection
+# only completes when every answer comes from the VIP (the client's kernel takes no segment from
+# another source), and lbtool udp counts an answer from another source as failed: the client's
+# peer is always the VIP.
+#
+# With a second argument "tc", lb balances with its tc ingress balancer ([node] xdp_mode = "tc",
+# for links where XDP cannot attach) instead of XDP, after a first start with XDP (a node that
+# changes mode); every check is the same.
 set -euo pipefail
-build=${1:?usage: xdp_nat_test.sh BUILD_DIR}
+build=${1:?usage: xdp_nat_test.sh BUILD_DIR [tc]}
+lb_mode=${2:-xdp}
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/netns_lib.sh"
 require_root
@@ -41,7 +49,7 @@ write_config() {  # write_config MODE BACKEND_COUNT
   cat >"$workdir/xlb.toml" <<TOML
 [node]
 interfaces = ["lbc", "lb1", "lb2", "lb3", "lb4"]
-xdp_mode = "native"
+xdp_mode = "$xdp_mode"
 cgroup = "off"
 snat_ipv4 = "10.203.0.1"
 [maglev]
@@ -94,8 +102,24 @@ run_client() {  # run_client OUT lbtool-args...: in the client namespace
 }
 
 route_back add
-write_config nat 3
-start_xlbd 1
+if [[ $lb_mode == tc ]]; then
+  echo "== from XDP to tc: a node that ran XDP restarts with xdp_mode = \"tc\""
+  xdp_mode=generic
+  write_config nat 3
+  start_xlbd 0
+  check "XDP on lbc first" bash -c "ip -n '$lb' link show lbc | grep -q xdp"
+  stop_xlbd
+  xdp_mode=tc
+  write_config nat 3
+  start_xlbd 1
+  check "xlbd says tc balancing is in use" grep -q "tc ingress balancer" "$workdir/xlbd.1.log"
+  check "no XDP on lb's links" bash -c "! ip -n '$lb' link show | grep -q xdp"
+  check "xlb_tc_lb at tc ingress of lbc" bash -c "tc -n '$lb' filter show dev lbc ingress | grep -q xlb_tc_lb"
+else
+  xdp_mode=native
+  write_config nat 3
+  start_xlbd 1
+fi
 for k in 1 2 3; do wait_for_line "$workdir/b$k.log" serving; done
 
 echo "== nat: 3000 TCP connections over 3 backends"
@@ -153,6 +177,7 @@ echo "== cleanup"
 stop_xlbd
 nsenter --net="/run/netns/$lb" "$xlbd" --config "$workdir/xlb.toml" --pin-dir "$pin_dir" --cleanup
 check "no XDP left on lb's links" bash -c "! ip -n '$lb' link show | grep -q xdp"
+check "no tc filter left on lbc" bash -c "! tc -n '$lb' filter show dev lbc ingress | grep -q xlb_tc"
 check "pins removed" test ! -e "$pin_dir"
 
 if ((failures)); then

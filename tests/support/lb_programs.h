@@ -241,6 +241,17 @@ class LbPrograms {
     return update(xdp_->maps.xlb_backend_cache, &slot, values.data(), "backend cache");
   }
 
+  // Empties the XDP program's per-CPU flow cache (bpf/lib/flow_cache.h) on every CPU: what
+  // 100 ms do, so that the next packet of every flow reads conntrack again.
+  Status clear_flow_cache() const {
+    bpf_map* map = xdp_->maps.xlb_flow_cache;
+    const std::vector<uint8_t> zeros(bpf_map__value_size(map) * static_cast<size_t>(libbpf_num_possible_cpus()));
+    for (__u32 slot = 0; slot < bpf_map__max_entries(map); ++slot) {
+      if (Status s = update(map, &slot, zeros.data(), "flow cache"); !s) return s;
+    }
+    return {};
+  }
+
   Status set_node(const xlb_node_config& node) const {
     const __u32 zero = 0;
     return update(xdp_->maps.xlb_node, &zero, &node, "node");
