@@ -169,7 +169,9 @@ reload_xlbd 2
 run_client "$workdir/tcp3" tcp "$vip" $port 1500
 check "no failed snat connection" test "$(count failed "$workdir/tcp3")" -eq 0
 check "backends see lb's address, not the client's" test "$(grep -c ' 10.203.0.1 ' "$workdir/tcp3")" -eq 3
-check "snat spreads over 3 backends" within 10 "$(count b1 "$workdir/tcp3")" "$(count b2 "$workdir/tcp3")" "$(count b3 "$workdir/tcp3")"
+# 1,500 connections over 3 backends: about 18 per backend is one standard deviation, so 10 % (2.7
+# of them) failed a correct run in CI (561 of 1,500); 15 % is 4.1.
+check "snat spreads over 3 backends" within 15 "$(count b1 "$workdir/tcp3")" "$(count b2 "$workdir/tcp3")" "$(count b3 "$workdir/tcp3")"
 run_client "$workdir/udp3" udp "$vip" $port 300
 check "snat UDP answers come from the VIP" test "$(count failed "$workdir/udp3")" -eq 0
 
