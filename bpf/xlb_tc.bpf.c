@@ -211,6 +211,19 @@ static __always_inline int xlb_tc_exit(struct __sk_buff *skb, const struct xlb_p
 	return action;
 }
 
+/* Sent on to the next hop the route lookup found: its MACs written, redirected to its link. */
+static __always_inline int xlb_tc_send(struct __sk_buff *skb, const struct xlb_packet *pkt,
+				       const struct bpf_fib_lookup *fib, __u32 reason, __u64 bytes)
+{
+	__u8 macs[2 * ETH_ALEN]; /* Ethernet destination then source, as they lie in the header */
+
+	__builtin_memcpy(macs, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, fib->smac, ETH_ALEN);
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
+	return xlb_tc_exit(skb, pkt, bpf_redirect(fib->ifindex, 0), reason, bytes);
+}
+
 /*
  * A translated packet (s->to) toward its next hop: the backend's cached route when this CPU
  * has a fresh one, else the kernel's (fib.h). Sent on by a redirect with new MACs, or left to
@@ -304,7 +317,6 @@ static __always_inline int xlb_tc_dsr(struct __sk_buff *skb, const struct xlb_pa
 {
 	const struct xlb_dsr_config *dsr = xlb_dsr_settings();
 	__u32 overhead = pkt->flow.family == XLB_AF_INET ? XLB_DSR_OVERHEAD_V4 : XLB_DSR_OVERHEAD_V6;
-	__u8 macs[2 * ETH_ALEN];
 	__u32 reason;
 	int next_hop;
 
@@ -329,11 +341,7 @@ static __always_inline int xlb_tc_dsr(struct __sk_buff *skb, const struct xlb_pa
 	xlb_count_flow(s->service_slot, s->backend_slot, bytes, s->new_flow);
 	if (next_hop != XLB_NEXT_HOP_SEND)
 		return xlb_tc_exit(skb, pkt, TC_ACT_OK, reason, bytes);
-	__builtin_memcpy(macs, s->fib.dmac, ETH_ALEN);
-	__builtin_memcpy(macs + ETH_ALEN, s->fib.smac, ETH_ALEN);
-	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
-		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
-	return xlb_tc_exit(skb, pkt, bpf_redirect(s->fib.ifindex, 0), reason, bytes);
+	return xlb_tc_send(skb, pkt, &s->fib, reason, bytes);
 }
 
 /* A TCP or UDP packet: balanced if it is to a frontend, else perhaps a reply (xlb_tc_reply),
@@ -386,7 +394,6 @@ static __always_inline int xlb_tc_icmp(struct __sk_buff *skb, struct xlb_packet 
 	__u32 reason, malformed = 0, zero = 0;
 	void *data_end;
 	struct xlb_scratch *s;
-	__u8 macs[2 * ETH_ALEN];
 	int next_hop;
 
 	if (bpf_skb_pull_data(skb, want) < 0) {
@@ -412,11 +419,7 @@ static __always_inline int xlb_tc_icmp(struct __sk_buff *skb, struct xlb_packet 
 	xlb_count_flow(s->service_slot, s->backend_slot, bytes, 0);
 	if (next_hop != XLB_NEXT_HOP_SEND)
 		return xlb_tc_exit(skb, pkt, TC_ACT_OK, reason, bytes);
-	__builtin_memcpy(macs, s->fib.dmac, ETH_ALEN);
-	__builtin_memcpy(macs + ETH_ALEN, s->fib.smac, ETH_ALEN);
-	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
-		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
-	return xlb_tc_exit(skb, pkt, bpf_redirect(s->fib.ifindex, 0), reason, bytes);
+	return xlb_tc_send(skb, pkt, &s->fib, reason, bytes);
 }
 
 /* The balancer at tc ingress: the rules for malformed input of xlb_xdp.bpf.c hold here too. */
