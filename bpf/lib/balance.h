@@ -142,6 +142,20 @@ static __always_inline void xlb_ct_refresh(struct xlb_ct_entry *ct, const struct
 	bpf_map_update_elem(&xlb_reverse_nat, &s->key, &s->reverse, ct->snat_port ? BPF_NOEXIST : BPF_ANY);
 }
 
+/* What the caller forwards by: the flow's service and backend, their counter slots, the time. */
+static __always_inline void xlb_scratch_chosen(struct xlb_scratch *s, const struct xlb_service_value *service,
+					       __u32 backend_id, const struct xlb_backend *backend, __u64 now,
+					       __u8 new_flow)
+{
+	s->now = now;
+	s->service_id = service->service_id;
+	s->backend_id = backend_id;
+	s->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
+	s->backend_slot = backend->stats_slot;
+	s->new_flow = new_flow;
+	s->icmp = 0;
+}
+
 /*
  * TCP/UDP to a frontend, in general: the backend (conntrack's, or a new pick recorded in
  * conntrack) and the translation to it in s->to, with the reply's reverse entry written.
@@ -216,13 +230,7 @@ static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const s
 		xlb_ct_refresh(ct, flow, service, to->src, to->sport, backend, s, now);
 	}
 
-	s->now = now;
-	s->service_id = service->service_id;
-	s->backend_id = backend_id;
-	s->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
-	s->backend_slot = backend->stats_slot;
-	s->new_flow = !established;
-	s->icmp = 0;
+	xlb_scratch_chosen(s, service, backend_id, backend, now, !established);
 	return 0;
 }
 
@@ -257,13 +265,7 @@ static __always_inline __u32 xlb_dsr_choose(const struct xlb_packet *pkt, const 
 	}
 	s->backend = *backend;
 	xlb_addr_copy(s->to.dst, backend->address);
-	s->now = now;
-	s->service_id = service->service_id;
-	s->backend_id = backend_id;
-	s->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
-	s->backend_slot = backend->stats_slot;
-	s->new_flow = !established;
-	s->icmp = 0;
+	xlb_scratch_chosen(s, service, backend_id, backend, now, !established);
 	return 0;
 }
 
