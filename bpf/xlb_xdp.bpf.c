@@ -11,11 +11,13 @@
  * ICMP errors about balanced flows follow their flow to its backend (icmp.h). A dsr service's
  * packets are not translated but encapsulated toward the backend instead (dsr.h, xlb_dsr).
  *
- * Most packets belong to established flows, and those take a short path (xlb_forward_cached):
- * one hash lookup (the frontend), then the flow's backend from a per-CPU cache of conntrack
- * (flow_cache.h, at most 100 ms old) and the backend's address and next hop from a per-CPU
- * cache of those (backend_cache.h, at most a second old). Everything else takes the general path
- * (xlb_translate, xlb_forward). A packet that is not for a frontend costs one lookup.
+ * Most packets belong to established flows, and those take a short path (xlb_send_cached_flow):
+ * no hash lookup at all. The flow's backend and what its packets need of the frontend come from
+ * a per-CPU cache of conntrack's answers (flow_cache.h, at most 100 ms old and made since the
+ * frontends last changed), the backend's address and next hop from a per-CPU cache of those
+ * (backend_cache.h, at most a second old). Everything else takes the general path (the frontend
+ * lookup, xlb_translate, xlb_forward). Most packets that are not for a frontend cost one array
+ * read: the frontend filter (xlb_abi.h) says no frontend has their address, port and protocol.
  *
  * THE RULE FOR MALFORMED INPUT. Traffic that is not for a frontend must never be harmed, and
  * traffic for a frontend that we cannot balance must not leak past us:
@@ -37,8 +39,9 @@
  *  3. Well-formed IP of another protocol (or with IPv6 extension headers, which are not
  *     walked) is passed untouched: XLB_PASS_NOT_TCP_UDP if to a frontend address, else
  *     XLB_PASS_NOT_SERVICE. The ICMP errors of icmp.h about a balanced flow are forwarded.
- *  4. Well-formed TCP and UDP cost one hash lookup; if it is not a frontend the packet is
- *     passed untouched, counted XLB_PASS_NOT_SERVICE.
+ *  4. Well-formed TCP and UDP cost at most one hash lookup (none when the frontend filter rules
+ *     the frontend out); if it is not a frontend the packet is passed untouched, counted
+ *     XLB_PASS_NOT_SERVICE.
  *
  * Every packet is counted under exactly one reason (xlb_reason_stats); every drop also emits a
  * rate-limited event (events.h). A packet whose TTL would reach 0 is passed untranslated
@@ -107,10 +110,10 @@ static __always_inline int xlb_backend_cache_usable(const struct xlb_backend_cac
 /*
  * The common case, kept short: a packet of an established flow whose backend and next hop
  * this CPU has cached (backend_cache.h). No backends lookup, no route lookup, no copies. ct
- * is the flow's conntrack entry when it was just read (to refresh it when due), NULL when
- * its answer came from the flow cache.
+ * is the flow's conntrack entry when it was just read (to refresh it when due, with its
+ * service), NULL when its answer came from the flow cache.
  */
-static __always_inline int xlb_forward_cached(struct xdp_md *ctx, const struct xlb_packet *pkt,
+static __always_inline int xlb_forward_cached(struct xdp_md *ctx, const struct xlb_packet *pkt, __u32 service_slot,
 					      const struct xlb_service_value *service, struct xlb_ct_entry *ct,
 					      __be16 snat_port, const struct xlb_backend_cache_entry *cached,
 					      struct xlb_scratch *s, __u64 now, __u64 bytes)
@@ -129,12 +132,12 @@ static __always_inline int xlb_forward_cached(struct xdp_md *ctx, const struct x
 		src = xlb_snat_address(node, pkt->flow.family);
 		sport = snat_port;
 	}
-	if (ct && now - ct->last_seen_ns >= XLB_CT_REFRESH_NS)
+	if (ct && service && now - ct->last_seen_ns >= XLB_CT_REFRESH_NS)
 		xlb_ct_refresh(ct, &pkt->flow, service, src, sport, &cached->backend, s, now);
 
 	xlb_xdp_rewrite(pkt, data_end, src, cached->backend.address, sport, cached->backend.port, 1);
 	xlb_set_macs(data, data_end, cached->dmac, cached->smac);
-	xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), cached->backend.stats_slot, bytes, 0);
+	xlb_count_flow(service_slot, cached->backend.stats_slot, bytes, 0);
 	action = cached->ifindex == xlb_ingress_ifindex(ctx) ? XDP_TX : bpf_redirect(cached->ifindex, 0);
 	return xlb_exit(ctx, pkt, action, XLB_REASON_FORWARDED, bytes);
 }
@@ -206,12 +209,11 @@ static __always_inline int xlb_dsr_send(struct xdp_md *ctx, const struct xlb_pac
 }
 
 /* A dsr flow's packet toward a backend whose next hop this CPU has cached. */
-static __always_inline int xlb_dsr_send_cached(struct xdp_md *ctx, const struct xlb_packet *pkt,
-					       const struct xlb_service_value *service,
+static __always_inline int xlb_dsr_send_cached(struct xdp_md *ctx, const struct xlb_packet *pkt, __u32 service_slot,
 					       const struct xlb_backend_cache_entry *cached, const __be32 *src,
 					       __u64 bytes)
 {
-	xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), cached->backend.stats_slot, bytes, 0);
+	xlb_count_flow(service_slot, cached->backend.stats_slot, bytes, 0);
 	return xlb_dsr_send(ctx, pkt, src, cached->backend.address, cached->dmac, cached->smac, cached->ifindex,
 			    XLB_REASON_FORWARDED, bytes);
 }
@@ -231,24 +233,32 @@ static __always_inline int xlb_dsr_too_big_exit(struct xdp_md *ctx, const struct
 	return xlb_exit(ctx, pkt, XDP_TX, XLB_TX_ICMP_TOO_BIG, bytes);
 }
 
+/* How long a dsr packet is once encapsulated: what its route and the backend cache are
+ * checked for. */
+static __always_inline __u16 xlb_dsr_encap_len(const struct xlb_packet *pkt)
+{
+	return pkt->ip_len + (pkt->flow.family == XLB_AF_INET ? XLB_DSR_OVERHEAD_V4 : XLB_DSR_OVERHEAD_V6);
+}
+
 /*
- * A TCP or UDP packet to a dsr frontend: the flow's backend as for nat (conntrack, else a pick
- * recorded in conntrack), then encapsulation toward it (dsr.h). Established flows whose
- * backend's next hop this CPU knows take the short way, as in xlb_forward_cached. The cached
- * route was checked for the encapsulated length, which is what the cache compares.
+ * A TCP or UDP packet to a dsr frontend that the flow cache did not serve: the flow's backend
+ * as for nat (conntrack, else a pick recorded in conntrack), then encapsulation toward it
+ * (dsr.h). Established flows whose backend's next hop this CPU knows take the short way, as in
+ * xlb_forward_cached. The cached route was checked for the encapsulated length, which is what
+ * the cache compares. flow is the flow's slot of the flow cache, epoch the frontends' epoch the
+ * service was read in.
  */
 static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_packet *pkt,
-					   const struct xlb_service_value *service, struct xlb_scratch *s, __u64 now,
-					   __u64 bytes)
+					   const struct xlb_service_value *service, struct xlb_flow_cache_entry *flow,
+					   __u32 epoch, struct xlb_scratch *s, __u64 now, __u64 bytes)
 {
 	const struct xlb_dsr_config *dsr = xlb_dsr_settings();
 	const struct xlb_backend *backend = NULL;
 	struct xlb_backend_cache_entry *cached;
-	struct xlb_flow_cache_entry *flow;
 	__u32 ingress = xlb_ingress_ifindex(ctx);
+	__u32 service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
 	struct xlb_ct_entry *ct;
-	__u32 overhead = pkt->flow.family == XLB_AF_INET ? XLB_DSR_OVERHEAD_V4 : XLB_DSR_OVERHEAD_V6;
-	__u16 encap_len = pkt->ip_len + overhead;
+	__u16 encap_len = xlb_dsr_encap_len(pkt);
 	__u32 backend_id = 0, reason;
 	int next_hop, new_flow = 0;
 
@@ -257,12 +267,6 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	if (!xlb_dsr_source(dsr, &pkt->flow, s->to.src))
 		return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_DSR_SOURCE, bytes);
 
-	flow = xlb_flow_cache_entry(&pkt->flow);
-	if (xlb_flow_cache_hit(flow, &pkt->flow, now) && !flow->snat_port) {
-		cached = xlb_backend_cache_entry(flow->backend_id);
-		if (xlb_backend_cache_usable(cached, flow->backend_id, ingress, pkt, encap_len, now))
-			return xlb_dsr_send_cached(ctx, pkt, service, cached, s->to.src, bytes);
-	}
 	ct = xlb_ct_lookup(&pkt->flow);
 	if (ct && !ct->snat_port) {
 		/* The flow keeps its backend while that backend exists, draining or not. */
@@ -273,8 +277,8 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 		backend_id = ct->backend_id;
 		cached = xlb_backend_cache_entry(backend_id);
 		if (xlb_backend_cache_usable(cached, backend_id, ingress, pkt, encap_len, now)) {
-			xlb_flow_cache_store(flow, &pkt->flow, backend_id, 0, now);
-			return xlb_dsr_send_cached(ctx, pkt, service, cached, s->to.src, bytes);
+			xlb_flow_cache_store(flow, &pkt->flow, backend_id, 0, service, epoch, now);
+			return xlb_dsr_send_cached(ctx, pkt, service_slot, cached, s->to.src, bytes);
 		}
 		backend = lb_lookup_backend(backend_id);
 		if (backend && backend->family != pkt->flow.family)
@@ -287,7 +291,7 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 		xlb_ct_create(&pkt->flow, backend_id, service->service_id, XLB_SERVICE_STATS_SLOT(service->flags), 0, now);
 		new_flow = 1;
 	} else {
-		xlb_flow_cache_store(flow, &pkt->flow, backend_id, 0, now);
+		xlb_flow_cache_store(flow, &pkt->flow, backend_id, 0, service, epoch, now);
 	}
 	s->backend = *backend;
 	xlb_addr_copy(s->to.dst, backend->address);
@@ -301,7 +305,7 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	if (next_hop == XLB_NEXT_HOP_SEND)
 		xlb_backend_cache_store(xlb_backend_cache_entry(backend_id), backend_id, &s->backend, &s->fib,
 					xlb_ingress_ifindex(ctx), encap_len, now);
-	xlb_count_flow(XLB_SERVICE_STATS_SLOT(service->flags), backend->stats_slot, bytes, new_flow);
+	xlb_count_flow(service_slot, backend->stats_slot, bytes, new_flow);
 	if (next_hop == XLB_NEXT_HOP_STACK) {
 		/* The stack forwards it and writes the MACs; until then they stay as they arrived
 		 * (ours as destination, so that the stack takes the frame). */
@@ -315,6 +319,30 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	return xlb_dsr_send(ctx, pkt, s->to.src, s->to.dst, s->fib.dmac, s->fib.smac, s->fib.ifindex, reason, bytes);
 }
 
+/*
+ * A packet of a flow the flow cache knows in this epoch, whose backend and next hop this CPU
+ * has cached too: sent on with no hash lookup at all. flow is the cache's entry for it.
+ */
+static __always_inline int xlb_send_cached_flow(struct xdp_md *ctx, const struct xlb_packet *pkt,
+						const struct xlb_flow_cache_entry *flow,
+						const struct xlb_backend_cache_entry *cached, struct xlb_scratch *s,
+						__u64 now, __u64 bytes)
+{
+	const struct xlb_dsr_config *dsr;
+
+	if (pkt->ttl <= 1)
+		return xlb_exit(ctx, pkt, XDP_PASS, XLB_PASS_TTL_EXPIRED, bytes);
+	if (!flow->dsr)
+		return xlb_forward_cached(ctx, pkt, flow->service_slot, NULL, NULL, flow->snat_port, cached, s, now,
+					  bytes);
+	dsr = xlb_dsr_settings();
+	if (!dsr)
+		return XDP_ABORTED; /* cannot happen: an array always has entry 0 */
+	if (!xlb_dsr_source(dsr, &pkt->flow, s->to.src))
+		return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_DSR_SOURCE, bytes);
+	return xlb_dsr_send_cached(ctx, pkt, flow->service_slot, cached, s->to.src, bytes);
+}
+
 /* A TCP or UDP packet (rule 4). */
 static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_packet *pkt, __u64 bytes)
 {
@@ -324,34 +352,42 @@ static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_pack
 	__u32 ingress = xlb_ingress_ifindex(ctx);
 	struct xlb_scratch *s;
 	struct xlb_ct_entry *ct;
-	__u32 reason, zero = 0;
+	__u32 epoch, reason, zero = 0;
+	__u16 len;
 	__u64 now;
 
-	/* The one lookup that every TCP and UDP packet costs. */
-	service = lb_lookup_service(&pkt->flow);
-	if (!service)
+	/* What most packets that are not for a frontend cost: one inlined array read. */
+	if (lb_no_frontend(pkt->flow.dst, pkt->flow.dport, pkt->flow.protocol))
 		return xlb_exit(ctx, pkt, XDP_PASS, XLB_PASS_NOT_SERVICE, bytes);
-	if (pkt->ttl <= 1)
-		return xlb_exit(ctx, pkt, XDP_PASS, XLB_PASS_TTL_EXPIRED, bytes);
 
 	s = bpf_map_lookup_elem(&xlb_xdp_scratch, &zero);
 	if (!s)
 		return XDP_ABORTED; /* cannot happen: a one-entry array always has its entry */
 	now = xlb_now(s);
-	if (service->flags & XLB_SERVICE_F_DSR)
-		return xlb_dsr_balance(ctx, pkt, service, s, now, bytes);
+	epoch = lb_frontend_epoch();
 	flow = xlb_flow_cache_entry(&pkt->flow);
-	if (xlb_flow_cache_hit(flow, &pkt->flow, now) && !(service->flags & XLB_SERVICE_F_SNAT) == !flow->snat_port) {
+	if (xlb_flow_cache_hit(flow, &pkt->flow, now, epoch)) {
+		len = flow->dsr ? xlb_dsr_encap_len(pkt) : pkt->ip_len;
 		cached = xlb_backend_cache_entry(flow->backend_id);
-		if (xlb_backend_cache_usable(cached, flow->backend_id, ingress, pkt, pkt->ip_len, now))
-			return xlb_forward_cached(ctx, pkt, service, NULL, flow->snat_port, cached, s, now, bytes);
+		if (xlb_backend_cache_usable(cached, flow->backend_id, ingress, pkt, len, now))
+			return xlb_send_cached_flow(ctx, pkt, flow, cached, s, now, bytes);
 	}
+
+	service = lb_find_service(&pkt->flow);
+	if (!service)
+		return xlb_exit(ctx, pkt, XDP_PASS, XLB_PASS_NOT_SERVICE, bytes);
+	if (pkt->ttl <= 1)
+		return xlb_exit(ctx, pkt, XDP_PASS, XLB_PASS_TTL_EXPIRED, bytes);
+	if (service->flags & XLB_SERVICE_F_DSR)
+		return xlb_dsr_balance(ctx, pkt, service, flow, epoch, s, now, bytes);
+
 	ct = xlb_ct_lookup(&pkt->flow);
 	if (ct && !(service->flags & XLB_SERVICE_F_SNAT) == !ct->snat_port) {
 		cached = xlb_backend_cache_entry(ct->backend_id);
 		if (xlb_backend_cache_usable(cached, ct->backend_id, ingress, pkt, pkt->ip_len, now)) {
-			xlb_flow_cache_store(flow, &pkt->flow, ct->backend_id, ct->snat_port, now);
-			return xlb_forward_cached(ctx, pkt, service, ct, ct->snat_port, cached, s, now, bytes);
+			xlb_flow_cache_store(flow, &pkt->flow, ct->backend_id, ct->snat_port, service, epoch, now);
+			return xlb_forward_cached(ctx, pkt, XLB_SERVICE_STATS_SLOT(service->flags), service, ct,
+						  ct->snat_port, cached, s, now, bytes);
 		}
 	}
 
@@ -359,7 +395,7 @@ static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_pack
 	if (reason)
 		return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
 	if (ct && !s->new_flow) /* conntrack's flow, whose backend needed a lookup or a route */
-		xlb_flow_cache_store(flow, &pkt->flow, ct->backend_id, ct->snat_port, now);
+		xlb_flow_cache_store(flow, &pkt->flow, ct->backend_id, ct->snat_port, service, epoch, now);
 	return xlb_forward(ctx, pkt, s, bytes);
 }
 

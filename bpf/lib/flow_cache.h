@@ -22,8 +22,12 @@
  *     (backend_cache.h) still holds the removed backend, which it does for up to a second
  *     anyway. When xlbd clears the removed backend's slot there, this CPU asks conntrack with
  *     the flow's next packet.
- *   - The frontend is still looked up for every packet: a removed frontend or a changed mode
- *     (nat, snat, dsr) is seen at once.
+ *   - A cached flow skips the frontend lookup too: the entry keeps what the packet needs of its
+ *     frontend (its mode and counter slot) and the frontends' epoch it was read in
+ *     (xlb_frontend_epoch, xlb_abi.h), and is trusted only in that epoch. User space moves the
+ *     epoch after every change of the frontends, so a removed frontend or a changed mode (nat,
+ *     snat, dsr) is seen with the next packet; any change empties every CPU's cache at once,
+ *     which costs each busy flow one conntrack lookup.
  *   - A flow is cached by its second packet (the first that finds it in conntrack), not by its
  *     first: a flow of one packet (a DNS query, a spoofed SYN) never takes a slot from a busy
  *     flow, and a new flow, already the dearest packet, does not also pay for the write.
@@ -48,10 +52,12 @@
 struct xlb_flow_cache_entry {
 	struct xlb_flow_key flow; /* the tag; family 0 = empty */
 	__u32 backend_id;
-	__be16 snat_port;
-	__u8 pad[2];
-	__u64 checked_ns; /* when conntrack was read (the XDP program's clock) */
-	__u64 pad2;
+	__be16 snat_port; /* 0 unless the frontend is snat */
+	__u8 dsr;         /* the frontend is dsr */
+	__u8 pad;
+	__u64 checked_ns;  /* when conntrack was read (the XDP program's clock) */
+	__u32 epoch;       /* the frontends' epoch when the frontend was read */
+	__u32 service_slot; /* the frontend's counter slot */
 };
 
 _Static_assert(sizeof(struct xlb_flow_cache_entry) == 64, "xlb_flow_cache_entry is one cache line");
@@ -95,23 +101,30 @@ static __always_inline int xlb_flow_key_equal(const struct xlb_flow_key *a, cons
 		 (x[6] ^ y[6]) | (x[7] ^ y[7]) | (x[8] ^ y[8]) | (x[9] ^ y[9]));
 }
 
-/* The slot holds this flow, read from conntrack less than XLB_FLOW_CACHE_TTL_NS ago. */
+/* The slot holds this flow, read from conntrack less than XLB_FLOW_CACHE_TTL_NS ago, with its
+ * frontend as it is in this epoch. */
 static __always_inline int xlb_flow_cache_hit(const struct xlb_flow_cache_entry *entry,
-					      const struct xlb_flow_key *flow, __u64 now)
+					      const struct xlb_flow_key *flow, __u64 now, __u32 epoch)
 {
-	return entry && now - entry->checked_ns < XLB_FLOW_CACHE_TTL_NS && xlb_flow_key_equal(&entry->flow, flow);
+	return entry && entry->epoch == epoch && now - entry->checked_ns < XLB_FLOW_CACHE_TTL_NS &&
+	       xlb_flow_key_equal(&entry->flow, flow);
 }
 
-/* Remembers conntrack's answer for the flow: its backend and snat port. */
+/* Remembers conntrack's answer for the flow (its backend and snat port) and what its packets
+ * need of the frontend, read in this epoch. */
 static __always_inline void xlb_flow_cache_store(struct xlb_flow_cache_entry *entry, const struct xlb_flow_key *flow,
-						 __u32 backend_id, __be16 snat_port, __u64 now)
+						 __u32 backend_id, __be16 snat_port,
+						 const struct xlb_service_value *service, __u32 epoch, __u64 now)
 {
 	if (!entry)
 		return;
 	entry->flow = *flow;
 	entry->backend_id = backend_id;
 	entry->snat_port = snat_port;
+	entry->dsr = !!(service->flags & XLB_SERVICE_F_DSR);
 	entry->checked_ns = now;
+	entry->epoch = epoch;
+	entry->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
 }
 
 #endif /* XLB_LIB_FLOW_CACHE_H */

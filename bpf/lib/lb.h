@@ -12,8 +12,19 @@
 
 #include "maps.h"
 
-static __always_inline const struct xlb_service_value *
-lb4_lookup_service(__be32 address, __be16 port, __u8 protocol)
+/* No frontend has this address, port and protocol (the filter's bit is clear, xlb_abi.h);
+ * "may have" otherwise. One inlined array read. */
+static __always_inline int lb_no_frontend(const __be32 address[4], __be16 port, __u8 protocol)
+{
+	__u32 bit = xlb_frontend_filter_bit(address, port, protocol);
+	__u32 word = bit >> 6;
+	const __u64 *bits = bpf_map_lookup_elem(&xlb_frontend_filter, &word);
+
+	return bits && !(*bits & (1ULL << (bit & 63)));
+}
+
+/* The services maps themselves, with no filter in front. */
+static __always_inline const struct xlb_service_value *lb4_find_service(__be32 address, __be16 port, __u8 protocol)
 {
 	struct xlb_service_key_v4 key = {
 		.address = address,
@@ -25,8 +36,8 @@ lb4_lookup_service(__be32 address, __be16 port, __u8 protocol)
 	return bpf_map_lookup_elem(&xlb_services_v4, &key);
 }
 
-static __always_inline const struct xlb_service_value *
-lb6_lookup_service(const __be32 address[4], __be16 port, __u8 protocol)
+static __always_inline const struct xlb_service_value *lb6_find_service(const __be32 address[4], __be16 port,
+									 __u8 protocol)
 {
 	struct xlb_service_key_v6 key = {
 		.address = { address[0], address[1], address[2], address[3] },
@@ -38,13 +49,50 @@ lb6_lookup_service(const __be32 address[4], __be16 port, __u8 protocol)
 	return bpf_map_lookup_elem(&xlb_services_v6, &key);
 }
 
-/* The frontend of a flow as it arrives (destination address, port and protocol): one hash
- * lookup, the only one a packet that is not for a frontend costs. */
-static __always_inline const struct xlb_service_value *lb_lookup_service(const struct xlb_flow_key *flow)
+/* The frontend of a flow as it arrives (destination address, port and protocol), for a caller
+ * that already asked the filter (lb_no_frontend). */
+static __always_inline const struct xlb_service_value *lb_find_service(const struct xlb_flow_key *flow)
 {
 	if (flow->family == XLB_AF_INET)
-		return lb4_lookup_service(flow->dst[0], flow->dport, flow->protocol);
-	return lb6_lookup_service(flow->dst, flow->dport, flow->protocol);
+		return lb4_find_service(flow->dst[0], flow->dport, flow->protocol);
+	return lb6_find_service(flow->dst, flow->dport, flow->protocol);
+}
+
+/* The frontend at an address, port and protocol: the filter, then the services map. */
+static __always_inline const struct xlb_service_value *lb4_lookup_service(__be32 address, __be16 port,
+									   __u8 protocol)
+{
+	__be32 words[4] = { address, 0, 0, 0 };
+
+	if (lb_no_frontend(words, port, protocol))
+		return NULL;
+	return lb4_find_service(address, port, protocol);
+}
+
+static __always_inline const struct xlb_service_value *lb6_lookup_service(const __be32 address[4], __be16 port,
+									   __u8 protocol)
+{
+	if (lb_no_frontend(address, port, protocol))
+		return NULL;
+	return lb6_find_service(address, port, protocol);
+}
+
+/* The frontend of a flow as it arrives: the filter, then the services map. */
+static __always_inline const struct xlb_service_value *lb_lookup_service(const struct xlb_flow_key *flow)
+{
+	if (lb_no_frontend(flow->dst, flow->dport, flow->protocol))
+		return NULL;
+	return lb_find_service(flow);
+}
+
+/* The frontends' epoch (xlb_abi.h): read before the frontend it vouches for, so that an answer
+ * made from a frontend user space then changes is stored under the epoch before the change. */
+static __always_inline __u32 lb_frontend_epoch(void)
+{
+	__u32 zero = 0;
+	const __u32 *epoch = bpf_map_lookup_elem(&xlb_frontend_epoch, &zero);
+
+	return epoch ? *epoch : 0;
 }
 
 /* Whether some frontend has this address, whatever its port and protocol (maps.h). */

@@ -48,6 +48,24 @@ struct {
 	__type(value, __u32); /* frontends at this address */
 } xlb_frontend_addrs SEC(".maps");
 
+/* The filter in front of the services maps (xlb_abi.h): mmappable, so that user space sets and
+ * clears bits with an atomic instruction rather than a system call per frontend. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_FRONTEND_FILTER_WORDS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} xlb_frontend_filter SEC(".maps");
+
+/* The frontends' epoch (xlb_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} xlb_frontend_epoch SEC(".maps");
+
 /* Every ring, one range each (xlb_abi.h). Mmappable: user space writes rings with memcpy. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -123,7 +123,9 @@ Result<BpfMaps> BpfMaps::open(const MapFds& fds) {
                               std::tuple{fds.frontend_addrs, &m.frontend_addrs_, "xlb_frontend_addrs"},
                               std::tuple{fds.backend_cache, &m.backend_cache_, "xlb_backend_cache"},
                               std::tuple{fds.service_stats, &m.service_stats_, "xlb_service_stats"},
-                              std::tuple{fds.backend_stats, &m.backend_stats_, "xlb_backend_stats"}}) {
+                              std::tuple{fds.backend_stats, &m.backend_stats_, "xlb_backend_stats"},
+                              std::tuple{fds.frontend_filter, &m.frontend_filter_, "xlb_frontend_filter"},
+                              std::tuple{fds.frontend_epoch, &m.frontend_epoch_, "xlb_frontend_epoch"}}) {
     auto copy = duplicate(fd, name);
     if (!copy) return copy.error();
     *to = std::move(*copy);
@@ -158,14 +160,26 @@ Result<BpfMaps> BpfMaps::open(const MapFds& fds) {
     if (mapped == MAP_FAILED)
       return errno_error("map xlb_ring_slots into memory", errno,
                          "it must be made with BPF_F_MMAPABLE; an older xlb's pinned map? run xlbd --cleanup");
-    m.ring_map_ = std::unique_ptr<BackendId, RingSlotsUnmap>(static_cast<BackendId*>(mapped), RingSlotsUnmap{length});
+    m.ring_map_ = std::unique_ptr<BackendId, Unmap>(static_cast<BackendId*>(mapped), Unmap{length});
   }
+  auto filter_words = max_entries(m.frontend_filter_.get(), "xlb_frontend_filter");
+  if (!filter_words) return filter_words.error();
+  if (*filter_words != XLB_FRONTEND_FILTER_WORDS)
+    return Error{"the pinned xlb_frontend_filter holds " + std::to_string(*filter_words) + " words, not " +
+                 std::to_string(XLB_FRONTEND_FILTER_WORDS) + ": run xlbd --cleanup"};
+  const size_t filter_length = XLB_FRONTEND_FILTER_WORDS * sizeof(uint64_t);
+  void* filter = ::mmap(nullptr, filter_length, PROT_READ | PROT_WRITE, MAP_SHARED, m.frontend_filter_.get(), 0);
+  if (filter == MAP_FAILED) return errno_error("map xlb_frontend_filter into memory", errno);
+  m.filter_words_ = std::unique_ptr<uint64_t, Unmap>(static_cast<uint64_t*>(filter), Unmap{filter_length});
   m.slots_ = std::make_unique<Slots>(m.service_capacity_, m.backend_capacity_);
   if (Status s = m.adopt_slots(); !s) return s.error();
+  if (Status s = m.rebuild_filter(); !s) return s.error();
+  // Whatever the flow cache holds was made by a program before this start.
+  if (Status s = m.next_frontend_epoch(); !s) return s.error();
   return m;
 }
 
-void RingSlotsUnmap::operator()(BackendId* p) const {
+void Unmap::operator()(void* p) const {
   if (p != nullptr) ::munmap(p, length);
 }
 
@@ -531,6 +545,63 @@ Status BpfMaps::count_frontend_addresses(const std::map<model::IpAddress, int>& 
 
 namespace {
 
+uint32_t filter_bit(const void* service_key, bool v6) {
+  if (v6) {
+    const auto* k = static_cast<const xlb_service_key_v6*>(service_key);
+    return xlb_frontend_filter_bit(k->address, k->port, k->protocol);
+  }
+  const auto* k = static_cast<const xlb_service_key_v4*>(service_key);
+  const __be32 address[4] = {k->address, 0, 0, 0};
+  return xlb_frontend_filter_bit(address, k->port, k->protocol);
+}
+
+}  // namespace
+
+// The programs read the words while this writes them: one atomic read-modify-write a bit, so
+// that no other bit of the word is ever seen clear.
+void BpfMaps::count_in_filter(const void* service_key, bool v6, int delta) {
+  const uint32_t bit = filter_bit(service_key, v6);
+  std::atomic_ref<uint64_t> word(filter_words_.get()[bit / 64]);
+  const uint64_t mask = 1ULL << (bit % 64);
+  uint32_t& count = filter_counts_[bit];
+  if (delta > 0) {
+    if (count++ == 0) word.fetch_or(mask);
+    return;
+  }
+  if (count > 0 && --count == 0) {
+    word.fetch_and(~mask);
+    filter_counts_.erase(bit);
+  }
+}
+
+Status BpfMaps::rebuild_filter() {
+  filter_counts_.clear();
+  auto v4 = keys_of<xlb_service_key_v4>(services_v4_.get(), "xlb_services_v4");
+  if (!v4) return v4.error();
+  auto v6 = keys_of<xlb_service_key_v6>(services_v6_.get(), "xlb_services_v6");
+  if (!v6) return v6.error();
+  for (const auto& k : *v4) ++filter_counts_[filter_bit(&k, false)];
+  for (const auto& k : *v6) ++filter_counts_[filter_bit(&k, true)];
+  std::vector<uint64_t> wanted(XLB_FRONTEND_FILTER_WORDS, 0);
+  for (const auto& [bit, count] : filter_counts_) wanted[bit / 64] |= 1ULL << (bit % 64);
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    std::atomic_ref<uint64_t> word(filter_words_.get()[i]);
+    if (word.load() != wanted[i]) word.store(wanted[i]);
+  }
+  return {};
+}
+
+Status BpfMaps::next_frontend_epoch() {
+  const __u32 zero = 0;
+  auto epoch = lookup<__u32>(frontend_epoch_.get(), &zero, "read the frontends' epoch");
+  if (!epoch) return epoch.error();
+  __u32 next = epoch->value_or(0) + 1;
+  if (next == 0) next = 1;  // 0 is what an empty flow cache entry holds
+  return update(frontend_epoch_.get(), &zero, &next, "move the frontends' epoch");
+}
+
+namespace {
+
 // One frontend of a batch on its way into the maps.
 struct PendingFrontend {
   const FrontendEntry* entry;
@@ -574,8 +645,10 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
   // On an error, a range this write took for an entry it did not write is free again at once:
   // nothing points at it.
   auto give_back_new = [&] {
-    for (const auto& p : pending)
+    for (const auto& p : pending) {
       if (p.new_range && !p.written) ring_ranges_.release_now(p.value.ring_offset, p.value.ring_size);
+      if (!p.old && !p.written) count_in_filter(p.key.data(), p.key.is_v6, -1);
+    }
   };
   // Everything checked and read before anything is written.
   std::vector<bool> known_backends;  // by id: checked in this batch
@@ -604,6 +677,8 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
   auto slots = slots_for(false, service_ids, [&](size_t i) { return frontend_what(frontends[i]); });
   if (!slots) return slots.error();
   if (Status s = count_frontend_addresses(new_at); !s) return s;
+  for (const auto& p : pending)
+    if (!p.old) count_in_filter(p.key.data(), p.key.is_v6, +1);
 
   for (size_t i = 0; i < pending.size(); ++i) {
     auto& p = pending[i];
@@ -633,6 +708,7 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
   // The entries, after every ring they point at: one batch per family.
   auto [failed, err] = write_entries(services_v4_.get(), pending, false, &ServiceKey::v4);
   if (err == 0) std::tie(failed, err) = write_entries(services_v6_.get(), pending, true, &ServiceKey::v6);
+  const Status epoch_moved = next_frontend_epoch();
   // The ring a written entry leaves is free for the next write, not this one.
   for (const auto& p : pending)
     if (p.written && p.old && (p.value.ring_size == 0 || p.value.ring_offset != p.old->ring_offset))
@@ -642,6 +718,7 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
     const std::string what = frontend_what(*pending[failed].entry) + ": write the service entry";
     return err == -E2BIG ? full(what, false) : errno_error(what, -err);
   }
+  if (!epoch_moved) return epoch_moved;
   // The counter slot of a service id that no frontend of this batch took over.
   std::set<ServiceId> now_used;
   for (const auto& p : pending) now_used.insert(p.value.service_id);
@@ -653,19 +730,29 @@ Status BpfMaps::upsert_frontends(const std::vector<FrontendEntry>& frontends) {
 
 Status BpfMaps::remove_frontends(const std::vector<FrontendKey>& keys) {
   ring_ranges_.reclaim();
-  for (const auto& k : keys) {
+  bool removed = false;
+  auto remove = [&](const FrontendKey& k) -> Status {
     const std::string what = "remove frontend " + k.to_string();
     const ServiceKey key(k);
     const int services = key.is_v6 ? services_v6_.get() : services_v4_.get();
     auto old = lookup<xlb_service_value>(services, key.data(), what);
     if (!old) return old.error();
-    if (!old->has_value()) continue;
+    if (!old->has_value()) return {};
     // The entry first: once it is gone, nothing reaches the ring.
     if (Status s = delete_if_present(services, key.data(), what); !s) return s;
+    removed = true;
     ring_ranges_.release_later((*old)->ring_offset, (*old)->ring_size);
+    count_in_filter(key.data(), key.is_v6, -1);
     if (Status s = count_frontend_addresses({{k.address, -1}}); !s) return s;
     release_slot(false, (*old)->service_id);
-  }
+    return {};
+  };
+  Status status;
+  for (const auto& k : keys)
+    if (status = remove(k); !status) break;
+  if (removed)
+    if (Status s = next_frontend_epoch(); !s && status) status = s;
+  if (!status) return status;
   return sync_local_addresses();
 }
 

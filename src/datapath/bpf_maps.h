@@ -25,12 +25,14 @@ struct MapFds {
   int backend_cache = -1;
   int service_stats = -1;
   int backend_stats = -1;
+  int frontend_filter = -1;
+  int frontend_epoch = -1;
 };
 
-// Unmaps xlb_ring_slots.
-struct RingSlotsUnmap {
+// Unmaps a mapping of an mmappable array (xlb_ring_slots, xlb_frontend_filter).
+struct Unmap {
   size_t length = 0;
-  void operator()(BackendId* p) const;
+  void operator()(void* p) const;
 };
 
 class BpfMaps final : public MapWriter {
@@ -96,6 +98,13 @@ class BpfMaps final : public MapWriter {
   // down after it is gone, so a crash leaves a count too high (harmless), never too low.
   // `deltas` by address; the counts that stay above 0 are written in one batch.
   Status count_frontend_addresses(const std::map<model::IpAddress, int>& deltas);
+  // The frontend filter (xlb_abi.h): how many frontends have each set bit. A bit is set before
+  // its first frontend is written and cleared after its last one is gone.
+  void count_in_filter(const void* service_key, bool v6, int delta);
+  // At open: the filter as the services maps say, whatever a previous xlbd left in it.
+  Status rebuild_filter();
+  // After every write or removal of frontends: cached answers about them are void (xlb_abi.h).
+  Status next_frontend_epoch();
   Status forget_cached_backend(BackendId id);
   // Counter slots (bpf/lib/counters.h): each service id and backend id in the maps has one, below
   // the capacity, written into its entry. A freed slot is taken again as late as possible, as
@@ -139,7 +148,7 @@ class BpfMaps final : public MapWriter {
   UniqueFd services_v4_;
   UniqueFd services_v6_;
   UniqueFd ring_slots_;
-  std::unique_ptr<BackendId, RingSlotsUnmap> ring_map_;  // xlb_ring_slots, mmapped
+  std::unique_ptr<BackendId, Unmap> ring_map_;  // xlb_ring_slots, mmapped
   uint32_t ring_slot_capacity_ = 0;
   RingRanges ring_ranges_;
   UniqueFd backends_;
@@ -147,6 +156,10 @@ class BpfMaps final : public MapWriter {
   UniqueFd backend_cache_;
   UniqueFd service_stats_;
   UniqueFd backend_stats_;
+  UniqueFd frontend_filter_;
+  std::unique_ptr<uint64_t, Unmap> filter_words_;  // xlb_frontend_filter, mmapped
+  std::unordered_map<uint32_t, uint32_t> filter_counts_;  // bit -> frontends
+  UniqueFd frontend_epoch_;
   uint32_t service_capacity_ = 0;
   uint32_t backend_capacity_ = 0;
   std::unique_ptr<Slots> slots_;

@@ -373,7 +373,8 @@ Result<Datapath> Datapath::load(const LoadOptions& options) {
   auto writer = BpfMaps::open({map_fd(objects->maps, "xlb_services_v4"), map_fd(objects->maps, "xlb_services_v6"),
                                map_fd(objects->maps, "xlb_ring_slots"), map_fd(objects->maps, "xlb_backends"),
                                map_fd(objects->maps, "xlb_frontend_addrs"), map_fd(objects->maps, "xlb_backend_cache"),
-                               map_fd(objects->maps, "xlb_service_stats"), map_fd(objects->maps, "xlb_backend_stats")});
+                               map_fd(objects->maps, "xlb_service_stats"), map_fd(objects->maps, "xlb_backend_stats"),
+                               map_fd(objects->maps, "xlb_frontend_filter"), map_fd(objects->maps, "xlb_frontend_epoch")});
   if (!writer) return writer.error();
   objects->writer.emplace(std::move(*writer));
   return Datapath(std::move(objects));

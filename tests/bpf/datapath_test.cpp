@@ -3,8 +3,10 @@
 // program needs (frontend addresses) kept in step with the frontends.
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -58,6 +60,34 @@ class DatapathTest : public ::testing::Test {
     return bpf_map_lookup_elem(map.get(), &key, &count) == 0 ? count : 0;
   }
 
+  // Whether the frontend filter's bit of a TCP frontend is set (xlb_abi.h); `set` to write it.
+  bool filter_bit(std::string_view address, uint16_t port, std::optional<bool> set = std::nullopt) const {
+    const UniqueFd map(bpf_obj_get((pins_ / "xlb_frontend_filter").c_str()));
+    EXPECT_TRUE(map) << "xlb_frontend_filter is not pinned";
+    __be32 words[4] = {};
+    const auto a = ip(address);
+    std::memcpy(words, a.bytes().data(), a.is_v4() ? 4 : 16);
+    const __u32 bit = xlb_frontend_filter_bit(words, htons(port), IPPROTO_TCP);
+    const __u32 word = bit / 64;
+    __u64 bits = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(map.get(), &word, &bits), 0);
+    const __u64 mask = 1ULL << (bit % 64);
+    if (set) {
+      bits = *set ? bits | mask : bits & ~mask;
+      EXPECT_EQ(bpf_map_update_elem(map.get(), &word, &bits, BPF_ANY), 0);
+    }
+    return (bits & mask) != 0;
+  }
+
+  uint32_t frontend_epoch() const {
+    const UniqueFd map(bpf_obj_get((pins_ / "xlb_frontend_epoch").c_str()));
+    EXPECT_TRUE(map) << "xlb_frontend_epoch is not pinned";
+    const __u32 zero = 0;
+    __u32 epoch = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(map.get(), &zero, &epoch), 0);
+    return epoch;
+  }
+
   fs::path pins_;
 };
 
@@ -108,6 +138,41 @@ TEST_F(DatapathTest, FrontendAddressesAreCountedUpAndDown) {
   EXPECT_EQ(frontends_at("198.18.0.10"), 1u);
   XLB_ASSERT_OK(maps.remove_frontends({b.key, b.key}));  // removing what is gone is fine
   EXPECT_EQ(frontends_at("198.18.0.10"), 0u);
+}
+
+// The programs ask the frontend filter before the services maps: a frontend's bit is set while
+// it exists, whatever a previous xlbd left, and every change of the frontends moves the epoch
+// that the XDP program's flow cache is trusted in.
+TEST_F(DatapathTest, TheFrontendFilterAndEpochFollowTheFrontends) {
+  const auto a = frontend("198.18.0.10", 80, 1, {1});
+  const auto b = frontend("2001:db8::10", 443, 2, {1});
+  {
+    auto datapath = Datapath::load({pins_});
+    XLB_ASSERT_OK(datapath);
+    auto& maps = datapath->maps();
+    const uint32_t opened = frontend_epoch();
+    EXPECT_NE(opened, 0U) << "the epoch moves when the maps are opened";
+    XLB_ASSERT_OK(maps.upsert_backend({1, ip("10.0.0.2"), 8080, false}));
+    EXPECT_EQ(frontend_epoch(), opened) << "backends are not frontends";
+    ASSERT_FALSE(filter_bit("198.18.0.10", 80));
+    XLB_ASSERT_OK(maps.upsert_frontends({a, b}));
+    EXPECT_EQ(frontend_epoch(), opened + 1);
+    EXPECT_TRUE(filter_bit("198.18.0.10", 80));
+    EXPECT_TRUE(filter_bit("2001:db8::10", 443));
+    XLB_ASSERT_OK(maps.remove_frontends({a.key}));
+    EXPECT_EQ(frontend_epoch(), opened + 2);
+    EXPECT_FALSE(filter_bit("198.18.0.10", 80)) << "the bit of a removed frontend is cleared";
+    EXPECT_TRUE(filter_bit("2001:db8::10", 443));
+    XLB_ASSERT_OK(maps.remove_frontends({a.key}));
+    EXPECT_EQ(frontend_epoch(), opened + 2) << "removing nothing changes nothing";
+  }
+  // What a crash or another xlbd may leave: b's bit cleared and a stray bit set.
+  filter_bit("2001:db8::10", 443, false);
+  filter_bit("198.18.0.99", 8080, true);
+  auto datapath = Datapath::load({pins_});
+  XLB_ASSERT_OK(datapath);
+  EXPECT_TRUE(filter_bit("2001:db8::10", 443)) << "the filter is rebuilt from the services maps";
+  EXPECT_FALSE(filter_bit("198.18.0.99", 8080));
 }
 
 TEST_F(DatapathTest, ManyRingsInOneBatch) {

@@ -482,6 +482,39 @@ TEST_P(XdpBalance, PacketsNotForAFrontendPassUntouched) {
   EXPECT_EQ(lb_->service(7).packets, 0U);
 }
 
+// A flow the CPU has cached skips the frontend lookup (bpf/lib/flow_cache.h) only while the
+// frontends' epoch stays the same: removing its frontend ends it with the next packet.
+TEST_P(XdpBalance, CachedFlowIsPassedWithTheFirstPacketAfterItsFrontendIsRemoved) {
+  const auto [v6, protocol] = GetParam();
+  serve(v6, protocol, 7, {kBackend});
+  const PacketSpec in = from_client(v6, protocol, 47100);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(xdp_action(xdp(build_frame(in)).action), "XDP_REDIRECT");  // cached by the 2nd
+
+  XLB_ASSERT_OK(lb_->remove_service(lbnet::family(v6).frontend, kFrontendPort, protocol));
+  const Bytes frame = build_frame(in);
+  const TestRun run = xdp(frame);
+
+  EXPECT_EQ(xdp_action(run.action), "XDP_PASS");
+  EXPECT_EQ(hex(run.out), hex(frame));
+  EXPECT_EQ(reason_packets(XLB_PASS_NOT_SERVICE), 1U);
+  EXPECT_EQ(lb_->service(7).packets, 3U);
+}
+
+// The frontend filter (xlb_abi.h) is asked first: a frontend whose bit is clear is not looked
+// up, which is why xlbd sets a frontend's bit before it writes the frontend.
+TEST_P(XdpBalance, AFrontendWhoseFilterBitIsClearIsNotLookedUp) {
+  const auto [v6, protocol] = GetParam();
+  serve(v6, protocol, 7, {kBackend});
+  XLB_ASSERT_OK(lb_->set_filter_bit(lbnet::family(v6).frontend, kFrontendPort, protocol, false));
+  const Bytes frame = build_frame(from_client(v6, protocol, 47200));
+
+  EXPECT_EQ(xdp_action(xdp(frame).action), "XDP_PASS");
+  EXPECT_EQ(reason_packets(XLB_PASS_NOT_SERVICE), 1U);
+
+  XLB_ASSERT_OK(lb_->set_filter_bit(lbnet::family(v6).frontend, kFrontendPort, protocol));
+  EXPECT_EQ(xdp_action(xdp(frame).action), "XDP_REDIRECT");
+}
+
 TEST_P(XdpBalance, EmptyRingDropsWithAnEventNamingTheFlow) {
   const auto [v6, protocol] = GetParam();
   const lbnet::Family f = lbnet::family(v6);

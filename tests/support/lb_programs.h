@@ -190,10 +190,12 @@ class LbPrograms {
     return offset;
   }
 
-  // The frontend's entry, and its address in xlb_frontend_addrs.
+  // The frontend's entry, its bit of the frontend filter and its address in xlb_frontend_addrs,
+  // and the frontends' epoch moved on, as xlbd writes a frontend (xlb_abi.h).
   // Unless the value names a counter slot, the service's is its id (bpf/lib/counters.h).
   Status upsert_service(const IpAddr& address, uint16_t port, uint8_t protocol, xlb_service_value value) const {
     if (XLB_SERVICE_STATS_SLOT(value.flags) == 0) value.flags |= value.service_id << XLB_SERVICE_SLOT_SHIFT;
+    if (Status s = set_filter_bit(address, port, protocol); !s) return s;
     if (address.v6()) {
       xlb_service_key_v6 key{};
       copy_addr(key.address, address);
@@ -207,7 +209,48 @@ class LbPrograms {
       key.protocol = protocol;
       if (Status s = update(xdp_->maps.xlb_services_v4, &key, &value, "service"); !s) return s;
     }
+    if (Status s = next_frontend_epoch(); !s) return s;
     return add_frontend_address(address);
+  }
+
+  // The frontend's entry gone and the epoch moved on. Its filter bit stays set: a set bit only
+  // means "maybe", as after a removal whose bit another frontend shares.
+  Status remove_service(const IpAddr& address, uint16_t port, uint8_t protocol) const {
+    int err;
+    if (address.v6()) {
+      xlb_service_key_v6 key{};
+      copy_addr(key.address, address);
+      key.port = htons(port);
+      key.protocol = protocol;
+      err = bpf_map_delete_elem(fd(xdp_->maps.xlb_services_v6), &key);
+    } else {
+      xlb_service_key_v4 key{};
+      key.address = address.words()[0];
+      key.port = htons(port);
+      key.protocol = protocol;
+      err = bpf_map_delete_elem(fd(xdp_->maps.xlb_services_v4), &key);
+    }
+    if (err != 0) return errno_error("remove service", errno);
+    return next_frontend_epoch();
+  }
+
+  Status set_filter_bit(const IpAddr& address, uint16_t port, uint8_t protocol, bool set = true) const {
+    __be32 words[4];
+    copy_addr(words, address);
+    const __u32 bit = xlb_frontend_filter_bit(words, htons(port), protocol);
+    const __u32 word = bit / 64;
+    auto bits = lookup<__u64>(xdp_->maps.xlb_frontend_filter, word);
+    if (!bits) return errno_error("read the frontend filter", errno);
+    *bits = set ? *bits | 1ULL << (bit % 64) : *bits & ~(1ULL << (bit % 64));
+    return update(xdp_->maps.xlb_frontend_filter, &word, &*bits, "frontend filter");
+  }
+
+  Status next_frontend_epoch() const {
+    const __u32 zero = 0;
+    auto epoch = lookup<__u32>(xdp_->maps.xlb_frontend_epoch, zero);
+    if (!epoch) return errno_error("read the frontend epoch", errno);
+    ++*epoch;
+    return update(xdp_->maps.xlb_frontend_epoch, &zero, &*epoch, "frontend epoch");
   }
 
   Status add_frontend_address(const IpAddr& address) const {
