@@ -63,9 +63,12 @@ run_client() {  # run_client OUT lbtool-args...: in the client namespace
   cat "$out"
 }
 now_ms() { date +%s%3N; }
-sleep_until() { # sleep_until MS: until the clock (now_ms) reaches MS
-  local left=$(($1 - $(now_ms)))
-  ((left <= 0)) || sleep "$(awk -v ms="$left" 'BEGIN { printf "%.3f", ms / 1000 }')"
+# seen_by MS FILE TEXT: TEXT appears in FILE before the clock (now_ms) reaches MS.
+seen_by() {
+  until grep -qF -- "$3" "$2"; do
+    (($(now_ms) < $1)) || return 1
+    sleep 0.02
+  done
 }
 # held_on K: established connections from the client that bK's server holds (its dual-stack
 # socket shows the client as [::ffff:10.211.0.2]).
@@ -89,20 +92,25 @@ echo "== b1's server killed: out within interval x fall"
 killed_at=$(now_ms)
 kill -KILL "${server_pid[1]}"
 wait "${server_pid[1]}" 2>/dev/null || true
-sleep_until $((killed_at + interval_ms * fall + slack_ms))
+# xlbd logs the transition once the maps have it: from then on no new connection may reach b1.
+down="health: web/10.212.1.2:8080 down: connection refused; applied revision"
+check "b1 marked down with its reason, and out of the maps, within interval x fall" \
+  seen_by $((killed_at + interval_ms * fall + slack_ms)) "$log" "$down"
+wait_for_line "$log" "$down" 30
 run_client "$workdir/tcp2" tcp "$vip" $port 300
 check "no new connection reaches b1" test "$(count b1 "$workdir/tcp2")" -eq 0
 check "no new connection fails" test "$(count failed "$workdir/tcp2")" -eq 0
-check "b1 marked down with its reason" grep -q "health: web/10.212.1.2:8080 down: connection refused" "$log"
 
 echo "== b1's server started again: back within interval x rise"
 start_server 1
 restarted_at=$(now_ms)
-sleep_until $((restarted_at + interval_ms * rise + slack_ms))
+up="health: web/10.212.1.2:8080 up: connected; applied revision"
+check "b1 marked up, and back in the maps, within interval x rise" \
+  seen_by $((restarted_at + interval_ms * rise + slack_ms)) "$log" "$up"
+wait_for_line "$log" "$up" 30
 run_client "$workdir/tcp3" tcp "$vip" $port 300
 check "b1 takes new connections again" test "$(count b1 "$workdir/tcp3")" -gt 50
 check "no new connection fails" test "$(count failed "$workdir/tcp3")" -eq 0
-check "b1 marked up" grep -q "health: web/10.212.1.2:8080 up: connected; applied revision" "$log"
 
 echo "== held connections: only those b1's killed server held broke"
 wait "$hold_pid"
