@@ -276,12 +276,12 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 		}
 		backend_id = ct->backend_id;
 		cached = xlb_backend_cache_entry(backend_id);
-		if (xlb_backend_cache_usable(cached, backend_id, ingress, pkt, encap_len, now)) {
+		if (!pkt->syn && xlb_backend_cache_usable(cached, backend_id, ingress, pkt, encap_len, now)) {
 			xlb_flow_cache_store(flow, &pkt->flow, backend_id, 0, service, epoch, now);
 			return xlb_dsr_send_cached(ctx, pkt, service_slot, cached, s->to.src, bytes);
 		}
 		backend = lb_lookup_backend(backend_id);
-		if (backend && backend->family != pkt->flow.family)
+		if (!xlb_backend_keeps_flow(backend, pkt))
 			backend = NULL;
 	}
 	if (!backend) {
@@ -366,7 +366,9 @@ static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_pack
 	now = xlb_now(s);
 	epoch = lb_frontend_epoch();
 	flow = xlb_flow_cache_entry(&pkt->flow);
-	if (xlb_flow_cache_hit(flow, &pkt->flow, now, epoch)) {
+	/* A SYN asks xlb_backends whether its backend still takes connections; the caches
+	 * do not know (xlb_backend_keeps_flow). */
+	if (!pkt->syn && xlb_flow_cache_hit(flow, &pkt->flow, now, epoch)) {
 		len = flow->dsr ? xlb_dsr_encap_len(pkt) : pkt->ip_len;
 		cached = xlb_backend_cache_entry(flow->backend_id);
 		if (xlb_backend_cache_usable(cached, flow->backend_id, ingress, pkt, len, now))
@@ -382,7 +384,7 @@ static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_pack
 		return xlb_dsr_balance(ctx, pkt, service, flow, epoch, s, now, bytes);
 
 	ct = xlb_ct_lookup(&pkt->flow);
-	if (ct && !(service->flags & XLB_SERVICE_F_SNAT) == !ct->snat_port) {
+	if (ct && !pkt->syn && !(service->flags & XLB_SERVICE_F_SNAT) == !ct->snat_port) {
 		cached = xlb_backend_cache_entry(ct->backend_id);
 		if (xlb_backend_cache_usable(cached, ct->backend_id, ingress, pkt, pkt->ip_len, now)) {
 			xlb_flow_cache_store(flow, &pkt->flow, ct->backend_id, ct->snat_port, service, epoch, now);

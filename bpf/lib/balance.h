@@ -44,6 +44,19 @@ static __always_inline const struct xlb_backend *xlb_usable_backend(__u32 backen
 }
 
 /*
+ * Conntrack's backend still serves the flow: it exists, in the flow's family, and, for a TCP
+ * SYN, still takes new connections. A SYN whose 5-tuple conntrack knows opens a new connection
+ * on a client port used before (the old connection is over: a port is reused once it left
+ * TIME_WAIT, or by a NAT in front of the clients), so it is balanced as a new flow rather than
+ * sent to a draining or dead backend that would refuse it. A retransmitted SYN to an active
+ * backend stays where the first went.
+ */
+static __always_inline int xlb_backend_keeps_flow(const struct xlb_backend *backend, const struct xlb_packet *pkt)
+{
+	return backend && backend->family == pkt->flow.family && (!pkt->syn || backend->state == XLB_BACKEND_ACTIVE);
+}
+
+/*
  * The larger per-packet values live in a per-CPU scratch map, not on the stack: together they
  * need more than the 512 bytes of stack a BPF program may use (a route lookup alone is 64).
  * A program runs to its end on one CPU before the next starts there, so the values of one
@@ -180,12 +193,13 @@ static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const s
 	}
 
 	if (ct && !snat == !ct->snat_port) {
-		/* The flow keeps its backend while that backend exists (draining or not), and
-		 * while the service's mode is the one the flow began with. */
+		/* The flow keeps its backend while that backend exists (draining or not, but
+		 * see xlb_backend_keeps_flow), and while the service's mode is the one the flow
+		 * began with. */
 		backend_id = ct->backend_id;
 		snat_port = ct->snat_port;
 		backend = lb_lookup_backend(backend_id);
-		established = backend && backend->family == flow->family;
+		established = xlb_backend_keeps_flow(backend, pkt);
 	}
 	if (!established) {
 		backend = xlb_pick_backend(service, flow, now, s, &backend_id);
@@ -254,7 +268,7 @@ static __always_inline __u32 xlb_dsr_choose(const struct xlb_packet *pkt, const 
 		}
 		backend_id = ct->backend_id;
 		backend = lb_lookup_backend(backend_id);
-		established = backend && backend->family == pkt->flow.family;
+		established = xlb_backend_keeps_flow(backend, pkt);
 	}
 	if (!established) {
 		backend = xlb_pick_backend(service, &pkt->flow, now, s, &backend_id);

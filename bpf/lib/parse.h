@@ -65,6 +65,7 @@ struct xlb_packet {
 	__u8 ttl;     /* TTL or hop limit */
 	__u8 tos;     /* IPv4 TOS, for the route lookup */
 	__u8 has_vlan;
+	__u8 syn;     /* TCP with SYN and not ACK: a connection's first packet (or its retransmission) */
 	__be32 flowinfo; /* IPv6 traffic class and flow label, for the route lookup */
 	/* The flow as it arrives; for ICMP and OTHER only addresses, protocol and family. Every
 	 * byte is set (zeroes where unused), so it is usable as a map key as it is. */
@@ -88,8 +89,11 @@ static __always_inline int xlb_parse_ports(struct xlb_packet *pkt, void *data_en
 	/* The comparison with data_end is what the verifier needs; the one with the IP length is
 	 * the rule (a header cut short by the length field is as truncated as a short frame). */
 	if (pkt->flow.protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = pkt->l4;
+
 		if (pkt->l4 + sizeof(struct tcphdr) > data_end || l4_len < sizeof(struct tcphdr))
 			goto truncated;
+		pkt->syn = tcp->syn && !tcp->ack;
 	} else {
 		if (pkt->l4 + sizeof(struct udphdr) > data_end || l4_len < sizeof(struct udphdr))
 			goto truncated;

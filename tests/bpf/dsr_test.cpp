@@ -204,6 +204,24 @@ TEST_P(Dsr, LaterPacketsKeepTheBackendAndTheOuterSourceWhenTheRingChanges) {
   EXPECT_EQ(hex(xdp(build_frame(other)).out), hex(to_backend_dsr(other, 1)));
 }
 
+// As for nat (xdp_test.cpp): a SYN on a reused client port leaves a draining backend.
+TEST_P(Dsr, SynOnAReusedPortIsANewFlowWhenItsOldBackendDrains) {
+  const auto [v6, protocol] = GetParam();
+  if (protocol != kTcp) GTEST_SKIP() << "only TCP says which packet opens a connection";
+  serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
+  const PacketSpec syn = from_client(v6, protocol, 41003);
+  PacketSpec ack = syn;
+  ack.tcp_flags = 0x10;
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(hex(xdp(build_frame(ack)).out), hex(to_backend_dsr(ack, 0)));
+
+  XLB_ASSERT_OK(lb_->upsert_backend(id(v6, kBackend), lbnet::family(v6).backend[0], kBackendPort,
+                                    XLB_BACKEND_DRAINING));
+  serve(v6, protocol, kService, {kBackend + 1}, XLB_SERVICE_F_DSR);
+
+  EXPECT_EQ(hex(xdp(build_frame(ack)).out), hex(to_backend_dsr(ack, 0)));
+  EXPECT_EQ(hex(xdp(build_frame(syn)).out), hex(to_backend_dsr(syn, 1)));
+}
+
 TEST_P(Dsr, FlowsSpreadOverTheOuterSourcePrefix) {
   const auto [v6, protocol] = GetParam();
   serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);

@@ -132,6 +132,24 @@ TEST_P(TcBalance, EstablishedFlowKeepsItsBackendWhenTheRingChanges) {
       << "a new flow must follow the new ring";
 }
 
+// As in XDP (xdp_test.cpp): a SYN on a reused client port leaves a draining backend.
+TEST_P(TcBalance, SynOnAReusedPortIsANewFlowWhenItsOldBackendDrains) {
+  const auto [v6, protocol] = GetParam();
+  if (protocol != kTcp) GTEST_SKIP() << "only TCP says which packet opens a connection";
+  serve(v6, protocol, 7, {kBackend});
+  const PacketSpec syn = from_client(v6, protocol, 44002);
+  PacketSpec ack = syn;
+  ack.tcp_flags = 0x10;
+  ASSERT_EQ(hex(tc_lb(build_frame(syn)).out), hex(build_frame(to_backend(syn, 0))));
+
+  XLB_ASSERT_OK(lb_->upsert_backend(id(v6, kBackend), lbnet::family(v6).backend[0], kBackendPort,
+                                    XLB_BACKEND_DRAINING));
+  serve(v6, protocol, 7, {kBackend + 1});
+
+  EXPECT_EQ(hex(tc_lb(build_frame(ack)).out), hex(build_frame(to_backend(ack, 0))));
+  EXPECT_EQ(hex(tc_lb(build_frame(syn)).out), hex(build_frame(to_backend(syn, 1))));
+}
+
 TEST_P(TcBalance, EmptyRingDropsAndCountsNoBackend) {
   const auto [v6, protocol] = GetParam();
   serve(v6, protocol, 7, {});

@@ -385,8 +385,9 @@ TEST_P(XdpBalance, ReverseEntryLostWhileTheFlowWasQuietIsWrittenAgain) {
 TEST_P(XdpBalance, DrainingBackendKeepsItsFlowsButGetsNoNewOnes) {
   const auto [v6, protocol] = GetParam();
   serve(v6, protocol, 7, {kBackend});
-  const PacketSpec established = from_client(v6, protocol, 44200);
-  ASSERT_EQ(xdp_action(xdp(build_frame(established)).action), "XDP_REDIRECT");
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 44200))).action), "XDP_REDIRECT");
+  PacketSpec established = from_client(v6, protocol, 44200);
+  established.tcp_flags = 0x10;  // ACK: the connection's next packet
 
   XLB_ASSERT_OK(lb_->upsert_backend(id(v6, kBackend), lbnet::family(v6).backend[0], kBackendPort,
                                     XLB_BACKEND_DRAINING));
@@ -395,6 +396,35 @@ TEST_P(XdpBalance, DrainingBackendKeepsItsFlowsButGetsNoNewOnes) {
   EXPECT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 44201))).action), "XDP_DROP")
       << "a ring slot naming a draining backend must not give it a new flow";
   EXPECT_EQ(reason_packets(XLB_DROP_NO_BACKEND), 1U);
+}
+
+// A client port used again for a new connection (after TIME_WAIT, or behind a NAT) while
+// conntrack still names the old connection's backend: its SYN is a new flow if that backend
+// takes no new ones, where the old connection's packets would still go.
+TEST_P(XdpBalance, SynOnAReusedPortIsANewFlowWhenItsOldBackendDrains) {
+  const auto [v6, protocol] = GetParam();
+  if (protocol != kTcp) GTEST_SKIP() << "only TCP says which packet opens a connection";
+  serve(v6, protocol, 7, {kBackend});
+  const PacketSpec syn = from_client(v6, protocol, 44250);
+  PacketSpec ack = syn;
+  ack.tcp_flags = 0x10;
+  ASSERT_EQ(hex(xdp(build_frame(syn)).out), hex(build_frame(to_backend(syn, 0))));
+  ASSERT_EQ(hex(xdp(build_frame(syn)).out), hex(build_frame(to_backend(syn, 0))))
+      << "a retransmitted SYN goes where the first went";
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(hex(xdp(build_frame(ack)).out), hex(build_frame(to_backend(ack, 0))));
+
+  XLB_ASSERT_OK(lb_->upsert_backend(id(v6, kBackend), lbnet::family(v6).backend[0], kBackendPort,
+                                    XLB_BACKEND_DRAINING));
+  serve(v6, protocol, 7, {kBackend + 1});
+
+  EXPECT_EQ(hex(xdp(build_frame(ack)).out), hex(build_frame(to_backend(ack, 0))))
+      << "the old connection keeps its draining backend";
+  EXPECT_EQ(hex(xdp(build_frame(syn)).out), hex(build_frame(to_backend(syn, 1))))
+      << "a new connection on the same port goes by the ring";
+  const lbnet::Family f = lbnet::family(v6);
+  EXPECT_EQ(lb_->conntrack(flow_key(f.client, 44250, f.frontend, kFrontendPort, protocol))->backend_id,
+            id(v6, kBackend + 1));
+  EXPECT_EQ(lb_->service(7).new_flows, 2U);
 }
 
 TEST_P(XdpBalance, AffinitySendsEveryFlowOfAClientToOneBackendUntilItTimesOut) {
