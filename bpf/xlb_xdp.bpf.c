@@ -242,25 +242,23 @@ static __always_inline __u16 xlb_dsr_encap_len(const struct xlb_packet *pkt)
 
 /*
  * A TCP or UDP packet to a dsr frontend that the flow cache did not serve: the flow's backend
- * as for nat (conntrack, else a pick recorded in conntrack), then encapsulation toward it
- * (dsr.h). Established flows whose backend's next hop this CPU knows take the short way, as in
- * xlb_forward_cached. The cached route was checked for the encapsulated length, which is what
- * the cache compares. flow is the flow's slot of the flow cache, epoch the frontends' epoch the
- * service was read in.
+ * (balance.h xlb_dsr_choose, as the tc balancer finds it), then encapsulation toward it
+ * (dsr.h). Established flows whose backend's next hop this CPU knows take the short way first,
+ * as in xlb_forward_cached. The cached route was checked for the encapsulated length, which is
+ * what the cache compares. flow is the flow's slot of the flow cache, epoch the frontends'
+ * epoch the service was read in.
  */
 static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_packet *pkt,
 					   const struct xlb_service_value *service, struct xlb_flow_cache_entry *flow,
 					   __u32 epoch, struct xlb_scratch *s, __u64 now, __u64 bytes)
 {
 	const struct xlb_dsr_config *dsr = xlb_dsr_settings();
-	const struct xlb_backend *backend = NULL;
 	struct xlb_backend_cache_entry *cached;
 	__u32 ingress = xlb_ingress_ifindex(ctx);
-	__u32 service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
 	struct xlb_ct_entry *ct;
 	__u16 encap_len = xlb_dsr_encap_len(pkt);
-	__u32 backend_id = 0, reason;
-	int next_hop, new_flow = 0;
+	__u32 reason;
+	int next_hop;
 
 	if (!dsr)
 		return XDP_ABORTED; /* cannot happen: an array always has entry 0 */
@@ -268,33 +266,20 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 		return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_DSR_SOURCE, bytes);
 
 	ct = xlb_ct_lookup(&pkt->flow);
-	if (ct && !ct->snat_port) {
-		/* The flow keeps its backend while that backend exists, draining or not. */
-		if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS) {
-			ct->last_seen_ns = now;
-			ct->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
+	if (ct && !ct->snat_port && !pkt->syn) {
+		cached = xlb_backend_cache_entry(ct->backend_id);
+		if (xlb_backend_cache_usable(cached, ct->backend_id, ingress, pkt, encap_len, now)) {
+			xlb_dsr_ct_refresh(ct, service, now);
+			xlb_flow_cache_store(flow, &pkt->flow, ct->backend_id, 0, service, epoch, now);
+			return xlb_dsr_send_cached(ctx, pkt, XLB_SERVICE_STATS_SLOT(service->flags), cached, s->to.src,
+						   bytes);
 		}
-		backend_id = ct->backend_id;
-		cached = xlb_backend_cache_entry(backend_id);
-		if (!pkt->syn && xlb_backend_cache_usable(cached, backend_id, ingress, pkt, encap_len, now)) {
-			xlb_flow_cache_store(flow, &pkt->flow, backend_id, 0, service, epoch, now);
-			return xlb_dsr_send_cached(ctx, pkt, service_slot, cached, s->to.src, bytes);
-		}
-		backend = lb_lookup_backend(backend_id);
-		if (!xlb_backend_keeps_flow(backend, pkt))
-			backend = NULL;
 	}
-	if (!backend) {
-		backend = xlb_pick_backend(service, &pkt->flow, now, s, &backend_id);
-		if (!backend)
-			return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_BACKEND, bytes);
-		xlb_ct_create(&pkt->flow, backend_id, service->service_id, XLB_SERVICE_STATS_SLOT(service->flags), 0, now);
-		new_flow = 1;
-	} else {
-		xlb_flow_cache_store(flow, &pkt->flow, backend_id, 0, service, epoch, now);
-	}
-	s->backend = *backend;
-	xlb_addr_copy(s->to.dst, backend->address);
+	reason = xlb_dsr_choose(pkt, service, ct, s, now);
+	if (reason)
+		return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
+	if (!s->new_flow)
+		xlb_flow_cache_store(flow, &pkt->flow, s->backend_id, 0, service, epoch, now);
 
 	xlb_dsr_fib_params(&s->fib, pkt, s->to.src, s->to.dst, encap_len, xlb_ingress_ifindex(ctx));
 	next_hop = xlb_fib_next_hop(ctx, &s->fib, &reason);
@@ -303,9 +288,9 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	if (next_hop == XLB_NEXT_HOP_DROP)
 		return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
 	if (next_hop == XLB_NEXT_HOP_SEND)
-		xlb_backend_cache_store(xlb_backend_cache_entry(backend_id), backend_id, &s->backend, &s->fib,
+		xlb_backend_cache_store(xlb_backend_cache_entry(s->backend_id), s->backend_id, &s->backend, &s->fib,
 					xlb_ingress_ifindex(ctx), encap_len, now);
-	xlb_count_flow(service_slot, backend->stats_slot, bytes, new_flow);
+	xlb_count_flow(s->service_slot, s->backend_slot, bytes, s->new_flow);
 	if (next_hop == XLB_NEXT_HOP_STACK) {
 		/* The stack forwards it and writes the MACs; until then they stay as they arrived
 		 * (ours as destination, so that the stack takes the frame). */

@@ -248,6 +248,17 @@ static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const s
 	return 0;
 }
 
+/* At most once a second per dsr flow: the conntrack entry's last_seen_ns (a dsr flow has no
+ * reverse entry to write again). */
+static __always_inline void xlb_dsr_ct_refresh(struct xlb_ct_entry *ct, const struct xlb_service_value *service,
+					       __u64 now)
+{
+	if (now - ct->last_seen_ns < XLB_CT_REFRESH_NS)
+		return;
+	ct->last_seen_ns = now;
+	ct->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
+}
+
 /*
  * TCP/UDP to a dsr frontend: the flow's backend as xlb_translate finds it (conntrack's while
  * it exists in the flow's family, draining or not; else a new pick recorded in conntrack), with
@@ -262,10 +273,7 @@ static __always_inline __u32 xlb_dsr_choose(const struct xlb_packet *pkt, const 
 	int established = 0;
 
 	if (ct && !ct->snat_port) {
-		if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS) {
-			ct->last_seen_ns = now;
-			ct->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
-		}
+		xlb_dsr_ct_refresh(ct, service, now);
 		backend_id = ct->backend_id;
 		backend = lb_lookup_backend(backend_id);
 		established = xlb_backend_keeps_flow(backend, pkt);
