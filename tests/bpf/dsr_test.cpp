@@ -1,8 +1,8 @@
-// Direct server return on the real kernel, by BPF_PROG_TEST_RUN: the XDP program's IP-in-IP
-// encapsulation (bpf/lib/dsr.h) and its ICMP answer to packets too big once encapsulated, the
-// tc balancer's encapsulation (xdp_mode "tc"), and the tc program's decapsulation on a backend
-// node (bpf/lib/decap.h). Expected packets are
-// built independently (support/packet.h, the outer header by hand here), checksums from scratch.
+// Direct server return on the real kernel, by BPF_PROG_TEST_RUN: IP-in-IP encapsulation
+// (bpf/lib/dsr.h) and the ICMP answer to packets too big once encapsulated, every case run by
+// the XDP program and again by the tc balancer (xdp_mode "tc"), and the tc program's
+// decapsulation on a backend node (bpf/lib/decap.h). Expected packets are built independently
+// (support/packet.h, the outer header by hand here), checksums from scratch.
 #include <gtest/gtest.h>
 
 #include "bpf/lb_fixture.h"
@@ -21,14 +21,16 @@ constexpr uint32_t kService = 9;
 struct Case {
   bool v6;
   uint8_t protocol;
+  bool tc = false;  // encapsulated by the tc balancer (xdp_mode "tc") instead of XDP
 };
 
 void PrintTo(const Case& c, std::ostream* os) {
-  *os << (c.v6 ? "IPv6 " : "IPv4 ") << (c.protocol == kTcp ? "TCP" : "UDP");
+  *os << (c.tc ? "tc " : "") << (c.v6 ? "IPv6 " : "IPv4 ") << (c.protocol == kTcp ? "TCP" : "UDP");
 }
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
-  return std::string(info.param.v6 ? "IPv6" : "IPv4") + (info.param.protocol == kTcp ? "Tcp" : "Udp");
+  return std::string(info.param.tc ? "Tc" : "") + (info.param.v6 ? "IPv6" : "IPv4") +
+         (info.param.protocol == kTcp ? "Tcp" : "Udp");
 }
 
 // What the documentation of xlb_dsr_config says the outer source is: the prefix, with each
@@ -106,6 +108,17 @@ class Dsr : public LbTest, public ::testing::WithParamInterface<Case> {
     XLB_ASSERT_OK(set_dsr(dsr));
   }
 
+  // The balancing program under test, and its verdicts' names.
+  TestRun balance(const Bytes& frame) { return GetParam().tc ? tc_lb(frame) : xdp(frame); }
+  static std::string action(const TestRun& run) {
+    return GetParam().tc ? tc_action(run.action) : xdp_action(run.action);
+  }
+  static std::string redirected() { return GetParam().tc ? "TC_ACT_REDIRECT" : "XDP_REDIRECT"; }
+  static std::string passed() { return GetParam().tc ? "TC_ACT_OK" : "XDP_PASS"; }
+  static std::string dropped() { return GetParam().tc ? "TC_ACT_SHOT" : "XDP_DROP"; }
+  // Sent back out of the link it came in on: XDP_TX, a redirect for tc.
+  static std::string answered() { return GetParam().tc ? "TC_ACT_REDIRECT" : "XDP_TX"; }
+
   Status set_dsr(const xlb_dsr_config& dsr) {
     const __u32 zero = 0;
     if (bpf_map_update_elem(lb_->fd(lb_->xdp()->maps.xlb_dsr), &zero, &dsr, BPF_ANY) != 0)
@@ -149,20 +162,28 @@ class Dsr : public LbTest, public ::testing::WithParamInterface<Case> {
   }
 };
 
+// Decapsulation is the tc program's alone (on a backend node): no balancing program to choose.
+class DsrDecap : public Dsr {};
+
 INSTANTIATE_TEST_SUITE_P(AllFamilies, Dsr,
+                         ::testing::Values(Case{false, kTcp}, Case{false, kUdp}, Case{true, kTcp}, Case{true, kUdp},
+                                           Case{false, kTcp, true}, Case{false, kUdp, true}, Case{true, kTcp, true},
+                                           Case{true, kUdp, true}),
+                         case_name);
+INSTANTIATE_TEST_SUITE_P(AllFamilies, DsrDecap,
                          ::testing::Values(Case{false, kTcp}, Case{false, kUdp}, Case{true, kTcp}, Case{true, kUdp}),
                          case_name);
 
 // ---- encapsulation ---------------------------------------------------------------------------
 
 TEST_P(Dsr, EncapsulatesTheUnchangedPacketToTheBackend) {
-  const auto [v6, protocol] = GetParam();
+  const auto [v6, protocol, at_tc] = GetParam();
   serve(v6, protocol, kService, {kBackend + 2}, XLB_SERVICE_F_DSR);
   const PacketSpec in = from_client(v6, protocol, 41000);
 
-  const TestRun run = xdp(build_frame(in));
+  const TestRun run = balance(build_frame(in));
 
-  EXPECT_EQ(xdp_action(run.action), "XDP_REDIRECT");
+  EXPECT_EQ(action(run), redirected());
   EXPECT_EQ(hex(run.out), hex(to_backend_dsr(in, 2)));
   const lbnet::Family f = lbnet::family(v6);
   const std::optional<xlb_ct_entry> ct = lb_->conntrack(flow_key(f.client, 41000, f.frontend, kFrontendPort, protocol));
@@ -183,52 +204,52 @@ TEST_P(Dsr, EncapsulatesTheUnchangedPacketToTheBackend) {
 }
 
 TEST_P(Dsr, LaterPacketsKeepTheBackendAndTheOuterSourceWhenTheRingChanges) {
-  const auto [v6, protocol] = GetParam();
+  const auto [v6, protocol, at_tc] = GetParam();
   serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
   PacketSpec in = from_client(v6, protocol, 41001);
-  ASSERT_EQ(hex(xdp(build_frame(in)).out), hex(to_backend_dsr(in, 0)));
+  ASSERT_EQ(hex(balance(build_frame(in)).out), hex(to_backend_dsr(in, 0)));
 
   serve(v6, protocol, kService, {kBackend + 1}, XLB_SERVICE_F_DSR);
   in.seq = 1006;
   in.tcp_flags = 0x10;
   in.payload = text("second packet");
-  // Once by the per-CPU cache, once by the general path.
-  EXPECT_EQ(hex(xdp(build_frame(in)).out), hex(to_backend_dsr(in, 0)));
+  // XDP: once by its per-CPU cache, once by the general path.
+  EXPECT_EQ(hex(balance(build_frame(in)).out), hex(to_backend_dsr(in, 0)));
   XLB_ASSERT_OK(lb_->age_backend_cache(id(v6, kBackend)));
-  EXPECT_EQ(hex(xdp(build_frame(in)).out), hex(to_backend_dsr(in, 0)));
+  EXPECT_EQ(hex(balance(build_frame(in)).out), hex(to_backend_dsr(in, 0)));
 
   EXPECT_EQ(lb_->service(kService).packets, 3U);
   EXPECT_EQ(lb_->service(kService).new_flows, 1U);
   // A new flow takes the new ring.
   const PacketSpec other = from_client(v6, protocol, 41002);
-  EXPECT_EQ(hex(xdp(build_frame(other)).out), hex(to_backend_dsr(other, 1)));
+  EXPECT_EQ(hex(balance(build_frame(other)).out), hex(to_backend_dsr(other, 1)));
 }
 
 // As for nat (xdp_test.cpp): a SYN on a reused client port leaves a draining backend.
 TEST_P(Dsr, SynOnAReusedPortIsANewFlowWhenItsOldBackendDrains) {
-  const auto [v6, protocol] = GetParam();
+  const auto [v6, protocol, at_tc] = GetParam();
   if (protocol != kTcp) GTEST_SKIP() << "only TCP says which packet opens a connection";
   serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
   const PacketSpec syn = from_client(v6, protocol, 41003);
   PacketSpec ack = syn;
   ack.tcp_flags = 0x10;
-  for (int i = 0; i < 3; ++i) ASSERT_EQ(hex(xdp(build_frame(ack)).out), hex(to_backend_dsr(ack, 0)));
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(hex(balance(build_frame(ack)).out), hex(to_backend_dsr(ack, 0)));
 
   XLB_ASSERT_OK(lb_->upsert_backend(id(v6, kBackend), lbnet::family(v6).backend[0], kBackendPort,
                                     XLB_BACKEND_DRAINING));
   serve(v6, protocol, kService, {kBackend + 1}, XLB_SERVICE_F_DSR);
 
-  EXPECT_EQ(hex(xdp(build_frame(ack)).out), hex(to_backend_dsr(ack, 0)));
-  EXPECT_EQ(hex(xdp(build_frame(syn)).out), hex(to_backend_dsr(syn, 1)));
+  EXPECT_EQ(hex(balance(build_frame(ack)).out), hex(to_backend_dsr(ack, 0)));
+  EXPECT_EQ(hex(balance(build_frame(syn)).out), hex(to_backend_dsr(syn, 1)));
 }
 
 TEST_P(Dsr, FlowsSpreadOverTheOuterSourcePrefix) {
-  const auto [v6, protocol] = GetParam();
+  const auto [v6, protocol, at_tc] = GetParam();
   serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
   std::set<std::string> sources;
   for (uint16_t sport = 42000; sport < 42016; ++sport) {
     const PacketSpec in = from_client(v6, protocol, sport);
-    const TestRun run = xdp(build_frame(in));
+    const TestRun run = balance(build_frame(in));
     ASSERT_EQ(hex(run.out), hex(to_backend_dsr(in, 0))) << "source port " << sport;
     sources.insert(outer_source(in).str());
   }
@@ -236,199 +257,92 @@ TEST_P(Dsr, FlowsSpreadOverTheOuterSourcePrefix) {
 }
 
 TEST_P(Dsr, WithoutAPrefixForTheFamilyPacketsAreDropped) {
-  const auto [v6, protocol] = GetParam();
+  const auto [v6, protocol, at_tc] = GetParam();
   XLB_ASSERT_OK(set_dsr(xlb_dsr_config{}));
   serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
 
-  const TestRun run = xdp(build_frame(from_client(v6, protocol, 41003)));
+  const TestRun run = balance(build_frame(from_client(v6, protocol, 41003)));
 
-  EXPECT_EQ(xdp_action(run.action), "XDP_DROP");
+  EXPECT_EQ(action(run), dropped());
   EXPECT_EQ(reason_packets(XLB_DROP_NO_DSR_SOURCE), 1U);
   EXPECT_EQ(lb_->service(kService).packets, 0U);
 }
 
 TEST_P(Dsr, UnresolvedNextHopGoesToTheStackEncapsulated) {
-  const auto [v6, protocol] = GetParam();
+  const auto [v6, protocol, at_tc] = GetParam();
   serve(v6, protocol, kService, {kUnresolvedBackend}, XLB_SERVICE_F_DSR);
   const PacketSpec in = from_client(v6, protocol, 41004);
 
-  const TestRun run = xdp(build_frame(in));
+  const TestRun run = balance(build_frame(in));
 
-  EXPECT_EQ(xdp_action(run.action), "XDP_PASS");
+  EXPECT_EQ(action(run), passed());
   // The MACs stay as they arrived: the stack forwards the packet and writes them.
   EXPECT_EQ(hex(run.out), hex(encapsulated(in, outer_source(in), lbnet::family(v6).unresolved_backend,
                                            lbnet::kClientMac, lbnet::kClientLinkMac)));
   EXPECT_EQ(reason_packets(XLB_PASS_NO_NEIGHBOUR), 1U);
 }
 
-TEST_P(Dsr, EncapsulationKeepsTheVlanTag) {
-  const auto [v6, protocol] = GetParam();
+// XDP keeps the tag; at tc ingress the kernel has taken the first tag off already, and a frame
+// that still carries one (a second) is dropped rather than encapsulated with its tag lost.
+TEST_P(Dsr, EncapsulationKeepsTheVlanTagOrDropsTheFrameAtTc) {
+  const auto [v6, protocol, at_tc] = GetParam();
   serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
   PacketSpec in = from_client(v6, protocol, 41005);
   in.vlan_tci = 42;
 
-  const TestRun run = xdp(build_frame(in));
+  const TestRun run = balance(build_frame(in));
 
+  if (at_tc) {
+    EXPECT_EQ(action(run), dropped());
+    EXPECT_EQ(reason_packets(XLB_DROP_DSR_UNSUPPORTED), 1U);
+    return;
+  }
   Bytes expected = to_backend_dsr(in, 0);
   const uint8_t tag[] = {0x81, 0x00, 0x00, 42};
   expected.insert(expected.begin() + 12, std::begin(tag), std::end(tag));
-  EXPECT_EQ(xdp_action(run.action), "XDP_REDIRECT");
+  EXPECT_EQ(action(run), redirected());
   EXPECT_EQ(hex(run.out), hex(expected));
 }
 
-// ---- MTU ------------------------------------------------------------------------------------
-
 TEST_P(Dsr, TooBigOnceEncapsulatedIsAnsweredWithTheMtuLeftForTheInnerPacket) {
-  const auto [v6, protocol] = GetParam();
+  const auto [v6, protocol, at_tc] = GetParam();
   XLB_ASSERT_OK(run_command({"/usr/sbin/ip", "link", "set", lbnet::kBackendLink, "mtu", "1400"}));
   serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
   // Fits the link unencapsulated (1400 bytes of IP), not with the outer header.
   const size_t headers = (v6 ? 40 : 20) + (protocol == kTcp ? 20 : 8);
   const PacketSpec in = from_client(v6, protocol, 41006, std::string(1400 - headers, 'x'));
 
-  const TestRun run = xdp(build_frame(in));
+  const TestRun run = balance(build_frame(in));
 
-  EXPECT_EQ(xdp_action(run.action), "XDP_TX");
+  EXPECT_EQ(action(run), answered());
   EXPECT_EQ(hex(run.out), hex(too_big(in, static_cast<uint16_t>(1400 - (v6 ? 40 : 20)))));
   EXPECT_EQ(reason_packets(XLB_TX_ICMP_TOO_BIG), 1U);
 
   // One byte less than the inner MTU the message announced passes.
   const PacketSpec smaller = from_client(v6, protocol, 41006, std::string(1400 - (v6 ? 40 : 20) - headers, 'x'));
-  EXPECT_EQ(hex(xdp(build_frame(smaller)).out), hex(to_backend_dsr(smaller, 0)));
+  EXPECT_EQ(hex(balance(build_frame(smaller)).out), hex(to_backend_dsr(smaller, 0)));
 }
 
-TEST_F(LbTest, DsrTooBigIpv4WithoutDontFragmentIsDropped) {
-  xlb_dsr_config dsr{};
-  dsr.src_v4 = kDsrPrefixV4.words()[0];
-  dsr.src_v4_prefix_len = kDsrPrefixLenV4;
-  const __u32 zero = 0;
-  ASSERT_EQ(bpf_map_update_elem(lb_->fd(lb_->xdp()->maps.xlb_dsr), &zero, &dsr, BPF_ANY), 0);
+// A router fragments what does not fit unless DF says not to; xlb does not fragment, and has
+// no ICMP answer to give for a packet that allows it.
+TEST_P(Dsr, TooBigIpv4WithoutDontFragmentIsDropped) {
+  const auto [v6, protocol, at_tc] = GetParam();
+  if (v6) GTEST_SKIP() << "IPv6 has no DF bit: no router fragments it";
   XLB_ASSERT_OK(run_command({"/usr/sbin/ip", "link", "set", lbnet::kBackendLink, "mtu", "1400"}));
-  serve(false, kUdp, kService, {kBackend}, XLB_SERVICE_F_DSR);
-  PacketSpec in = from_client(false, kUdp, 41007, std::string(1400 - 28, 'x'));
+  serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
+  PacketSpec in = from_client(v6, protocol, 41007, std::string(1400 - 28, 'x'));
   in.frag = 0;
 
-  const TestRun run = xdp(build_frame(in));
+  const TestRun run = balance(build_frame(in));
 
-  EXPECT_EQ(xdp_action(run.action), "XDP_DROP");
+  EXPECT_EQ(action(run), dropped());
   EXPECT_EQ(reason_packets(XLB_DROP_TOO_BIG), 1U);
-}
-
-// ---- encapsulation by the tc balancer (xdp_mode "tc") --------------------------------------
-
-// The same bytes out as XDP sends, on an skb.
-TEST_P(Dsr, TcBalancerEncapsulatesTheUnchangedPacketToTheBackend) {
-  const auto [v6, protocol] = GetParam();
-  serve(v6, protocol, kService, {kBackend + 1}, XLB_SERVICE_F_DSR);
-  const PacketSpec in = from_client(v6, protocol, 41100);
-
-  const TestRun run = tc_lb(build_frame(in));
-
-  EXPECT_EQ(tc_action(run.action), "TC_ACT_REDIRECT");
-  EXPECT_EQ(hex(run.out), hex(to_backend_dsr(in, 1)));
-  const lbnet::Family f = lbnet::family(v6);
-  const std::optional<xlb_ct_entry> ct = lb_->conntrack(flow_key(f.client, 41100, f.frontend, kFrontendPort, protocol));
-  ASSERT_TRUE(ct.has_value()) << "no conntrack entry for the flow";
-  EXPECT_EQ(ct->backend_id, id(v6, kBackend + 1));
-  EXPECT_EQ(ct->snat_port, 0);
-  EXPECT_FALSE(lb_->reverse_nat(flow_key(f.backend[1], kFrontendPort, f.client, 41100, protocol)).has_value());
-  EXPECT_EQ(lb_->service(kService).packets, 1U);
-  EXPECT_EQ(lb_->service(kService).bytes, build_frame(in).size());
-  EXPECT_EQ(lb_->service(kService).new_flows, 1U);
-  EXPECT_EQ(lb_->backend(id(v6, kBackend + 1)).new_flows, 1U);
-  EXPECT_EQ(reason_packets(XLB_REASON_FORWARDED), 1U);
-}
-
-TEST_P(Dsr, TcBalancerKeepsTheFlowsBackendWhenTheRingChanges) {
-  const auto [v6, protocol] = GetParam();
-  serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
-  PacketSpec in = from_client(v6, protocol, 41101);
-  ASSERT_EQ(hex(tc_lb(build_frame(in)).out), hex(to_backend_dsr(in, 0)));
-
-  serve(v6, protocol, kService, {kBackend + 2}, XLB_SERVICE_F_DSR);
-  in.seq = 1006;
-  in.tcp_flags = 0x10;
-  in.payload = text("second packet");
-  EXPECT_EQ(hex(tc_lb(build_frame(in)).out), hex(to_backend_dsr(in, 0))) << "the established flow moved";
-  const PacketSpec other = from_client(v6, protocol, 41102);
-  EXPECT_EQ(hex(tc_lb(build_frame(other)).out), hex(to_backend_dsr(other, 2))) << "a new flow must take the new ring";
-  EXPECT_EQ(lb_->service(kService).packets, 3U);
-  EXPECT_EQ(lb_->service(kService).new_flows, 2U);
-}
-
-TEST_P(Dsr, TcBalancerLeavesAnUnresolvedNextHopToTheStackEncapsulated) {
-  const auto [v6, protocol] = GetParam();
-  serve(v6, protocol, kService, {kUnresolvedBackend}, XLB_SERVICE_F_DSR);
-  const PacketSpec in = from_client(v6, protocol, 41103);
-
-  const TestRun run = tc_lb(build_frame(in));
-
-  EXPECT_EQ(tc_action(run.action), "TC_ACT_OK");
-  EXPECT_EQ(hex(run.out), hex(encapsulated(in, outer_source(in), lbnet::family(v6).unresolved_backend,
-                                           lbnet::kClientMac, lbnet::kClientLinkMac)));
-  EXPECT_EQ(reason_packets(XLB_PASS_NO_NEIGHBOUR), 1U);
-}
-
-// The same ICMP answer as XDP's, sent back out of the client link by a redirect.
-TEST_P(Dsr, TcBalancerAnswersTooBigOnceEncapsulatedWithTheMtuLeftForTheInnerPacket) {
-  const auto [v6, protocol] = GetParam();
-  XLB_ASSERT_OK(run_command({"/usr/sbin/ip", "link", "set", lbnet::kBackendLink, "mtu", "1400"}));
-  serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
-  const size_t headers = (v6 ? 40 : 20) + (protocol == kTcp ? 20 : 8);
-  const PacketSpec in = from_client(v6, protocol, 41104, std::string(1400 - headers, 'x'));
-
-  const TestRun run = tc_lb(build_frame(in));
-
-  EXPECT_EQ(tc_action(run.action), "TC_ACT_REDIRECT");
-  EXPECT_EQ(hex(run.out), hex(too_big(in, static_cast<uint16_t>(1400 - (v6 ? 40 : 20)))));
-  EXPECT_EQ(reason_packets(XLB_TX_ICMP_TOO_BIG), 1U);
-  EXPECT_EQ(lb_->service(kService).packets, 0U);
-  const PacketSpec fits = from_client(v6, protocol, 41104, std::string(1400 - (v6 ? 40 : 20) - headers, 'x'));
-  EXPECT_EQ(hex(tc_lb(build_frame(fits)).out), hex(to_backend_dsr(fits, 0)));
-}
-
-TEST_F(LbTest, TcBalancerDropsDsrTooBigIpv4WithoutDontFragment) {
-  xlb_dsr_config dsr{};
-  dsr.src_v4 = kDsrPrefixV4.words()[0];
-  dsr.src_v4_prefix_len = kDsrPrefixLenV4;
-  const __u32 zero = 0;
-  ASSERT_EQ(bpf_map_update_elem(lb_->fd(lb_->xdp()->maps.xlb_dsr), &zero, &dsr, BPF_ANY), 0);
-  XLB_ASSERT_OK(run_command({"/usr/sbin/ip", "link", "set", lbnet::kBackendLink, "mtu", "1400"}));
-  serve(false, kUdp, kService, {kBackend}, XLB_SERVICE_F_DSR);
-  PacketSpec in = from_client(false, kUdp, 41107, std::string(1400 - 28, 'x'));
-  in.frag = 0;
-
-  const TestRun run = tc_lb(build_frame(in));
-
-  EXPECT_EQ(tc_action(run.action), "TC_ACT_SHOT");
-  EXPECT_EQ(reason_packets(XLB_DROP_TOO_BIG), 1U);
-}
-
-TEST_P(Dsr, TcBalancerDropsADsrFrameThatStillCarriesAVlanTag) {
-  const auto [v6, protocol] = GetParam();
-  serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
-  PacketSpec in = from_client(v6, protocol, 41105);
-  in.vlan_tci = 42;
-
-  const TestRun run = tc_lb(build_frame(in));
-
-  EXPECT_EQ(tc_action(run.action), "TC_ACT_SHOT");
-  EXPECT_EQ(reason_packets(XLB_DROP_DSR_UNSUPPORTED), 1U);
-}
-
-TEST_P(Dsr, TcBalancerWithoutAPrefixForTheFamilyDrops) {
-  const auto [v6, protocol] = GetParam();
-  XLB_ASSERT_OK(set_dsr(xlb_dsr_config{}));
-  serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
-
-  EXPECT_EQ(tc_action(tc_lb(build_frame(from_client(v6, protocol, 41106))).action), "TC_ACT_SHOT");
-  EXPECT_EQ(reason_packets(XLB_DROP_NO_DSR_SOURCE), 1U);
 }
 
 // ---- decapsulation (tc, on a backend node) ---------------------------------------------------
 
-TEST_P(Dsr, DecapsulatesWhatTheLoadBalancerSentToADsrFrontend) {
-  const auto [v6, protocol] = GetParam();
+TEST_P(DsrDecap, DecapsulatesWhatTheLoadBalancerSentToADsrFrontend) {
+  const auto [v6, protocol, at_tc] = GetParam();
   XLB_ASSERT_OK(enable_decap());
   serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
   const PacketSpec in = from_client(v6, protocol, 41010);
@@ -448,8 +362,8 @@ TEST_P(Dsr, DecapsulatesWhatTheLoadBalancerSentToADsrFrontend) {
 
 // The stack takes a VLAN tag off into skb->vlan_tci before tc ingress; one still in the
 // frame is a second tag, which the program does not step over.
-TEST_P(Dsr, LeavesATaggedFrameAlone) {
-  const auto [v6, protocol] = GetParam();
+TEST_P(DsrDecap, LeavesATaggedFrameAlone) {
+  const auto [v6, protocol, at_tc] = GetParam();
   XLB_ASSERT_OK(enable_decap());
   serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
   Bytes arrived = to_backend_dsr(from_client(v6, protocol, 41011), 0);
@@ -463,8 +377,8 @@ TEST_P(Dsr, LeavesATaggedFrameAlone) {
   EXPECT_EQ(reason_packets(XLB_DECAPSULATED), 0U);
 }
 
-TEST_P(Dsr, LeavesIpInIpAloneWhenDecapIsOffOrTheInnerPacketIsNoDsrFrontend) {
-  const auto [v6, protocol] = GetParam();
+TEST_P(DsrDecap, LeavesIpInIpAloneWhenDecapIsOffOrTheInnerPacketIsNoDsrFrontend) {
+  const auto [v6, protocol, at_tc] = GetParam();
   serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
   serve(v6, protocol, kService + 1, {kBackend}, 0, 0, lbnet::family(v6).other_frontend);
   const PacketSpec in = from_client(v6, protocol, 41012);
