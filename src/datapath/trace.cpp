@@ -129,6 +129,9 @@ Result<Trace> trace_flow(const State& maps, const Flow& flow, const FlowReader& 
       t.backend = *b;
       t.why = "an established flow: conntrack keeps it on " + backend_text(*b) + (b->draining ? " (draining)" : "") +
               ", last seen " + seconds(t.conntrack->idle_ns) + " ago";
+      // balance.h xlb_backend_keeps_flow: a SYN is a new connection on a reused port.
+      if (b->draining && flow.protocol == model::Protocol::tcp)
+        t.why += "; a new connection from this port (a SYN) goes by the ring instead";
       return t;
     }
     t.why += passed_over;

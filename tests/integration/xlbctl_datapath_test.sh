@@ -150,7 +150,7 @@ check "every new flow went where trace said ($agreed of $traced)" test "$agreed"
 check "... and they did not all go to one backend" test "$(for s in $(seq 42000 42011); do xlbctl -o json trace \
   "$client_ip:$s" "$vip:80/tcp" | python3 -c 'import json,sys; print(json.load(sys.stdin)["backend"])'; done | sort -u | wc -l)" -gt 1
 
-echo "== trace: an established flow keeps its backend, draining or not"
+echo "== trace: an established flow keeps its backend, draining or not; a new connection does not"
 sport=42000
 xlbctl trace "$client_ip:$sport" "$vip:80/tcp" >"$workdir/trace.txt" || true
 cat "$workdir/trace.txt"
@@ -161,7 +161,11 @@ xlbctl backend drain web "$first" >/dev/null
 xlbctl -o json trace "$client_ip:$sport" "$vip:80/tcp" >"$workdir/trace.json" || true
 check "drained: trace still says conntrack, same backend" \
   test "$(json_get "$workdir/trace.json" "d['verdict'] + ' ' + d['backend']")" = "conntrack $first"
-check "... and the flow sent again reaches it" test "$(backend_of "$(send $sport)")" = "$first"
+check "... and that a new connection from the port goes by the ring" \
+  grep -q "a new connection from this port (a SYN) goes by the ring" <(json_get "$workdir/trace.json" "d['why']")
+# The port used again for a new connection (its SYN): the drained backend takes no new ones.
+again=$(send $sport)
+check "... which it does" bash -c '[[ $1 == b[0-9] && $2 != "$3" ]]' - "$again" "$(backend_of "$again")" "$first"
 # A new flow that the ring sent to the drained backend before now goes elsewhere.
 for s in $(seq 43000 43100); do
   xlbctl -o json trace "$client_ip:$s" "$vip:80/tcp" >"$workdir/new.json" || true

@@ -127,6 +127,7 @@ TEST_F(TraceTest, ConntrackKeepsAnEstablishedFlowOnItsBackendEvenDraining) {
   ASSERT_TRUE(t.backend);
   EXPECT_EQ(t.backend->id, other);
   EXPECT_NE(t.why.find("last seen 3 s ago"), std::string::npos) << t.why;
+  EXPECT_NE(t.why.find("a new connection from this port (a SYN) goes by the ring"), std::string::npos) << t.why;
 }
 
 TEST_F(TraceTest, AConntrackEntryWhoseBackendIsGoneOrOfAnotherModeIsBalancedAgain) {
