@@ -115,16 +115,42 @@ static __always_inline __u32 sock_pick(void *ctx, const struct xlb_service_value
 	return backend_id;
 }
 
+/* What getpeername() and recvmsg() will show for the backend (sock_revnat.h): in the socket
+ * itself for connect(), in the LRU for a datagram's own address (and for a connect() whose
+ * storage the kernel could not allocate). */
+static __always_inline void sock_record(struct bpf_sock_addr *ctx, int connecting, const struct sock_dest *dest,
+					const struct xlb_backend *backend, __u32 service_id)
+{
+	struct xlb_sock_revnat_key key;
+
+	if (connecting) {
+		struct xlb_sock_peer_value *peer =
+			bpf_sk_storage_get(&xlb_sock_peer, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+		if (peer) {
+			__builtin_memcpy(peer->backend, backend->address, sizeof(peer->backend));
+			peer->backend_port = backend->port;
+			peer->family = dest->family;
+			__builtin_memcpy(peer->service.address, dest->address, sizeof(peer->service.address));
+			peer->service.port = dest->port;
+			peer->service.service_id = service_id;
+			return;
+		}
+	}
+	sock_revnat_key(&key, bpf_get_socket_cookie(ctx), dest->family, backend->address, backend->port);
+	sock_revnat_record(&key, dest->address, dest->port, service_id);
+}
+
 /*
  * Translates dest (a service) to a backend in place. Returns SOCK_PROCEED, also for addresses
  * that are no service; SOCK_REJECT with ECONNREFUSED when the service has no backend (as
  * kube-proxy's REJECT rule: the application learns at once instead of timing out).
  */
-static __always_inline int sock_translate(struct bpf_sock_addr *ctx, struct sock_dest *dest, __u8 protocol)
+static __always_inline int sock_translate(struct bpf_sock_addr *ctx, struct sock_dest *dest, __u8 protocol,
+					  int connecting)
 {
 	const struct xlb_service_value *service;
 	const struct xlb_backend *backend;
-	struct xlb_sock_revnat_key key;
 	__u32 backend_id;
 
 	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
@@ -146,8 +172,7 @@ static __always_inline int sock_translate(struct bpf_sock_addr *ctx, struct sock
 		return SOCK_REJECT;
 	}
 
-	sock_revnat_key(&key, bpf_get_socket_cookie(ctx), dest->family, backend->address, backend->port);
-	sock_revnat_record(&key, dest->address, dest->port, service->service_id);
+	sock_record(ctx, connecting, dest, backend, service->service_id);
 	sock_count_new_flow(&xlb_service_stats, XLB_SERVICE_STATS_SLOT(service->flags));
 	sock_count_new_flow(&xlb_backend_stats, backend->stats_slot);
 
@@ -160,10 +185,10 @@ static __always_inline int sock_translate(struct bpf_sock_addr *ctx, struct sock
 }
 
 /* user_port holds the port in network byte order in its low 16 bits. */
-static __always_inline int sock4_translate(struct bpf_sock_addr *ctx)
+static __always_inline int sock4_translate(struct bpf_sock_addr *ctx, int connecting)
 {
 	struct sock_dest dest = { .address = { ctx->user_ip4 }, .port = (__be16)ctx->user_port, .family = XLB_AF_INET };
-	int verdict = sock_translate(ctx, &dest, (__u8)ctx->protocol);
+	int verdict = sock_translate(ctx, &dest, (__u8)ctx->protocol, connecting);
 
 	if (verdict == SOCK_PROCEED) {
 		ctx->user_ip4 = dest.address[0];
@@ -213,13 +238,13 @@ static __always_inline void sock6_set_dest(struct bpf_sock_addr *ctx, const stru
 	ctx->user_port = dest->port;
 }
 
-static __always_inline int sock6_translate(struct bpf_sock_addr *ctx)
+static __always_inline int sock6_translate(struct bpf_sock_addr *ctx, int connecting)
 {
 	struct sock_dest dest;
 	int verdict;
 
 	sock6_dest(ctx, &dest);
-	verdict = sock_translate(ctx, &dest, (__u8)ctx->protocol);
+	verdict = sock_translate(ctx, &dest, (__u8)ctx->protocol, connecting);
 	if (verdict == SOCK_PROCEED)
 		sock6_set_dest(ctx, &dest);
 	return verdict;
@@ -232,8 +257,12 @@ static __always_inline void sock_restore(struct bpf_sock_addr *ctx, struct sock_
 	const struct xlb_sock_revnat_value *service;
 	struct xlb_sock_revnat_key key;
 
-	sock_revnat_key(&key, bpf_get_socket_cookie(ctx), peer->family, peer->address, peer->port);
-	service = sock_revnat_lookup(&key);
+	service = sock_peer_service(bpf_sk_storage_get(&xlb_sock_peer, ctx->sk, 0, 0), peer->family, peer->address,
+				    peer->port);
+	if (!service) {
+		sock_revnat_key(&key, bpf_get_socket_cookie(ctx), peer->family, peer->address, peer->port);
+		service = sock_revnat_lookup(&key);
+	}
 	if (!service)
 		return;
 	peer->address[0] = service->address[0];
@@ -264,26 +293,26 @@ static __always_inline void sock6_restore(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int xlb_connect4(struct bpf_sock_addr *ctx)
 {
-	return sock4_translate(ctx);
+	return sock4_translate(ctx, 1);
 }
 
 SEC("cgroup/connect6")
 int xlb_connect6(struct bpf_sock_addr *ctx)
 {
-	return sock6_translate(ctx);
+	return sock6_translate(ctx, 1);
 }
 
 /* Only a datagram with an address of its own (sendto/sendmsg with msg_name) reaches these. */
 SEC("cgroup/sendmsg4")
 int xlb_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return sock4_translate(ctx);
+	return sock4_translate(ctx, 0);
 }
 
 SEC("cgroup/sendmsg6")
 int xlb_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return sock6_translate(ctx);
+	return sock6_translate(ctx, 0);
 }
 
 SEC("cgroup/recvmsg4")

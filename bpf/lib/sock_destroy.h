@@ -114,6 +114,8 @@ static __always_inline int sock_destroy_matches(struct sock_common *sk)
 	}
 	if (!bpf_map_lookup_elem(&xlb_sock_destroy_targets, &target))
 		return 0;
+	if (sock_peer_service(bpf_sk_storage_get(&xlb_sock_peer, sk, 0, 0), target.family, target.address, target.port))
+		return 1;
 	sock_revnat_key(&key, bpf_get_socket_cookie(sk), target.family, target.address, target.port);
 	return sock_revnat_lookup(&key) != NULL;
 }
