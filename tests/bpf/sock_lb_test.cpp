@@ -706,6 +706,59 @@ TEST_P(SockLbTest, SocketsConnectedToARemovedBackendAreDestroyed) {
   }
 }
 
+// A connected socket's record lives in the socket (bpf/lib/sock_revnat.h), not in the LRU
+// table of unconnected UDP: however many datagrams to services fill that table, the socket is
+// still known as connected through xlb when its backend leaves.
+TEST_P(SockLbTest, AConnectedSocketIsKnownHoweverFullTheDatagramTableGets) {
+  const Family f = family();
+  const Backend backend = Backend::open(f, SOCK_STREAM);
+  ASSERT_TRUE(backend.fd);
+  XLB_ASSERT_OK(upsert_backend(1, backend.port));
+  XLB_ASSERT_OK(upsert_service(Protocol::tcp, 1, {1}));
+  BlockedClient client(cgroup_->path(), [&] { return wait_on_service(f.af, SOCK_STREAM, f.service); });
+  ASSERT_TRUE(wait_readable(backend.fd.get()));
+  const UniqueFd accepted(::accept4(backend.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(accepted);
+  ASSERT_EQ(receive(accepted, SOCK_DGRAM), "hello");
+
+  // Twice as many other entries as the table holds, from every CPU (an LRU entry waits on its
+  // CPU's own list until that CPU inserts again): what a busy node's datagrams do to it.
+  const UniqueFd table(bpf_obj_get((pins_ / "xlb_sock_revnat").c_str()));
+  ASSERT_TRUE(table) << "xlb_sock_revnat is not pinned";
+  bpf_map_info info{};
+  __u32 info_length = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(table.get(), &info, &info_length), 0);
+  std::vector<uint8_t> keys(static_cast<size_t>(info.max_entries) * info.key_size);
+  const std::vector<uint8_t> values(static_cast<size_t>(info.max_entries) * info.value_size);
+  cpu_set_t all;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof all, &all), 0);
+  uint64_t round = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (!CPU_ISSET(cpu, &all)) continue;
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      ASSERT_EQ(::sched_setaffinity(0, sizeof one, &one), 0);
+      ++round;
+      for (__u32 i = 0; i < info.max_entries; ++i) {
+        const uint64_t cookie = round << 40 | i;  // no socket's: cookies count up from 1
+        std::memcpy(&keys[static_cast<size_t>(i) * info.key_size], &cookie, sizeof cookie);
+      }
+      __u32 count = info.max_entries;
+      ASSERT_EQ(bpf_map_update_batch(table.get(), keys.data(), values.data(), &count, nullptr), 0);
+    }
+  }
+  ASSERT_EQ(::sched_setaffinity(0, sizeof all, &all), 0);
+
+  XLB_ASSERT_OK(upsert_service(Protocol::tcp, 1, {}));
+  XLB_ASSERT_OK(datapath_->maps().remove_backend(1));
+  const Result<uint32_t> destroyed = datapath_->destroy_sockets_to(ip(f.loopback), backend.port);
+  XLB_ASSERT_OK(destroyed);
+  EXPECT_EQ(*destroyed, 1U);
+  EXPECT_EQ(client.finish(), "recv: " + std::string(std::strerror(ECONNABORTED)));
+}
+
 // A pod: a network namespace of its own (held by an fd, so nothing is left behind) with a UDP
 // backend on its loopback. Made by a thread of its own: the test's thread stays where it is.
 struct Pod {
