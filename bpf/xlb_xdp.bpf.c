@@ -281,6 +281,14 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	if (!s->new_flow)
 		xlb_flow_cache_store(flow, &pkt->flow, s->backend_id, 0, service, epoch, now);
 
+	/* A new flow to a backend this CPU has a route for needs no route lookup. */
+	cached = xlb_backend_cache_entry(s->backend_id);
+	if (xlb_backend_cache_usable(cached, s->backend_id, ingress, pkt, encap_len, now)) {
+		xlb_count_flow(s->service_slot, s->backend_slot, bytes, s->new_flow);
+		return xlb_dsr_send(ctx, pkt, s->to.src, s->to.dst, cached->dmac, cached->smac, cached->ifindex,
+				    XLB_REASON_FORWARDED, bytes);
+	}
+
 	xlb_dsr_fib_params(&s->fib, pkt, s->to.src, s->to.dst, encap_len, xlb_ingress_ifindex(ctx));
 	next_hop = xlb_fib_next_hop(ctx, &s->fib, &reason);
 	if (reason == XLB_PASS_FRAG_NEEDED)
@@ -288,8 +296,7 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	if (next_hop == XLB_NEXT_HOP_DROP)
 		return xlb_exit(ctx, pkt, XDP_DROP, reason, bytes);
 	if (next_hop == XLB_NEXT_HOP_SEND)
-		xlb_backend_cache_store(xlb_backend_cache_entry(s->backend_id), s->backend_id, &s->backend, &s->fib,
-					xlb_ingress_ifindex(ctx), encap_len, now);
+		xlb_backend_cache_store(cached, s->backend_id, &s->backend, &s->fib, ingress, encap_len, now);
 	xlb_count_flow(s->service_slot, s->backend_slot, bytes, s->new_flow);
 	if (next_hop == XLB_NEXT_HOP_STACK) {
 		/* The stack forwards it and writes the MACs; until then they stay as they arrived
