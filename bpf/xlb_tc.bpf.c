@@ -315,16 +315,13 @@ static __always_inline int xlb_tc_dsr_too_big(struct __sk_buff *skb, const struc
 static __always_inline int xlb_tc_dsr(struct __sk_buff *skb, const struct xlb_packet *pkt,
 				      const struct xlb_service_value *service, struct xlb_scratch *s, __u64 bytes)
 {
-	const struct xlb_dsr_config *dsr = xlb_dsr_settings();
 	__u32 overhead = pkt->flow.family == XLB_AF_INET ? XLB_DSR_OVERHEAD_V4 : XLB_DSR_OVERHEAD_V6;
 	__u32 reason;
 	int next_hop;
 
-	if (!dsr)
-		return TC_ACT_SHOT; /* cannot happen: an array always has entry 0 */
 	if (pkt->has_vlan)
 		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_DSR_UNSUPPORTED, bytes);
-	if (!xlb_dsr_source(dsr, &pkt->flow, s->to.src))
+	if (!xlb_dsr_source(&pkt->flow, s->to.src))
 		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_NO_DSR_SOURCE, bytes);
 	reason = xlb_dsr_choose(pkt, service, xlb_ct_lookup(&pkt->flow), s, xlb_now(s));
 	if (reason)

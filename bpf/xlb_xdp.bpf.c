@@ -211,9 +211,9 @@ static __always_inline int xlb_dsr_send(struct xdp_md *ctx, const struct xlb_pac
 /* A dsr flow's packet toward a backend whose next hop this CPU has cached. */
 static __always_inline int xlb_dsr_send_cached(struct xdp_md *ctx, const struct xlb_packet *pkt, __u32 service_slot,
 					       const struct xlb_backend_cache_entry *cached, const __be32 *src,
-					       __u64 bytes)
+					       __u8 new_flow, __u64 bytes)
 {
-	xlb_count_flow(service_slot, cached->backend.stats_slot, bytes, 0);
+	xlb_count_flow(service_slot, cached->backend.stats_slot, bytes, new_flow);
 	return xlb_dsr_send(ctx, pkt, src, cached->backend.address, cached->dmac, cached->smac, cached->ifindex,
 			    XLB_REASON_FORWARDED, bytes);
 }
@@ -252,7 +252,6 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 					   const struct xlb_service_value *service, struct xlb_flow_cache_entry *flow,
 					   __u32 epoch, struct xlb_scratch *s, __u64 now, __u64 bytes)
 {
-	const struct xlb_dsr_config *dsr = xlb_dsr_settings();
 	struct xlb_backend_cache_entry *cached;
 	__u32 ingress = xlb_ingress_ifindex(ctx);
 	struct xlb_ct_entry *ct;
@@ -260,9 +259,7 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	__u32 reason;
 	int next_hop;
 
-	if (!dsr)
-		return XDP_ABORTED; /* cannot happen: an array always has entry 0 */
-	if (!xlb_dsr_source(dsr, &pkt->flow, s->to.src))
+	if (!xlb_dsr_source(&pkt->flow, s->to.src))
 		return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_DSR_SOURCE, bytes);
 
 	ct = xlb_ct_lookup(&pkt->flow);
@@ -271,7 +268,7 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 		if (xlb_backend_cache_usable(cached, ct->backend_id, ingress, pkt, encap_len, now)) {
 			xlb_dsr_ct_refresh(ct, service, now);
 			xlb_flow_cache_store(flow, &pkt->flow, ct->backend_id, 0, service, epoch, now);
-			return xlb_dsr_send_cached(ctx, pkt, XLB_SERVICE_STATS_SLOT(service->flags), cached, s->to.src,
+			return xlb_dsr_send_cached(ctx, pkt, XLB_SERVICE_STATS_SLOT(service->flags), cached, s->to.src, 0,
 						   bytes);
 		}
 	}
@@ -283,11 +280,8 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 
 	/* A new flow to a backend this CPU has a route for needs no route lookup. */
 	cached = xlb_backend_cache_entry(s->backend_id);
-	if (xlb_backend_cache_usable(cached, s->backend_id, ingress, pkt, encap_len, now)) {
-		xlb_count_flow(s->service_slot, s->backend_slot, bytes, s->new_flow);
-		return xlb_dsr_send(ctx, pkt, s->to.src, s->to.dst, cached->dmac, cached->smac, cached->ifindex,
-				    XLB_REASON_FORWARDED, bytes);
-	}
+	if (xlb_backend_cache_usable(cached, s->backend_id, ingress, pkt, encap_len, now))
+		return xlb_dsr_send_cached(ctx, pkt, s->service_slot, cached, s->to.src, s->new_flow, bytes);
 
 	xlb_dsr_fib_params(&s->fib, pkt, s->to.src, s->to.dst, encap_len, xlb_ingress_ifindex(ctx));
 	next_hop = xlb_fib_next_hop(ctx, &s->fib, &reason);
@@ -320,19 +314,14 @@ static __always_inline int xlb_send_cached_flow(struct xdp_md *ctx, const struct
 						const struct xlb_backend_cache_entry *cached, struct xlb_scratch *s,
 						__u64 now, __u64 bytes)
 {
-	const struct xlb_dsr_config *dsr;
-
 	if (pkt->ttl <= 1)
 		return xlb_exit(ctx, pkt, XDP_PASS, XLB_PASS_TTL_EXPIRED, bytes);
 	if (!flow->dsr)
 		return xlb_forward_cached(ctx, pkt, flow->service_slot, NULL, NULL, flow->snat_port, cached, s, now,
 					  bytes);
-	dsr = xlb_dsr_settings();
-	if (!dsr)
-		return XDP_ABORTED; /* cannot happen: an array always has entry 0 */
-	if (!xlb_dsr_source(dsr, &pkt->flow, s->to.src))
+	if (!xlb_dsr_source(&pkt->flow, s->to.src))
 		return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_DSR_SOURCE, bytes);
-	return xlb_dsr_send_cached(ctx, pkt, flow->service_slot, cached, s->to.src, bytes);
+	return xlb_dsr_send_cached(ctx, pkt, flow->service_slot, cached, s->to.src, 0, bytes);
 }
 
 /* A TCP or UDP packet (rule 4). */

@@ -79,14 +79,16 @@ static __always_inline __u32 xlb_prefix_mask(__u32 len, __u32 index)
 	return bits ? ~(0xffffffffU >> bits) : 0;
 }
 
-/* The outer source of a flow's packets in *out; 0 when the family has no prefix. */
-static __always_inline int xlb_dsr_source(const struct xlb_dsr_config *dsr, const struct xlb_flow_key *flow,
-					  __be32 out[4])
+/* The outer source of a flow's packets in *out; 0 when the node has no prefix for its family. */
+static __always_inline int xlb_dsr_source(const struct xlb_flow_key *flow, __be32 out[4])
 {
+	const struct xlb_dsr_config *dsr = xlb_dsr_settings();
 	__u32 hash = xlb_hash_flow(flow);
 	__u32 mask;
 
 	__builtin_memset(out, 0, 16);
+	if (!dsr)
+		return 0; /* cannot happen: an array always has entry 0 */
 	if (flow->family == XLB_AF_INET) {
 		if (dsr->src_v4_prefix_len == 0)
 			return 0;
