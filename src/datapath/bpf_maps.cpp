@@ -114,6 +114,11 @@ Result<uint32_t> max_entries(int fd, std::string_view what) {
 
 }  // namespace
 
+struct BpfMaps::ServiceKeys {
+  std::vector<xlb_service_key_v4> v4;
+  std::vector<xlb_service_key_v6> v6;
+};
+
 Result<BpfMaps> BpfMaps::open(const MapFds& fds) {
   BpfMaps m;
   for (auto [fd, to, name] : {std::tuple{fds.services_v4, &m.services_v4_, "xlb_services_v4"},
@@ -172,8 +177,10 @@ Result<BpfMaps> BpfMaps::open(const MapFds& fds) {
   if (filter == MAP_FAILED) return errno_error("map xlb_frontend_filter into memory", errno);
   m.filter_words_ = std::unique_ptr<uint64_t, Unmap>(static_cast<uint64_t*>(filter), Unmap{filter_length});
   m.slots_ = std::make_unique<Slots>(m.service_capacity_, m.backend_capacity_);
-  if (Status s = m.adopt_slots(); !s) return s.error();
-  if (Status s = m.rebuild_filter(); !s) return s.error();
+  auto keys = m.service_keys();
+  if (!keys) return keys.error();
+  if (Status s = m.adopt_slots(*keys); !s) return s.error();
+  m.rebuild_filter(*keys);
   // Whatever the flow cache holds was made by a program before this start.
   if (Status s = m.next_frontend_epoch(); !s) return s.error();
   return m;
@@ -387,7 +394,15 @@ void BpfMaps::release_slot(bool backend, uint32_t id) {
   (backend ? slots_->backends : slots_->services).release(id);
 }
 
-Status BpfMaps::adopt_slots() {
+Result<BpfMaps::ServiceKeys> BpfMaps::service_keys() const {
+  auto v4 = keys_of<xlb_service_key_v4>(services_v4_.get(), "xlb_services_v4");
+  if (!v4) return v4.error();
+  auto v6 = keys_of<xlb_service_key_v6>(services_v6_.get(), "xlb_services_v6");
+  if (!v6) return v6.error();
+  return ServiceKeys{std::move(*v4), std::move(*v6)};
+}
+
+Status BpfMaps::adopt_slots(const ServiceKeys& keys) {
   auto backends = keys_of<BackendId>(backends_.get(), "xlb_backends");
   if (!backends) return backends.error();
   std::vector<std::pair<BackendId, xlb_backend>> unslotted;
@@ -404,10 +419,10 @@ Status BpfMaps::adopt_slots() {
     value.stats_slot = *slot;
     if (Status s = update(backends_.get(), &id, &value, what); !s) return s;
   }
-  auto adopt = [&](int fd, const auto& keys) -> Status {
-    using Key = typename std::decay_t<decltype(keys)>::value_type;
+  auto adopt = [&](int fd, const auto& family_keys) -> Status {
+    using Key = typename std::decay_t<decltype(family_keys)>::value_type;
     std::vector<std::pair<Key, xlb_service_value>> unslotted_services;
-    for (const auto& k : keys) {
+    for (const auto& k : family_keys) {
       auto value = lookup<xlb_service_value>(fd, &k, "read a service entry");
       if (!value) return value.error();
       if (!value->has_value()) continue;
@@ -426,12 +441,8 @@ Status BpfMaps::adopt_slots() {
     }
     return {};
   };
-  auto v4 = keys_of<xlb_service_key_v4>(services_v4_.get(), "xlb_services_v4");
-  if (!v4) return v4.error();
-  if (Status s = adopt(services_v4_.get(), *v4); !s) return s;
-  auto v6 = keys_of<xlb_service_key_v6>(services_v6_.get(), "xlb_services_v6");
-  if (!v6) return v6.error();
-  return adopt(services_v6_.get(), *v6);
+  if (Status s = adopt(services_v4_.get(), keys.v4); !s) return s;
+  return adopt(services_v6_.get(), keys.v6);
 }
 
 Error BpfMaps::full(std::string_view what, bool backends) const {
@@ -574,21 +585,16 @@ void BpfMaps::count_in_filter(const void* service_key, bool v6, int delta) {
   }
 }
 
-Status BpfMaps::rebuild_filter() {
+void BpfMaps::rebuild_filter(const ServiceKeys& keys) {
   filter_counts_.clear();
-  auto v4 = keys_of<xlb_service_key_v4>(services_v4_.get(), "xlb_services_v4");
-  if (!v4) return v4.error();
-  auto v6 = keys_of<xlb_service_key_v6>(services_v6_.get(), "xlb_services_v6");
-  if (!v6) return v6.error();
-  for (const auto& k : *v4) ++filter_counts_[filter_bit(&k, false)];
-  for (const auto& k : *v6) ++filter_counts_[filter_bit(&k, true)];
+  for (const auto& k : keys.v4) ++filter_counts_[filter_bit(&k, false)];
+  for (const auto& k : keys.v6) ++filter_counts_[filter_bit(&k, true)];
   std::vector<uint64_t> wanted(XLB_FRONTEND_FILTER_WORDS, 0);
   for (const auto& [bit, count] : filter_counts_) wanted[bit / 64] |= 1ULL << (bit % 64);
   for (size_t i = 0; i < wanted.size(); ++i) {
     std::atomic_ref<uint64_t> word(filter_words_.get()[i]);
     if (word.load() != wanted[i]) word.store(wanted[i]);
   }
-  return {};
 }
 
 Status BpfMaps::next_frontend_epoch() {

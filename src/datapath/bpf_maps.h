@@ -101,8 +101,11 @@ class BpfMaps final : public MapWriter {
   // The frontend filter (xlb_abi.h): how many frontends have each set bit. A bit is set before
   // its first frontend is written and cleared after its last one is gone.
   void count_in_filter(const void* service_key, bool v6, int delta);
+  // The keys of both services maps, read once at open for the two passes below.
+  struct ServiceKeys;
+  Result<ServiceKeys> service_keys() const;
   // At open: the filter as the services maps say, whatever a previous xlbd left in it.
-  Status rebuild_filter();
+  void rebuild_filter(const ServiceKeys& keys);
   // After every write or removal of frontends: cached answers about them are void (xlb_abi.h).
   Status next_frontend_epoch();
   Status forget_cached_backend(BackendId id);
@@ -137,7 +140,7 @@ class BpfMaps final : public MapWriter {
   void release_slot(bool backend, uint32_t id);
   // After a start: every entry keeps the slot it holds (if valid and not taken twice); one
   // without (written before slots existed) gets one and is written again.
-  Status adopt_slots();
+  Status adopt_slots(const ServiceKeys& keys);
   // A write refused because a map is full, said in terms of the node's capacity.
   Error full(std::string_view what, bool backends) const;
   std::vector<BackendId> read_ring(uint32_t offset, uint32_t size) const;
