@@ -20,7 +20,8 @@
 //   tc            the tc balancer (xlb_tc_lb, xdp_mode = "tc") with 10 frontends: established,
 //                 new flow and not a frontend, net of a tc program that only returns TC_ACT_OK
 //                 (the skb test run costs more than XDP's: an skb is built per call), next to
-//                 XDP's figures of the same run
+//                 XDP's figures of the same run; and a reply from a backend of an established
+//                 nat flow through xlb_tc (reverse NAT), the half every nat reply pays
 //   dsr           with 10 frontends in dsr mode: established and new flows encapsulated
 //                 (IPv4 in IPv4) instead of translated, next to nat's figures
 //
@@ -173,6 +174,16 @@ std::unique_ptr<LbPrograms> load_with_frontends(uint32_t count, uint32_t flags =
   return lb;
 }
 
+// The backend's answer to a packet xlb sent it (IPv4, as translated): Ethernet addresses, IP
+// addresses and ports swapped. Checksums are not checked by the programs.
+Bytes reply_to(const Bytes& sent) {
+  Bytes reply = sent;
+  std::swap_ranges(reply.begin(), reply.begin() + 6, reply.begin() + 6);
+  std::swap_ranges(reply.begin() + 14 + 12, reply.begin() + 14 + 16, reply.begin() + 14 + 16);
+  std::swap_ranges(reply.begin() + 14 + 20, reply.begin() + 14 + 22, reply.begin() + 14 + 22);
+  return reply;
+}
+
 PacketSpec client_packet(const IpAddr& src, uint16_t sport, const IpAddr& dst, uint16_t dport) {
   PacketSpec s;
   s.eth_src = lbnet::kClientMac;
@@ -318,7 +329,7 @@ int main() {
 
   // The tc balancer with 10 frontends: the same established pool, fresh flows and packets not
   // for a frontend, through xlb_tc_lb on an skb.
-  Measured tc_established{}, tc_new_flow{}, tc_not_frontend{};
+  Measured tc_established{}, tc_new_flow{}, tc_not_frontend{}, tc_reply{};
   {
     std::unique_ptr<LbPrograms> lb = load_with_frontends(10, 0, true);
     const int prog_fd = bpf_program__fd(lb->tc()->progs.xlb_tc_lb);
@@ -329,9 +340,11 @@ int main() {
       flows.push_back(build_frame(client_packet(client, static_cast<uint16_t>(30000 + k), frontend(k % 10U), 80)));
       others.push_back(build_frame(client_packet(client, 40000, lbnet::v4().node, static_cast<uint16_t>(1000 + k))));
     }
+    std::vector<Bytes> replies;
     for (const Bytes& f : flows) {
       Result<TestRun> run = lb->run_tc(f, ifindex, prog_fd);
       if (!run || run->action != TC_ACT_REDIRECT) die("an established flow was not redirected by xlb_tc_lb");
+      replies.push_back(reply_to(run->out));
     }
     g_skb = true;
     uint64_t next = 0;
@@ -351,8 +364,12 @@ int main() {
           return scratch;
         },
         next, kNewFlowCallsPerRun);
+    // Replies (xlb_tc on the backend link): each pool flow's answer from the backend it was given.
+    next = 0;
+    tc_reply = measure(bpf_program__fd(lb->tc()->progs.xlb_tc), tc_pass_fd, lbnet::ifindex(lbnet::kBackendLink),
+                       [&](uint64_t i) -> const Bytes& { return replies[i % kPool]; }, next);
     g_skb = false;
-    const uint64_t expected = kPool + static_cast<uint64_t>(kRuns) * (kCallsPerRun + kNewFlowCallsPerRun);
+    const uint64_t expected = kPool + static_cast<uint64_t>(kRuns) * (2 * kCallsPerRun + kNewFlowCallsPerRun);
     if (lb->reason(XLB_REASON_FORWARDED).packets != expected ||
         lb->reason(XLB_PASS_NOT_SERVICE).packets != static_cast<uint64_t>(kRuns) * kCallsPerRun)
       die("the tc balancer did not take the paths measured");
@@ -383,10 +400,12 @@ int main() {
   std::printf("\ntc balancer (xlb_tc_lb, xdp_mode = \"tc\"), 10 frontends, net of a TC_ACT_OK program on an skb:\n"
               "  established %.1f ns [%.1f ns] (XDP %.1f ns, x%.2f), new flow %.1f ns [%.1f ns] (XDP %.1f ns, x%.2f),\n"
               "  not a frontend %.1f ns [%.1f ns] (XDP %.1f ns); baseline (TC_ACT_OK program) %.1f ns per call,\n"
-              "  gross established %.1f ns\n",
+              "  gross established %.1f ns;\n"
+              "  a reply from a backend (xlb_tc: reverse nat) %.1f ns [%.1f ns]\n",
               tc_established.net_ns, tc_established.net_wall_ns, established.ten.net_ns,
               tc_established.net_ns / established.ten.net_ns, tc_new_flow.net_ns, tc_new_flow.net_wall_ns,
               new_flow.ten.net_ns, tc_new_flow.net_ns / new_flow.ten.net_ns, tc_not_frontend.net_ns,
-              tc_not_frontend.net_wall_ns, not_frontend.ten.net_ns, tc_established.baseline_ns, tc_established.gross_ns);
+              tc_not_frontend.net_wall_ns, not_frontend.ten.net_ns, tc_established.baseline_ns, tc_established.gross_ns,
+              tc_reply.net_ns, tc_reply.net_wall_ns);
   return 0;
 }

@@ -48,12 +48,21 @@
 #include "fib.h"
 #include "nat.h"
 #include "parse.h"
+#include "route_cache.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* The most header bytes a reply needs in the skb's linear part: Ethernet, a VLAN tag, IPv6
  * and TCP. Drivers and GRO may leave less there; parsing cannot see beyond it. */
 #define XLB_TC_HEADERS (14 + 4 + 40 + 20)
+
+/* balance.h's per-packet values and clock, this object's own (xlb_xdp has xlb_xdp_scratch). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xlb_scratch);
+} xlb_tc_scratch SEC(".maps");
 
 /* A backend's counter slot: from this CPU's backend cache when it holds the backend (the XDP
  * program filled it; a backend keeps its slot for its life, and user space empties the cache
@@ -121,10 +130,13 @@ static __always_inline int xlb_tc_pull(struct __sk_buff *skb)
 static __always_inline int xlb_tc_reply(struct __sk_buff *skb, const struct xlb_packet *pkt)
 {
 	const struct xlb_reverse_nat *reverse;
+	struct xlb_route_cache_entry *cached;
 	struct xlb_nat_target to;
-	struct bpf_fib_lookup fib;
-	__u32 reason, service_slot, backend_slot;
+	struct xlb_scratch *s;
+	__u32 reason, ifindex, service_slot, backend_slot, zero = 0;
+	__u8 macs[2 * ETH_ALEN]; /* Ethernet destination then source, as they lie in the header */
 	int next_hop;
+	__u64 now;
 
 	reverse = bpf_map_lookup_elem(&xlb_reverse_nat, &pkt->flow);
 	if (!reverse)
@@ -141,13 +153,33 @@ static __always_inline int xlb_tc_reply(struct __sk_buff *skb, const struct xlb_
 	to.dport = reverse->client_port;
 	xlb_reply_slots(reverse, pkt, &service_slot, &backend_slot);
 
+	s = bpf_map_lookup_elem(&xlb_tc_scratch, &zero);
+	if (!s)
+		return TC_ACT_SHOT; /* cannot happen: a one-entry array always has its entry */
+	now = xlb_now(s);
+
 	/* skb->ifindex is the link the reply arrived on (tc ingress). */
-	xlb_fib_params(&fib, pkt, &to, skb->ifindex);
-	next_hop = xlb_fib_next_hop(skb, &fib, &reason);
-	if (next_hop == XLB_NEXT_HOP_DROP) {
-		xlb_count_reason(reason, skb->len);
-		xlb_emit_event(reason, skb->ifindex, &pkt->flow);
-		return TC_ACT_SHOT;
+	cached = xlb_route_cache_entry(to.src, to.dst);
+	if (xlb_route_cache_hit(cached, to.src, to.dst, pkt->flow.family, skb->ifindex, pkt->ip_len, now)) {
+		next_hop = XLB_NEXT_HOP_SEND;
+		reason = XLB_REASON_FORWARDED;
+		ifindex = cached->ifindex;
+		__builtin_memcpy(macs, cached->dmac, ETH_ALEN);
+		__builtin_memcpy(macs + ETH_ALEN, cached->smac, ETH_ALEN);
+	} else {
+		xlb_fib_params(&s->fib, pkt, &to, skb->ifindex);
+		next_hop = xlb_fib_next_hop(skb, &s->fib, &reason);
+		if (next_hop == XLB_NEXT_HOP_DROP) {
+			xlb_count_reason(reason, skb->len);
+			xlb_emit_event(reason, skb->ifindex, &pkt->flow);
+			return TC_ACT_SHOT;
+		}
+		if (next_hop == XLB_NEXT_HOP_SEND)
+			xlb_route_cache_store(cached, to.src, to.dst, pkt->flow.family, &s->fib, skb->ifindex,
+					      pkt->ip_len, now);
+		ifindex = s->fib.ifindex;
+		__builtin_memcpy(macs, s->fib.dmac, ETH_ALEN);
+		__builtin_memcpy(macs + ETH_ALEN, s->fib.smac, ETH_ALEN);
 	}
 
 	if (xlb_skb_rewrite(skb, pkt, &to, next_hop == XLB_NEXT_HOP_SEND) < 0) {
@@ -161,14 +193,9 @@ static __always_inline int xlb_tc_reply(struct __sk_buff *skb, const struct xlb_
 	if (next_hop == XLB_NEXT_HOP_STACK)
 		return TC_ACT_OK;
 
-	/* Ethernet destination then source, as they lie in the header. */
-	__u8 macs[2 * ETH_ALEN];
-
-	__builtin_memcpy(macs, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(macs + ETH_ALEN, fib.smac, ETH_ALEN);
 	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
 		return TC_ACT_SHOT;
-	return bpf_redirect(fib.ifindex, 0);
+	return bpf_redirect(ifindex, 0);
 }
 
 SEC("tc")
@@ -192,14 +219,6 @@ int xlb_tc(struct __sk_buff *skb)
 }
 
 /* ---- xlb_tc_lb: the balancer at tc ingress ------------------------------------------------ */
-
-/* balance.h's per-packet values, this program's own (xlb_xdp has xlb_xdp_scratch). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct xlb_scratch);
-} xlb_tc_scratch SEC(".maps");
 
 /* Every exit of a packet the balancer looked at: counted under its reason, a drop reported. */
 static __always_inline int xlb_tc_exit(struct __sk_buff *skb, const struct xlb_packet *pkt, int action, __u32 reason,

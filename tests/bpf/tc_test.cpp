@@ -2,6 +2,7 @@
 // the reverse-NAT entries that the XDP program wrote for their flows, so that the client only
 // ever sees the frontend. Exact bytes out, as in xdp_test.cpp.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include "bpf/lb_fixture.h"
 
@@ -111,6 +112,95 @@ TEST_P(TcReply, ClientWhoseMacIsUnknownGetsTheReplyThroughTheStack) {
   EXPECT_EQ(tc_action(run.action), "TC_ACT_OK");
   EXPECT_EQ(hex(run.out), hex(build_frame(expected)));
   EXPECT_EQ(reason_packets(XLB_PASS_NO_NEIGHBOUR), 1U);
+}
+
+// Keeps the calling thread on the CPU it runs on, for tests of what a per-CPU cache kept: a test
+// run happens on the caller's CPU, and another CPU has a cache of its own.
+class OnThisCpu {
+ public:
+  OnThisCpu() {
+    ::sched_getaffinity(0, sizeof before_, &before_);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(::sched_getcpu(), &one);
+    ::sched_setaffinity(0, sizeof one, &one);
+  }
+  ~OnThisCpu() { ::sched_setaffinity(0, sizeof before_, &before_); }
+  OnThisCpu(const OnThisCpu&) = delete;
+  OnThisCpu& operator=(const OnThisCpu&) = delete;
+
+ private:
+  cpu_set_t before_{};
+};
+
+// A reply takes the route its CPU kept for replies from the same frontend to the same client
+// (bpf/lib/route_cache.h) while it is less than a second old: the first reply asked the kernel,
+// the second is sent by the kept answer even though the client's MAC changed in between.
+TEST_P(TcReply, ChangedClientNeighbourIsFollowedWhenTheRouteCacheIsASecondOld) {
+  const auto [v6, protocol] = GetParam();
+  const lbnet::Family f = lbnet::family(v6);
+  serve(v6, protocol, 7, {kBackend});
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 40000))).action), "XDP_REDIRECT");
+  const PacketSpec reply = from_backend(v6, protocol, 0, f.client, 40000);
+  const OnThisCpu pinned;
+  ASSERT_EQ(hex(tc(build_frame(reply)).out), hex(build_frame(to_client(reply, f.client, 40000))));
+  const Mac moved{0x02, 0, 0, 0, 0x0c, 0x99};
+  XLB_ASSERT_OK(run_command({"/usr/sbin/ip", "neigh", "replace", f.client.str(), "lladdr", lbnet::mac_text(moved),
+                             "nud", "permanent", "dev", lbnet::kClientLink}));
+
+  EXPECT_EQ(hex(tc(build_frame(reply)).out), hex(build_frame(to_client(reply, f.client, 40000))))
+      << "within the second, the route the first reply found";
+
+  XLB_ASSERT_OK(lb_->clear_route_cache());
+  PacketSpec expected = to_client(reply, f.client, 40000);
+  expected.eth_dst = moved;
+  EXPECT_EQ(hex(tc(build_frame(reply)).out), hex(build_frame(expected)));
+  EXPECT_EQ(reason_packets(XLB_REASON_FORWARDED), 4U) << "the request and three replies";
+}
+
+TEST_P(TcReply, ReplyLongerThanTheCachedRouteAllowedAsksAgain) {
+  const auto [v6, protocol] = GetParam();
+  const lbnet::Family f = lbnet::family(v6);
+  serve(v6, protocol, 7, {kBackend});
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 40000))).action), "XDP_REDIRECT");
+  ASSERT_EQ(tc_action(tc(build_frame(from_backend(v6, protocol, 0, f.client, 40000))).action), "TC_ACT_REDIRECT");
+  XLB_ASSERT_OK(run_command({"/usr/sbin/ip", "link", "set", lbnet::kClientLink, "mtu", "1280"}));
+
+  // The kept answer was for a short reply: a long one must meet the smaller MTU.
+  const TestRun run = tc(build_frame(from_backend(v6, protocol, 0, f.client, 40000, std::string(1300, 'x'))));
+
+  EXPECT_EQ(tc_action(run.action), "TC_ACT_OK");
+  EXPECT_EQ(reason_packets(XLB_PASS_FRAG_NEEDED), 1U);
+}
+
+// Routes chosen by source (policy routing) are kept apart: replies from two frontends to one
+// client go the ways the node's rules give each, whichever asked first.
+TEST_P(TcReply, RepliesFromAnotherFrontendTakeTheirOwnRoute) {
+  const auto [v6, protocol] = GetParam();
+  const lbnet::Family f = lbnet::family(v6);
+  serve(v6, protocol, 7, {kBackend});
+  serve(v6, protocol, 8, {kBackend}, 0, 0, f.other_frontend);
+  const std::string family = v6 ? "-6" : "-4";
+  XLB_ASSERT_OK(run_command({"/usr/sbin/ip", family, "rule", "add", "from", f.other_frontend.str(), "lookup", "100"}));
+  XLB_ASSERT_OK(run_command({"/usr/sbin/ip", family, "route", "add", f.client.str(), "via", f.backend[1].str(), "dev",
+                             lbnet::kBackendLink, "table", "100"}));
+  PacketSpec to_other = from_client(v6, protocol, 40001);
+  to_other.dst = f.other_frontend;
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 40000))).action), "XDP_REDIRECT");
+  ASSERT_EQ(xdp_action(xdp(build_frame(to_other)).action), "XDP_REDIRECT");
+  const PacketSpec reply = from_backend(v6, protocol, 0, f.client, 40000);
+  const OnThisCpu pinned;  // the second reply finds what the first one kept
+  ASSERT_EQ(hex(tc(build_frame(reply)).out), hex(build_frame(to_client(reply, f.client, 40000))));
+
+  const PacketSpec other_reply = from_backend(v6, protocol, 0, f.client, 40001);
+  const TestRun run = tc(build_frame(other_reply));
+
+  PacketSpec expected = to_client(other_reply, f.client, 40001);
+  expected.src = f.other_frontend;
+  expected.eth_src = lbnet::kBackendLinkMac;
+  expected.eth_dst = lbnet::backend_mac(1);
+  EXPECT_EQ(tc_action(run.action), "TC_ACT_REDIRECT");
+  EXPECT_EQ(hex(run.out), hex(build_frame(expected)));
 }
 
 // ---- UDP without a checksum ------------------------------------------------------------------

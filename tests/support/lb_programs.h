@@ -295,6 +295,17 @@ class LbPrograms {
     return {};
   }
 
+  // Empties the tc program's per-CPU route cache (bpf/lib/route_cache.h) on every CPU: what a
+  // second does, so that the next reply asks the kernel for its route again.
+  Status clear_route_cache() const {
+    bpf_map* map = tc_->maps.xlb_route_cache;
+    const std::vector<uint8_t> zeros(bpf_map__value_size(map) * static_cast<size_t>(libbpf_num_possible_cpus()));
+    for (__u32 slot = 0; slot < bpf_map__max_entries(map); ++slot) {
+      if (Status s = update(map, &slot, zeros.data(), "route cache"); !s) return s;
+    }
+    return {};
+  }
+
   Status set_node(const xlb_node_config& node) const {
     const __u32 zero = 0;
     return update(xdp_->maps.xlb_node, &zero, &node, "node");
