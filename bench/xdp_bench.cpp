@@ -23,7 +23,8 @@
 //                 XDP's figures of the same run; and a reply from a backend of an established
 //                 nat flow through xlb_tc (reverse NAT), the half every nat reply pays
 //   dsr           with 10 frontends in dsr mode: established and new flows encapsulated
-//                 (IPv4 in IPv4) instead of translated, next to nat's figures
+//                 (IPv4 in IPv4) instead of translated, next to nat's figures; by XDP, and by
+//                 the tc balancer (last line)
 //
 // The services maps are loaded with room for 131072 entries (bpf_map__set_max_entries, as
 // xlbd's [node] max_services does) for both sizes; each frontend has its own service id (and
@@ -203,6 +204,53 @@ struct Row {
   Measured many;
 };
 
+
+struct DsrRows {
+  Measured established;
+  Measured new_flow;
+};
+
+// dsr with 10 frontends through XDP (xlb_xdp, bpf_xdp_adjust_head) or the tc balancer
+// (xlb_tc_lb, bpf_skb_adjust_room): established flows and fresh ones, encapsulated toward
+// their backends; pass_fd is the matching do-nothing program.
+DsrRows measure_dsr(bool at_tc, int ifindex, int pass_fd) {
+  std::unique_ptr<LbPrograms> lb = load_with_frontends(10, XLB_SERVICE_F_DSR, at_tc);
+  xlb_dsr_config config{};
+  config.src_v4 = htonl(10U << 24 | 99U << 16);
+  config.src_v4_prefix_len = 16;
+  const __u32 zero = 0;
+  if (bpf_map_update_elem(lb->fd(lb->xdp()->maps.xlb_dsr), &zero, &config, BPF_ANY) != 0) die("write xlb_dsr");
+  const int prog_fd = at_tc ? bpf_program__fd(lb->tc()->progs.xlb_tc_lb) : bpf_program__fd(lb->xdp()->progs.xlb_xdp);
+  const IpAddr client = lbnet::v4().client;
+  std::vector<Bytes> flows;
+  for (int k = 0; k < kPool; ++k)
+    flows.push_back(build_frame(client_packet(client, static_cast<uint16_t>(30000 + k), frontend(k % 10U), 80)));
+  for (const Bytes& f : flows) {
+    Result<TestRun> run = at_tc ? lb->run_tc(f, ifindex, prog_fd) : lb->run_xdp(f, ifindex);
+    if (!run || run->action != (at_tc ? TC_ACT_REDIRECT : XDP_REDIRECT)) die("an established dsr flow was not redirected");
+  }
+  g_skb = at_tc;
+  DsrRows rows;
+  uint64_t next = 0;
+  rows.established = measure(prog_fd, pass_fd, ifindex, [&](uint64_t i) -> const Bytes& { return flows[i % kPool]; },
+                             next);
+  Bytes scratch;
+  next = 0;
+  rows.new_flow = measure(
+      prog_fd, pass_fd, ifindex,
+      [&](uint64_t i) -> const Bytes& {
+        scratch = flows[i % kPool];
+        const uint16_t sport = htons(static_cast<uint16_t>(1024 + i % 60000));
+        std::memcpy(&scratch[14 + 20], &sport, 2);
+        return scratch;
+      },
+      next, kNewFlowCallsPerRun);
+  g_skb = false;
+  const uint64_t expected = kPool + static_cast<uint64_t>(kRuns) * (kCallsPerRun + kNewFlowCallsPerRun);
+  if (lb->reason(XLB_REASON_FORWARDED).packets != expected) die("the dsr program did not take the paths measured");
+  return rows;
+}
+
 }  // namespace
 
 int main() {
@@ -291,41 +339,9 @@ int main() {
   }
 
   // dsr with 10 frontends: the same established pool and fresh flows, encapsulated (IPv4 in
-  // IPv4, bpf_xdp_adjust_head) instead of translated.
-  Measured dsr_established{}, dsr_new_flow{};
-  {
-    std::unique_ptr<LbPrograms> lb = load_with_frontends(10, XLB_SERVICE_F_DSR);
-    xlb_dsr_config dsr{};
-    dsr.src_v4 = htonl(10U << 24 | 99U << 16);
-    dsr.src_v4_prefix_len = 16;
-    const __u32 zero = 0;
-    if (bpf_map_update_elem(lb->fd(lb->xdp()->maps.xlb_dsr), &zero, &dsr, BPF_ANY) != 0) die("write xlb_dsr");
-    const int prog_fd = bpf_program__fd(lb->xdp()->progs.xlb_xdp);
-    const IpAddr client = lbnet::v4().client;
-    std::vector<Bytes> flows;
-    for (int k = 0; k < kPool; ++k)
-      flows.push_back(build_frame(client_packet(client, static_cast<uint16_t>(30000 + k), frontend(k % 10U), 80)));
-    for (const Bytes& f : flows) {
-      Result<TestRun> run = lb->run_xdp(f, ifindex);
-      if (!run || run->action != XDP_REDIRECT) die("an established dsr flow was not redirected");
-    }
-    uint64_t next = 0;
-    dsr_established = measure(prog_fd, pass_fd, ifindex, [&](uint64_t i) -> const Bytes& { return flows[i % kPool]; },
-                              next);
-    Bytes scratch;
-    next = 0;
-    dsr_new_flow = measure(
-        prog_fd, pass_fd, ifindex,
-        [&](uint64_t i) -> const Bytes& {
-          scratch = flows[i % kPool];
-          const uint16_t sport = htons(static_cast<uint16_t>(1024 + i % 60000));
-          std::memcpy(&scratch[14 + 20], &sport, 2);
-          return scratch;
-        },
-        next, kNewFlowCallsPerRun);
-    const uint64_t expected = kPool + static_cast<uint64_t>(kRuns) * (kCallsPerRun + kNewFlowCallsPerRun);
-    if (lb->reason(XLB_REASON_FORWARDED).packets != expected) die("the dsr program did not take the paths measured");
-  }
+  // IPv4) instead of translated, by XDP and by the tc balancer.
+  const DsrRows dsr = measure_dsr(false, ifindex, pass_fd);
+  const DsrRows tc_dsr = measure_dsr(true, ifindex, bpf_program__fd(pass->progs.xlb_tc_pass));
 
   // The tc balancer with 10 frontends: the same established pool, fresh flows and packets not
   // for a frontend, through xlb_tc_lb on an skb.
@@ -395,7 +411,7 @@ int main() {
   std::printf("targets: established <= 90 ns, new flow <= 440 ns, not a frontend <= 33 ns, 100k/10 within 10%%\n");
   std::printf("\ndsr (IPv4 in IPv4), 10 frontends: established %.1f ns [%.1f ns], new flow %.1f ns [%.1f ns]; "
               "nat the same run: %.1f and %.1f ns\n",
-              dsr_established.net_ns, dsr_established.net_wall_ns, dsr_new_flow.net_ns, dsr_new_flow.net_wall_ns,
+              dsr.established.net_ns, dsr.established.net_wall_ns, dsr.new_flow.net_ns, dsr.new_flow.net_wall_ns,
               established.ten.net_ns, new_flow.ten.net_ns);
   std::printf("\ntc balancer (xlb_tc_lb, xdp_mode = \"tc\"), 10 frontends, net of a TC_ACT_OK program on an skb:\n"
               "  established %.1f ns [%.1f ns] (XDP %.1f ns, x%.2f), new flow %.1f ns [%.1f ns] (XDP %.1f ns, x%.2f),\n"
@@ -407,5 +423,7 @@ int main() {
               new_flow.ten.net_ns, tc_new_flow.net_ns / new_flow.ten.net_ns, tc_not_frontend.net_ns,
               tc_not_frontend.net_wall_ns, not_frontend.ten.net_ns, tc_established.baseline_ns, tc_established.gross_ns,
               tc_reply.net_ns, tc_reply.net_wall_ns);
+  std::printf("  dsr: established %.1f ns [%.1f ns], new flow %.1f ns [%.1f ns]\n", tc_dsr.established.net_ns,
+              tc_dsr.established.net_wall_ns, tc_dsr.new_flow.net_ns, tc_dsr.new_flow.net_wall_ns);
   return 0;
 }

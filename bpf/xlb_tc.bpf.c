@@ -328,14 +328,16 @@ static __always_inline int xlb_tc_dsr_too_big(struct __sk_buff *skb, const struc
 /*
  * A TCP or UDP packet to a dsr frontend: its backend as for xlb_xdp (balance.h), then wrapped
  * in an outer header toward it (dsr.h) and sent on with the next hop's MACs, or left to the
- * stack encapsulated when the neighbour is not resolved yet. The route is looked up for every
- * packet (tc's skb path costs more than a lookup; xlb_xdp keeps a per-CPU cache of it).
+ * stack encapsulated when the neighbour is not resolved yet. The route comes from this CPU's
+ * backend cache when it holds a fresh one long enough for the packet, as for nat.
  */
 static __always_inline int xlb_tc_dsr(struct __sk_buff *skb, const struct xlb_packet *pkt,
 				      const struct xlb_service_value *service, struct xlb_scratch *s, __u64 bytes)
 {
 	__u32 overhead = pkt->flow.family == XLB_AF_INET ? XLB_DSR_OVERHEAD_V4 : XLB_DSR_OVERHEAD_V6;
+	struct xlb_backend_cache_entry *cached;
 	__u32 reason;
+	__u16 len;
 	int next_hop;
 
 	if (pkt->has_vlan)
@@ -346,12 +348,25 @@ static __always_inline int xlb_tc_dsr(struct __sk_buff *skb, const struct xlb_pa
 	if (reason)
 		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
 
-	xlb_dsr_fib_params(&s->fib, pkt, s->to.src, s->to.dst, xlb_tc_dsr_len(skb, pkt, overhead), skb->ifindex);
-	next_hop = xlb_fib_next_hop(skb, &s->fib, &reason);
-	if (reason == XLB_PASS_FRAG_NEEDED)
-		return xlb_tc_dsr_too_big(skb, pkt, s->fib.mtu_result, overhead, bytes);
-	if (next_hop == XLB_NEXT_HOP_DROP)
-		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
+	/* A length the program could not work out (0) is left to the kernel's own check. */
+	len = xlb_tc_dsr_len(skb, pkt, overhead);
+	cached = xlb_backend_cache_entry(s->backend_id);
+	if (len && xlb_backend_cache_hit(cached, s->backend_id, skb->ifindex, len, s->now)) {
+		next_hop = XLB_NEXT_HOP_SEND;
+		reason = XLB_REASON_FORWARDED;
+		s->fib.ifindex = cached->ifindex;
+		__builtin_memcpy(s->fib.dmac, cached->dmac, ETH_ALEN);
+		__builtin_memcpy(s->fib.smac, cached->smac, ETH_ALEN);
+	} else {
+		xlb_dsr_fib_params(&s->fib, pkt, s->to.src, s->to.dst, len, skb->ifindex);
+		next_hop = xlb_fib_next_hop(skb, &s->fib, &reason);
+		if (reason == XLB_PASS_FRAG_NEEDED)
+			return xlb_tc_dsr_too_big(skb, pkt, s->fib.mtu_result, overhead, bytes);
+		if (next_hop == XLB_NEXT_HOP_DROP)
+			return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
+		if (next_hop == XLB_NEXT_HOP_SEND && len)
+			xlb_backend_cache_store(cached, s->backend_id, &s->backend, &s->fib, skb->ifindex, len, s->now);
+	}
 	if (xlb_dsr_encap_skb(skb, pkt, s->to.src, s->to.dst))
 		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
 	xlb_count_flow(s->service_slot, s->backend_slot, bytes, s->new_flow);

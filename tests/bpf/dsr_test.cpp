@@ -225,6 +225,29 @@ TEST_P(Dsr, LaterPacketsKeepTheBackendAndTheOuterSourceWhenTheRingChanges) {
   EXPECT_EQ(hex(balance(build_frame(other)).out), hex(to_backend_dsr(other, 1)));
 }
 
+// A backend's route is kept per CPU for a second (bpf/lib/backend_cache.h), and a new flow to the
+// backend takes it too: the second flow here still goes to the MAC the first one found.
+TEST_P(Dsr, NewFlowsTakeTheRouteKeptForTheirBackendUntilItIsASecondOld) {
+  const auto [v6, protocol, at_tc] = GetParam();
+  const lbnet::Family f = lbnet::family(v6);
+  serve(v6, protocol, kService, {kBackend}, XLB_SERVICE_F_DSR);
+  const OnThisCpu pinned;
+  const PacketSpec first = from_client(v6, protocol, 41010);
+  ASSERT_EQ(hex(balance(build_frame(first)).out), hex(to_backend_dsr(first, 0)));
+  const Mac moved{0x02, 0, 0, 0, 0x0b, 0x99};
+  XLB_ASSERT_OK(run_command({"/usr/sbin/ip", "neigh", "replace", f.backend[0].str(), "lladdr", lbnet::mac_text(moved),
+                             "nud", "permanent", "dev", lbnet::kBackendLink}));
+
+  const PacketSpec second = from_client(v6, protocol, 41011);
+  EXPECT_EQ(hex(balance(build_frame(second)).out), hex(to_backend_dsr(second, 0)))
+      << "within the second, the route the first flow found";
+
+  XLB_ASSERT_OK(lb_->age_backend_cache(id(v6, kBackend)));
+  const PacketSpec third = from_client(v6, protocol, 41012);
+  EXPECT_EQ(hex(balance(build_frame(third)).out),
+            hex(encapsulated(third, outer_source(third), f.backend[0], lbnet::kBackendLinkMac, moved)));
+}
+
 // As for nat (xdp_test.cpp): a SYN on a reused client port leaves a draining backend.
 TEST_P(Dsr, SynOnAReusedPortIsANewFlowWhenItsOldBackendDrains) {
   const auto [v6, protocol, at_tc] = GetParam();

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
+#include <sched.h>
 
 #include <memory>
 #include <string>
@@ -34,6 +35,25 @@ inline constexpr uint32_t kUnroutableBackend = 6;
 inline constexpr uint32_t kV6 = 100;
 
 inline Bytes text(const std::string& s) { return Bytes(s.begin(), s.end()); }
+
+// Keeps the calling thread on the CPU it runs on, for tests of what a per-CPU cache kept: a test
+// run happens on the caller's CPU, and another CPU has a cache of its own.
+class OnThisCpu {
+ public:
+  OnThisCpu() {
+    ::sched_getaffinity(0, sizeof before_, &before_);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(::sched_getcpu(), &one);
+    ::sched_setaffinity(0, sizeof one, &one);
+  }
+  ~OnThisCpu() { ::sched_setaffinity(0, sizeof before_, &before_); }
+  OnThisCpu(const OnThisCpu&) = delete;
+  OnThisCpu& operator=(const OnThisCpu&) = delete;
+
+ private:
+  cpu_set_t before_{};
+};
 
 class LbTest : public ::testing::Test {
  protected:

@@ -2,7 +2,6 @@
 // the reverse-NAT entries that the XDP program wrote for their flows, so that the client only
 // ever sees the frontend. Exact bytes out, as in xdp_test.cpp.
 #include <gtest/gtest.h>
-#include <sched.h>
 
 #include "bpf/lb_fixture.h"
 
@@ -113,25 +112,6 @@ TEST_P(TcReply, ClientWhoseMacIsUnknownGetsTheReplyThroughTheStack) {
   EXPECT_EQ(hex(run.out), hex(build_frame(expected)));
   EXPECT_EQ(reason_packets(XLB_PASS_NO_NEIGHBOUR), 1U);
 }
-
-// Keeps the calling thread on the CPU it runs on, for tests of what a per-CPU cache kept: a test
-// run happens on the caller's CPU, and another CPU has a cache of its own.
-class OnThisCpu {
- public:
-  OnThisCpu() {
-    ::sched_getaffinity(0, sizeof before_, &before_);
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(::sched_getcpu(), &one);
-    ::sched_setaffinity(0, sizeof one, &one);
-  }
-  ~OnThisCpu() { ::sched_setaffinity(0, sizeof before_, &before_); }
-  OnThisCpu(const OnThisCpu&) = delete;
-  OnThisCpu& operator=(const OnThisCpu&) = delete;
-
- private:
-  cpu_set_t before_{};
-};
 
 // A reply takes the route its CPU kept for replies from the same frontend to the same client
 // (bpf/lib/route_cache.h) while it is less than a second old: the first reply asked the kernel,
