@@ -205,6 +205,17 @@ struct Row {
 };
 
 
+// Call i's packet: a pool flow's with a fresh source port, a new flow every call (the pool's
+// client has 60,000 ports to give). Written into scratch; checksums are not checked.
+PacketSource fresh_ports(const std::vector<Bytes>& flows, Bytes& scratch) {
+  return [&flows, &scratch](uint64_t i) -> const Bytes& {
+    scratch = flows[i % flows.size()];
+    const uint16_t sport = htons(static_cast<uint16_t>(1024 + i % 60000));
+    std::memcpy(&scratch[14 + 20], &sport, 2);
+    return scratch;
+  };
+}
+
 struct DsrRows {
   Measured established;
   Measured new_flow;
@@ -236,15 +247,7 @@ DsrRows measure_dsr(bool at_tc, int ifindex, int pass_fd) {
                              next);
   Bytes scratch;
   next = 0;
-  rows.new_flow = measure(
-      prog_fd, pass_fd, ifindex,
-      [&](uint64_t i) -> const Bytes& {
-        scratch = flows[i % kPool];
-        const uint16_t sport = htons(static_cast<uint16_t>(1024 + i % 60000));
-        std::memcpy(&scratch[14 + 20], &sport, 2);
-        return scratch;
-      },
-      next, kNewFlowCallsPerRun);
+  rows.new_flow = measure(prog_fd, pass_fd, ifindex, fresh_ports(flows, scratch), next, kNewFlowCallsPerRun);
   g_skb = false;
   const uint64_t expected = kPool + static_cast<uint64_t>(kRuns) * (kCallsPerRun + kNewFlowCallsPerRun);
   if (lb->reason(XLB_REASON_FORWARDED).packets != expected) die("the dsr program did not take the paths measured");
@@ -371,15 +374,7 @@ int main() {
                               [&](uint64_t i) -> const Bytes& { return others[i % kPool]; }, next);
     Bytes scratch;
     next = 0;
-    tc_new_flow = measure(
-        prog_fd, tc_pass_fd, ifindex,
-        [&](uint64_t i) -> const Bytes& {
-          scratch = flows[i % kPool];
-          const uint16_t sport = htons(static_cast<uint16_t>(1024 + i % 60000));
-          std::memcpy(&scratch[14 + 20], &sport, 2);
-          return scratch;
-        },
-        next, kNewFlowCallsPerRun);
+    tc_new_flow = measure(prog_fd, tc_pass_fd, ifindex, fresh_ports(flows, scratch), next, kNewFlowCallsPerRun);
     // Replies (xlb_tc on the backend link): each pool flow's answer from the backend it was given.
     next = 0;
     tc_reply = measure(bpf_program__fd(lb->tc()->progs.xlb_tc), tc_pass_fd, lbnet::ifindex(lbnet::kBackendLink),
