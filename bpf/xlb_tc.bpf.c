@@ -123,6 +123,26 @@ static __always_inline int xlb_tc_pull(struct __sk_buff *skb)
 	return 0;
 }
 
+/* The IP length of each packet that leaves, for the route's MTU: the packet's own, or for a
+ * GSO skb (a train of segments from GRO or a veth, sent as segments of gso_size each with their
+ * IP and L4 headers) a segment's. 0 if the TCP header cannot be read (the kernel's own check
+ * of the skb then). */
+static __always_inline __u16 xlb_tc_segment_len(struct __sk_buff *skb, const struct xlb_packet *pkt)
+{
+	void *data_end = (void *)(long)skb->data_end;
+	struct tcphdr *tcp = pkt->l4;
+	__u32 l4_hlen = sizeof(struct udphdr);
+
+	if (!skb->gso_size)
+		return pkt->ip_len;
+	if (pkt->flow.protocol == IPPROTO_TCP) {
+		if ((void *)(tcp + 1) > data_end)
+			return 0;
+		l4_hlen = tcp->doff * 4;
+	}
+	return (pkt->l4_off - pkt->l3_off) + l4_hlen + skb->gso_size;
+}
+
 /* A TCP or UDP packet that may be a reply from a backend: restored and sent to the client,
  * or XLB_TC_NOT_REPLY (untouched) if it is none. */
 #define XLB_TC_NOT_REPLY (-1)
@@ -136,6 +156,7 @@ static __always_inline int xlb_tc_reply(struct __sk_buff *skb, const struct xlb_
 	__u32 reason, ifindex, service_slot, backend_slot, zero = 0;
 	__u8 macs[2 * ETH_ALEN]; /* Ethernet destination then source, as they lie in the header */
 	int next_hop;
+	__u16 len;
 	__u64 now;
 
 	reverse = bpf_map_lookup_elem(&xlb_reverse_nat, &pkt->flow);
@@ -158,9 +179,11 @@ static __always_inline int xlb_tc_reply(struct __sk_buff *skb, const struct xlb_
 		return TC_ACT_SHOT; /* cannot happen: a one-entry array always has its entry */
 	now = xlb_now(s);
 
-	/* skb->ifindex is the link the reply arrived on (tc ingress). */
+	/* skb->ifindex is the link the reply arrived on (tc ingress). A length the program could
+	 * not work out (0) is left to the kernel's own check of the skb, and not cached. */
+	len = xlb_tc_segment_len(skb, pkt);
 	cached = xlb_route_cache_entry(to.src, to.dst);
-	if (xlb_route_cache_hit(cached, to.src, to.dst, pkt->flow.family, skb->ifindex, pkt->ip_len, now)) {
+	if (len && xlb_route_cache_hit(cached, to.src, to.dst, pkt->flow.family, skb->ifindex, len, now)) {
 		next_hop = XLB_NEXT_HOP_SEND;
 		reason = XLB_REASON_FORWARDED;
 		ifindex = cached->ifindex;
@@ -168,15 +191,16 @@ static __always_inline int xlb_tc_reply(struct __sk_buff *skb, const struct xlb_
 		__builtin_memcpy(macs + ETH_ALEN, cached->smac, ETH_ALEN);
 	} else {
 		xlb_fib_params(&s->fib, pkt, &to, skb->ifindex);
+		s->fib.tot_len = len;
 		next_hop = xlb_fib_next_hop(skb, &s->fib, &reason);
 		if (next_hop == XLB_NEXT_HOP_DROP) {
 			xlb_count_reason(reason, skb->len);
 			xlb_emit_event(reason, skb->ifindex, &pkt->flow);
 			return TC_ACT_SHOT;
 		}
-		if (next_hop == XLB_NEXT_HOP_SEND)
-			xlb_route_cache_store(cached, to.src, to.dst, pkt->flow.family, &s->fib, skb->ifindex,
-					      pkt->ip_len, now);
+		if (next_hop == XLB_NEXT_HOP_SEND && len)
+			xlb_route_cache_store(cached, to.src, to.dst, pkt->flow.family, &s->fib, skb->ifindex, len,
+					      now);
 		ifindex = s->fib.ifindex;
 		__builtin_memcpy(macs, s->fib.dmac, ETH_ALEN);
 		__builtin_memcpy(macs + ETH_ALEN, s->fib.smac, ETH_ALEN);
@@ -248,21 +272,20 @@ static __always_inline int xlb_tc_send(struct __sk_buff *skb, const struct xlb_p
  * has a fresh one, else the kernel's (fib.h). Sent on by a redirect with new MACs, or left to
  * the stack translated (neighbour unknown, MTU), or dropped without a route.
  *
- * The route lookup is given no length (tot_len 0): the kernel then checks the skb itself
- * against the egress MTU, which is right for a GSO skb too (a train of segments from a veth
- * or GRO whose IP length is the whole train's). A GSO skb is looked up in the backend cache
- * as length 0 for the same reason.
+ * The route lookup and the backend cache are given the length of each packet that leaves
+ * (xlb_tc_segment_len: a GSO skb's segments, not the whole train); a length the program could
+ * not work out (0) is the kernel's to check against the egress MTU, and is not cached.
  */
 static __always_inline int xlb_tc_forward(struct __sk_buff *skb, const struct xlb_packet *pkt, struct xlb_scratch *s,
 					  __u64 bytes)
 {
 	struct xlb_backend_cache_entry *cached = xlb_backend_cache_entry(s->backend_id);
-	__u16 len = skb->gso_size ? 0 : pkt->ip_len;
+	__u16 len = xlb_tc_segment_len(skb, pkt);
 	__u8 macs[2 * ETH_ALEN];
 	__u32 reason, ifindex;
 	int next_hop;
 
-	if (xlb_backend_cache_hit(cached, s->backend_id, skb->ifindex, len, s->now)) {
+	if (len && xlb_backend_cache_hit(cached, s->backend_id, skb->ifindex, len, s->now)) {
 		next_hop = XLB_NEXT_HOP_SEND;
 		reason = XLB_REASON_FORWARDED;
 		ifindex = cached->ifindex;
@@ -270,12 +293,12 @@ static __always_inline int xlb_tc_forward(struct __sk_buff *skb, const struct xl
 		__builtin_memcpy(macs + ETH_ALEN, cached->smac, ETH_ALEN);
 	} else {
 		xlb_fib_params(&s->fib, pkt, &s->to, skb->ifindex);
-		s->fib.tot_len = 0;
+		s->fib.tot_len = len;
 		next_hop = xlb_fib_next_hop(skb, &s->fib, &reason);
 		if (next_hop == XLB_NEXT_HOP_DROP)
 			return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
 		ifindex = s->fib.ifindex;
-		if (next_hop == XLB_NEXT_HOP_SEND)
+		if (next_hop == XLB_NEXT_HOP_SEND && len)
 			xlb_backend_cache_store(cached, s->backend_id, &s->backend, &s->fib, skb->ifindex, len, s->now);
 		__builtin_memcpy(macs, s->fib.dmac, ETH_ALEN);
 		__builtin_memcpy(macs + ETH_ALEN, s->fib.smac, ETH_ALEN);
@@ -290,25 +313,6 @@ static __always_inline int xlb_tc_forward(struct __sk_buff *skb, const struct xl
 	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
 		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_TRUNCATED, bytes);
 	return xlb_tc_exit(skb, pkt, bpf_redirect(ifindex, 0), reason, bytes);
-}
-
-/* The length of each packet toward the backend once encapsulated, for the route's MTU: a GSO
- * skb (a train of segments from GRO or a veth) is sent as segments of its gso_size each, with
- * their IP and L4 headers. 0 if the TCP header cannot be read (the kernel's own check then). */
-static __always_inline __u16 xlb_tc_dsr_len(struct __sk_buff *skb, const struct xlb_packet *pkt, __u32 overhead)
-{
-	void *data_end = (void *)(long)skb->data_end;
-	struct tcphdr *tcp = pkt->l4;
-	__u32 l4_hlen = sizeof(struct udphdr);
-
-	if (!skb->gso_size)
-		return pkt->ip_len + overhead;
-	if (pkt->flow.protocol == IPPROTO_TCP) {
-		if ((void *)(tcp + 1) > data_end)
-			return 0;
-		l4_hlen = tcp->doff * 4;
-	}
-	return (pkt->l4_off - pkt->l3_off) + l4_hlen + skb->gso_size + overhead;
 }
 
 /* The packet would not fit the route toward the backend once encapsulated: answered as
@@ -349,7 +353,9 @@ static __always_inline int xlb_tc_dsr(struct __sk_buff *skb, const struct xlb_pa
 		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
 
 	/* A length the program could not work out (0) is left to the kernel's own check. */
-	len = xlb_tc_dsr_len(skb, pkt, overhead);
+	len = xlb_tc_segment_len(skb, pkt);
+	if (len)
+		len += overhead;
 	cached = xlb_backend_cache_entry(s->backend_id);
 	if (len && xlb_backend_cache_hit(cached, s->backend_id, skb->ifindex, len, s->now)) {
 		next_hop = XLB_NEXT_HOP_SEND;

@@ -73,6 +73,28 @@ TEST_P(TcBalance, SecondPacketTakesTheCachedRouteWithTheSameBytes) {
   EXPECT_EQ(lb_->service(7).new_flows, 1U);
 }
 
+// A train of segments (GSO, from a veth or GRO) is measured by its segments against the route
+// to the backend: sent on whole when they fit, left to the stack when they do not.
+TEST_P(TcBalance, GsoTrainIsSentOnWhenItsSegmentsFitTheRoute) {
+  const auto [v6, protocol] = GetParam();
+  serve(v6, protocol, 7, {kBackend + 1});
+  const PacketSpec train = from_client(v6, protocol, 40000, std::string(2800, 'x'));
+  constexpr uint32_t kSegment = 1400;
+  const int balancer = bpf_program__fd(lb_->tc()->progs.xlb_tc_lb);
+
+  Result<TestRun> run = lb_->run_tc(build_frame(train), client_link_, balancer, kSegment);
+  XLB_ASSERT_OK(run);
+  EXPECT_EQ(tc_action(run->action), "TC_ACT_REDIRECT");
+  EXPECT_EQ(hex(run->out), hex(build_frame(to_backend(train, 1))));
+
+  XLB_ASSERT_OK(run_command({"/usr/sbin/ip", "link", "set", lbnet::kBackendLink, "mtu", "1280"}));
+  XLB_ASSERT_OK(lb_->age_backend_cache(id(v6, kBackend + 1)));
+  run = lb_->run_tc(build_frame(train), client_link_, balancer, kSegment);
+  XLB_ASSERT_OK(run);
+  EXPECT_EQ(tc_action(run->action), "TC_ACT_OK");
+  EXPECT_EQ(reason_packets(XLB_PASS_FRAG_NEEDED), 1U);
+}
+
 TEST_P(TcBalance, SnatTranslatesSourceToTheNodeAndAPortOfItsRange) {
   const auto [v6, protocol] = GetParam();
   const lbnet::Family f = lbnet::family(v6);

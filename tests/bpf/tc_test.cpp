@@ -153,6 +153,31 @@ TEST_P(TcReply, ReplyLongerThanTheCachedRouteAllowedAsksAgain) {
   EXPECT_EQ(reason_packets(XLB_PASS_FRAG_NEEDED), 1U);
 }
 
+// A backend on a veth sends trains of segments (GSO): each segment, not the train, must fit the
+// route back to the client; then the train is sent on whole (its segments are cut on the way
+// out) instead of through the stack.
+TEST_P(TcReply, GsoTrainIsSentOnWhenItsSegmentsFitTheRoute) {
+  const auto [v6, protocol] = GetParam();
+  const lbnet::Family f = lbnet::family(v6);
+  serve(v6, protocol, 7, {kBackend});
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 40000))).action), "XDP_REDIRECT");
+  const PacketSpec train = from_backend(v6, protocol, 0, f.client, 40000, std::string(2800, 'x'));
+  constexpr uint32_t kSegment = 1400;  // payload bytes a segment: 1460 (IPv4 TCP) to 1448 (IPv6 UDP) of IP
+
+  Result<TestRun> run = lb_->run_tc(build_frame(train), backend_link_, -1, kSegment);
+  XLB_ASSERT_OK(run);
+  EXPECT_EQ(tc_action(run->action), "TC_ACT_REDIRECT");
+  EXPECT_EQ(hex(run->out), hex(build_frame(to_client(train, f.client, 40000))));
+
+  // Segments that no longer fit the link are the stack's to forward (and answer).
+  XLB_ASSERT_OK(run_command({"/usr/sbin/ip", "link", "set", lbnet::kClientLink, "mtu", "1280"}));
+  XLB_ASSERT_OK(lb_->clear_route_cache());
+  run = lb_->run_tc(build_frame(train), backend_link_, -1, kSegment);
+  XLB_ASSERT_OK(run);
+  EXPECT_EQ(tc_action(run->action), "TC_ACT_OK");
+  EXPECT_EQ(reason_packets(XLB_PASS_FRAG_NEEDED), 1U);
+}
+
 // Routes chosen by source (policy routing) are kept apart: replies from two frontends to one
 // client go the ways the node's rules give each, whichever asked first.
 TEST_P(TcReply, RepliesFromAnotherFrontendTakeTheirOwnRoute) {

@@ -133,11 +133,14 @@ class LbPrograms {
   }
 
   // xlb_tc (replies), or another program of the tc object by its fd (xlb_tc_lb, the balancer).
-  Result<TestRun> run_tc(const Bytes& frame, int ifindex, int prog_fd = -1) const {
+  // A gso_size makes the frame a train of segments of that many payload bytes each (GSO), as
+  // a veth or GRO hands them over.
+  Result<TestRun> run_tc(const Bytes& frame, int ifindex, int prog_fd = -1, uint32_t gso_size = 0) const {
     TestRun run;
     run.out.resize(frame.size() + 512);
     __sk_buff ctx{};
     ctx.ifindex = static_cast<__u32>(ifindex);
+    ctx.gso_size = gso_size;
     bpf_test_run_opts opts{};
     opts.sz = sizeof opts;
     opts.data_in = frame.data();
