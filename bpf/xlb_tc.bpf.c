@@ -3,13 +3,15 @@
  * xlb_tc: the reply half of nat and snat, at tc ingress (clsact) of the links where replies
  * from backends arrive.
  *
- * A reply is recognised by one lookup of its flow in xlb_reverse_nat, written by the XDP
- * program when it translated the flow's first packet. It is restored so that the client
- * only ever sees the frontend: source -> frontend:fport, and for snat destination ->
- * client:cport (for nat the destination is the client already). Then it is forwarded toward
- * the client like the forward path does (fib.h): redirected to the egress link with the next
- * hop's MAC, or, when the neighbour is not known yet (or the MTU is smaller), left to the
- * kernel's stack translated, which forwards it and resolves the neighbour.
+ * A reply is recognised in conntrack (nat: the flow whose client the reply goes to and whose
+ * backend sends it, conntrack.h) or in xlb_reverse_nat (snat: the node's port it goes to),
+ * both written by the XDP program when it translated the flow's first packet. It is restored
+ * so that the client only ever sees the frontend: source -> frontend:fport, and for snat
+ * destination -> client:cport (for nat the destination is the client already). Then it is
+ * forwarded toward the client like the forward path does (fib.h): redirected to the egress
+ * link with the next hop's MAC, or, when the neighbour is not known yet (or the MTU is
+ * smaller), left to the kernel's stack translated, which forwards it and resolves the
+ * neighbour.
  *
  * On a backend node of dsr services it also decapsulates the IP-in-IP packets a load balancer
  * sent this node (decap.h), before anything else looks at them.
@@ -64,31 +66,81 @@ struct {
 	__type(value, struct xlb_scratch);
 } xlb_tc_scratch SEC(".maps");
 
-/* A backend's counter slot: from this CPU's backend cache when it holds the backend (the XDP
- * program filled it; a backend keeps its slot for its life, and user space empties the cache
- * slot when it removes one), else from xlb_backends. 0 (counted nowhere read) if it is gone. */
-static __always_inline __u32 xlb_backend_slot(__u32 backend_id)
+/* A backend as the reply path needs it (its address, port and counter slot): from this CPU's
+ * backend cache when it holds the backend (the XDP program filled it; a backend id names one
+ * address and port for its life, and user space empties the cache slot when it removes one),
+ * else from xlb_backends. NULL if it is gone. */
+static __always_inline const struct xlb_backend *xlb_reply_backend(__u32 backend_id)
 {
 	const struct xlb_backend_cache_entry *cached = xlb_backend_cache_entry(backend_id);
-	const struct xlb_backend *backend;
 
 	if (backend_id == XLB_BACKEND_ID_NONE)
-		return 0;
+		return NULL;
 	if (cached && cached->backend_id == backend_id)
-		return cached->backend.stats_slot;
-	backend = lb_lookup_backend(backend_id);
+		return &cached->backend;
+	return lb_lookup_backend(backend_id);
+}
+
+/* A backend's counter slot; 0 (counted nowhere read) if it is gone. */
+static __always_inline __u32 xlb_backend_slot(__u32 backend_id)
+{
+	const struct xlb_backend *backend = xlb_reply_backend(backend_id);
+
 	return backend ? backend->stats_slot : 0;
 }
 
-/* The counter slots of the service and the backend a reply belongs to: from the flow's
+/* The flow (client -> frontend) has the reply's destination as its client. */
+static __always_inline int xlb_flow_has_client(const struct xlb_flow_key *flow, const struct xlb_flow_key *reply)
+{
+	return flow->family == reply->family && flow->protocol == reply->protocol && flow->sport == reply->dport &&
+	       xlb_addr_equal(flow->src, reply->dst);
+}
+
+/*
+ * A nat reply (backend -> client): conntrack's flow in the set of the reply's destination
+ * whose client that is, whose backend sends the reply, and that has no snat port (an snat
+ * reply goes to the node's port, and has a reverse entry). The way back in *to, the flow's
+ * counter slots. Returns 0 if conntrack has no such flow.
+ */
+static __always_inline int xlb_nat_reply(const struct xlb_flow_key *reply, struct xlb_nat_target *to,
+					 __u32 *service_slot, __u32 *backend_slot)
+{
+	__u32 first = xlb_ct_first_way(reply->dst, reply->dport, reply->protocol, reply->family);
+	struct xlb_ct_entry entry;
+	struct xlb_flow_key flow;
+
+	for (int i = 0; i < XLB_CT_WAYS; i++) {
+		struct xlb_ct_way *way = xlb_ct_way_at(first + i);
+		const struct xlb_backend *backend;
+
+		if (!way || !xlb_flow_has_client(&way->flow, reply))
+			continue;
+		xlb_ct_copy(way, &flow, &entry);
+		if (!xlb_flow_has_client(&flow, reply) || entry.snat_port)
+			continue;
+		backend = xlb_reply_backend(entry.backend_id);
+		if (!backend || backend->port != reply->sport || !xlb_addr_equal(backend->address, reply->src))
+			continue;
+		xlb_addr_copy(to->src, flow.dst);
+		xlb_addr_copy(to->dst, flow.src);
+		to->sport = flow.dport;
+		to->dport = flow.sport;
+		*service_slot = entry.service_slot;
+		*backend_slot = backend->stats_slot;
+		return 1;
+	}
+	return 0;
+}
+
+/* The counter slots of the service and the backend an snat reply belongs to: from the flow's
  * conntrack entry, found from the client and frontend the reverse entry names; when conntrack
  * forgot the flow before the reverse table did, the service's from its entry, no backend's. */
-static __always_inline void xlb_reply_slots(const struct xlb_reverse_nat *reverse, const struct xlb_packet *pkt,
-					    __u32 *service_slot, __u32 *backend_slot)
+static __always_inline void xlb_snat_reply_slots(const struct xlb_reverse_nat *reverse, const struct xlb_packet *pkt,
+						 __u32 *service_slot, __u32 *backend_slot)
 {
 	const struct xlb_service_value *service;
 	struct xlb_flow_key flow = {};
-	struct xlb_ct_entry *ct;
+	struct xlb_ct_entry entry;
 
 	xlb_addr_copy(flow.src, reverse->client);
 	xlb_addr_copy(flow.dst, reverse->frontend);
@@ -96,20 +148,32 @@ static __always_inline void xlb_reply_slots(const struct xlb_reverse_nat *revers
 	flow.dport = reverse->frontend_port;
 	flow.protocol = pkt->flow.protocol;
 	flow.family = pkt->flow.family;
-	ct = xlb_ct_lookup(&flow);
-	*service_slot = 0;
-	*backend_slot = 0;
-	if (ct && ct->service_slot) {
-		*service_slot = ct->service_slot;
-		*backend_slot = xlb_backend_slot(ct->backend_id);
+	if (xlb_ct_lookup(&flow, &entry)) {
+		*service_slot = entry.service_slot;
+		*backend_slot = xlb_backend_slot(entry.backend_id);
 		return;
 	}
-	/* No entry, or one an older program made (no slot yet): the service's entry says. */
-	if (ct)
-		*backend_slot = xlb_backend_slot(ct->backend_id);
+	*backend_slot = 0;
 	service = lb_lookup_service(&flow);
-	if (service)
-		*service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
+	*service_slot = service ? XLB_SERVICE_STATS_SLOT(service->flags) : 0;
+}
+
+/* An snat reply (backend -> node:port): the way back its reverse entry holds, in *to, and its
+ * counter slots. Returns 0 if the reverse table has no entry for it. */
+static __always_inline int xlb_snat_reply(const struct xlb_packet *pkt, struct xlb_nat_target *to,
+					  __u32 *service_slot, __u32 *backend_slot)
+{
+	const struct xlb_reverse_nat *reverse = bpf_map_lookup_elem(&xlb_reverse_nat, &pkt->flow);
+
+	if (!reverse)
+		return 0;
+	/* A copy: the entry may change under us, and the helpers below need stable values. */
+	xlb_addr_copy(to->src, reverse->frontend);
+	xlb_addr_copy(to->dst, reverse->client);
+	to->sport = reverse->frontend_port;
+	to->dport = reverse->client_port;
+	xlb_snat_reply_slots(reverse, pkt, service_slot, backend_slot);
+	return 1;
 }
 
 /* The headers in the skb's linear part, where direct access (and xlb_parse) can read them.
@@ -149,7 +213,6 @@ static __always_inline __u16 xlb_tc_segment_len(struct __sk_buff *skb, const str
 
 static __always_inline int xlb_tc_reply(struct __sk_buff *skb, const struct xlb_packet *pkt)
 {
-	const struct xlb_reverse_nat *reverse;
 	struct xlb_route_cache_entry *cached;
 	struct xlb_nat_target to;
 	struct xlb_scratch *s;
@@ -159,20 +222,13 @@ static __always_inline int xlb_tc_reply(struct __sk_buff *skb, const struct xlb_
 	__u16 len;
 	__u64 now;
 
-	reverse = bpf_map_lookup_elem(&xlb_reverse_nat, &pkt->flow);
-	if (!reverse)
+	if (!xlb_nat_reply(&pkt->flow, &to, &service_slot, &backend_slot) &&
+	    !xlb_snat_reply(pkt, &to, &service_slot, &backend_slot))
 		return XLB_TC_NOT_REPLY;
 	if (pkt->ttl <= 1) {
 		xlb_count_reason(XLB_PASS_TTL_EXPIRED, skb->len);
 		return TC_ACT_OK;
 	}
-
-	/* A copy: the entry may change under us, and the helpers below need stable values. */
-	xlb_addr_copy(to.src, reverse->frontend);
-	xlb_addr_copy(to.dst, reverse->client);
-	to.sport = reverse->frontend_port;
-	to.dport = reverse->client_port;
-	xlb_reply_slots(reverse, pkt, &service_slot, &backend_slot);
 
 	s = bpf_map_lookup_elem(&xlb_tc_scratch, &zero);
 	if (!s)
@@ -348,7 +404,7 @@ static __always_inline int xlb_tc_dsr(struct __sk_buff *skb, const struct xlb_pa
 		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_DSR_UNSUPPORTED, bytes);
 	if (!xlb_dsr_source(&pkt->flow, s->to.src))
 		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, XLB_DROP_NO_DSR_SOURCE, bytes);
-	reason = xlb_dsr_choose(pkt, service, xlb_ct_lookup(&pkt->flow), s, xlb_now(s));
+	reason = xlb_dsr_choose(pkt, service, xlb_ct_lookup(&pkt->flow, &s->ct), s, xlb_now(s));
 	if (reason)
 		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);
 
@@ -408,7 +464,7 @@ static __always_inline int xlb_tc_balance(struct __sk_buff *skb, struct xlb_pack
 		return TC_ACT_SHOT; /* cannot happen: a one-entry array always has its entry */
 	if (service->flags & XLB_SERVICE_F_DSR)
 		return xlb_tc_dsr(skb, pkt, service, s, bytes);
-	ct = xlb_ct_lookup(&pkt->flow);
+	ct = xlb_ct_lookup(&pkt->flow, &s->ct);
 	reason = xlb_translate(pkt, service, ct, s, xlb_now(s));
 	if (reason)
 		return xlb_tc_exit(skb, pkt, TC_ACT_SHOT, reason, bytes);

@@ -6,8 +6,8 @@
  * backend: the one conntrack has for its flow, else a new pick from the service's Maglev ring
  * (by a hash of the flow, or of the client address with ClientIP affinity), recorded in
  * conntrack. It is translated (nat: DNAT to the backend; snat: DNAT plus SNAT to the node's
- * address and an allocated port), the reply's way back is written to xlb_reverse_nat for the
- * tc program, and it is sent on to the next hop from the kernel's routing table (fib.h).
+ * address and an allocated port, whose reply's way back is written to xlb_reverse_nat for the
+ * tc program), and it is sent on to the next hop from the kernel's routing table (fib.h).
  * ICMP errors about balanced flows follow their flow to its backend (icmp.h). A dsr service's
  * packets are not translated but encapsulated toward the backend instead (dsr.h, xlb_dsr).
  *
@@ -132,7 +132,7 @@ static __always_inline int xlb_forward_cached(struct xdp_md *ctx, const struct x
 		src = xlb_snat_address(node, pkt->flow.family);
 		sport = snat_port;
 	}
-	if (ct && service && now - ct->last_seen_ns >= XLB_CT_REFRESH_NS)
+	if (ct && service && xlb_ct_refresh_due(ct, now))
 		xlb_ct_refresh(ct, &pkt->flow, service, src, sport, &cached->backend, s, now);
 
 	xlb_xdp_rewrite(pkt, data_end, src, cached->backend.address, sport, cached->backend.port, 1);
@@ -262,11 +262,11 @@ static __always_inline int xlb_dsr_balance(struct xdp_md *ctx, const struct xlb_
 	if (!xlb_dsr_source(&pkt->flow, s->to.src))
 		return xlb_exit(ctx, pkt, XDP_DROP, XLB_DROP_NO_DSR_SOURCE, bytes);
 
-	ct = xlb_ct_lookup(&pkt->flow);
+	ct = xlb_ct_lookup(&pkt->flow, &s->ct);
 	if (ct && !ct->snat_port && !pkt->syn) {
 		cached = xlb_backend_cache_entry(ct->backend_id);
 		if (xlb_backend_cache_usable(cached, ct->backend_id, ingress, pkt, encap_len, now)) {
-			xlb_dsr_ct_refresh(ct, service, now);
+			xlb_dsr_ct_refresh(ct, &pkt->flow, service, now);
 			xlb_flow_cache_store(flow, &pkt->flow, ct->backend_id, 0, service, epoch, now);
 			return xlb_dsr_send_cached(ctx, pkt, XLB_SERVICE_STATS_SLOT(service->flags), cached, s->to.src, 0,
 						   bytes);
@@ -364,7 +364,7 @@ static __always_inline int xlb_balance(struct xdp_md *ctx, const struct xlb_pack
 	if (service->flags & XLB_SERVICE_F_DSR)
 		return xlb_dsr_balance(ctx, pkt, service, flow, epoch, s, now, bytes);
 
-	ct = xlb_ct_lookup(&pkt->flow);
+	ct = xlb_ct_lookup(&pkt->flow, &s->ct);
 	if (ct && !pkt->syn && !(service->flags & XLB_SERVICE_F_SNAT) == !ct->snat_port) {
 		cached = xlb_backend_cache_entry(ct->backend_id);
 		if (xlb_backend_cache_usable(cached, ct->backend_id, ingress, pkt, pkt->ip_len, now)) {

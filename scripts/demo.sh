@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 demo=/run/xlb-demo
-pin_dir=/sys/fs/bpf/xlb-demo/v2  # the datapath ABI version, as in /sys/fs/bpf/xlb/v2
+pin_dir=/sys/fs/bpf/xlb-demo/v3  # the datapath ABI version, as in /sys/fs/bpf/xlb/v3
 xlbd=$root/build/src/xlbd/xlbd
 lbtool=$root/build/tests/integration/lbtool
 vip=198.18.0.10
@@ -45,7 +45,7 @@ three demo backends, from the services in $root/config/xlb.toml.
   xlbd log:      $demo/xlbd.log
   client log:    $demo/client.log        (which backend answered each connection)
   state:         sqlite3 $demo/state/state.db 'select id, created_at, summary from revisions'
-  maps:          bpftool map dump pinned $pin_dir/xlb_conntrack
+  maps:          bpftool map dump pinned $pin_dir/xlb_backends
   try it:        ip netns exec xlbdemo-client $lbtool tcp $vip 80 30
   reload:        edit $demo/xlb.toml: saved changes apply at once (or kill -HUP $(<"$demo/xlbd.pid"))
   stop:          scripts/demo.sh stop

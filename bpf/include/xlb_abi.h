@@ -6,7 +6,7 @@
  * the size checks at the bottom make either build fail if the layout drifts.
  *
  * XLB_ABI_VERSION changes whenever a struct, a map's key/value or a constant here changes
- * meaning. Pinned maps live under a directory named after it (/sys/fs/bpf/xlb/v2/...), and
+ * meaning. Pinned maps live under a directory named after it (/sys/fs/bpf/xlb/v3/...), and
  * user space refuses pinned maps of any other version: a new xlbd never reads an old layout
  * as if it were its own.
  *
@@ -17,9 +17,10 @@
 #ifndef XLB_ABI_H
 #define XLB_ABI_H
 
+#include <linux/bpf.h>
 #include <linux/types.h>
 
-#define XLB_ABI_VERSION 2
+#define XLB_ABI_VERSION 3
 
 /* Ids and capacity. A "service" in the maps is one frontend (address, port, protocol) with
  * its own ring. User space gives each frontend a service id and each backend a backend id
@@ -47,7 +48,8 @@
 #define XLB_DEFAULT_RING_SLOTS (1U << 24)
 /* The largest Maglev table size the daemon may choose (a prime, see design.md). */
 #define XLB_MAX_RING_SIZE 131071
-/* Flow tables are LRU: when full, the least recently used flow is forgotten, never refused. */
+/* Flow tables forget the flow seen least recently to make room (conntrack: of the new flow's
+ * set; the LRU maps: of the table), never refuse a new one. */
 #define XLB_MAX_FLOWS 262144
 #define XLB_MAX_AFFINITY 65536
 
@@ -190,23 +192,76 @@ struct xlb_flow_key {
 	__u8 pad[2]; /* 0 */
 };
 
-/* xlb_conntrack (LRU_HASH): client -> frontend flow -> the backend it was given. A flow keeps
- * its backend for its life, whatever later happens to the ring. */
+/*
+ * xlb_conntrack (ARRAY of XLB_CT_FLOWS ways): client -> frontend flow -> the backend it was
+ * given. A flow keeps its backend for its life, whatever later happens to the ring.
+ *
+ * Set-associative, not a hash map: a flow lives in one of the XLB_CT_WAYS consecutive ways of
+ * its set, xlb_ct_set() of its client half (client address and port, protocol, family). A new
+ * flow takes an empty way of its set, else the one seen least recently. The programs read and
+ * write the ways inline, without a call into the kernel's hash map code: a new flow's lookup
+ * brings in the lines its insert then writes, and there is no LRU list to lock (a new flow cost
+ * 2.5 times as much with the kernel's LRU hash maps: the README's XDP figures).
+ *
+ * The set comes from the client half alone so that a nat reply (backend -> client) finds its
+ * flow in the same set, by its client and backend: nat flows need no reverse entry. The cost:
+ * one client address and port to more than XLB_CT_WAYS frontends at once (a UDP socket that
+ * talks to many services) keeps only the most recent flows, and the others are balanced again
+ * (to the same backend, unless their ring changed). And eviction is by set, not by table: a
+ * quiet flow in a full set of busier ones goes with the next new flow its set gets. So the table
+ * has four times the flows of the LRU table it replaced (262,144): on average a quiet flow lives
+ * about as long as there (262,144 new flows), but by chance, not by age.
+ *
+ * Each way has its own bpf_spin_lock: readers compare keys without it (a torn read only means
+ * a miss or a candidate checked again) and copy an entry under it; writers write under it. User
+ * space reads and writes ways with BPF_F_LOCK. family 0 marks an empty way.
+ */
+#define XLB_CT_WAYS 4
+#define XLB_CT_SETS 262144
+#define XLB_CT_FLOWS (XLB_CT_SETS * XLB_CT_WAYS) /* 64 MiB */
+#define XLB_CT_TICK_SHIFT 26
+
 struct xlb_ct_entry {
 	__u32 backend_id;
 	__u32 service_id;
-	__u64 last_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns); refreshed at most once a second */
-	__be16 snat_port;   /* snat: this node's source port toward the backend; else 0 */
-	__u8 pad[2];
+	/* CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns) in ticks of 2^XLB_CT_TICK_SHIFT ns (67 ms;
+	 * wraps after 9 years), written at most once a tick: a busy flow, whose entry its packets
+	 * read every 100 ms (flow_cache.h), never looks older than that to the new flows of its set. */
+	__u32 last_seen_ticks;
 	/* The service's counter slot when the entry was made or last refreshed, for the replies'
-	 * counts (tc). Was padding: 0 in entries an older program made, until their refresh. */
+	 * counts (tc). */
 	__u32 service_slot;
+	__be16 snat_port; /* snat: this node's source port toward the backend; else 0 */
+	__u8 pad[2];
 };
 
-/* xlb_reverse_nat (LRU_HASH): a reply as it arrives from the backend -> how to restore it, so
- * that the client only ever sees the frontend. nat: the reply (backend -> client) gets the
- * frontend as source. snat: the reply (backend -> node:snat_port) also gets the client back as
- * destination. The forward path writes it; the tc program reads it. */
+struct xlb_ct_way {
+	struct bpf_spin_lock lock;
+	struct xlb_flow_key flow; /* as it arrives: client -> frontend; family 0 = empty */
+	struct xlb_ct_entry entry;
+};
+
+/* The first way of the set of a client (address, port) on a protocol and family: the same in
+ * the programs (for a flow, and for a nat reply's destination) and in user space. Each word is
+ * mixed in by a multiply, with the high bits folded down in between (as murmur3's finaliser
+ * does), so that every bit of the client moves the set. */
+static inline __u32 xlb_ct_first_way(const __be32 client[4], __be16 client_port, __u8 protocol, __u8 family)
+{
+	__u32 h = ((__u32)client_port << 16) | ((__u32)protocol << 8) | family;
+
+	h = (h ^ client[3]) * 0x9e3779b1U;
+	h = (h ^ (h >> 15) ^ client[2]) * 0x85ebca6bU;
+	h = (h ^ (h >> 15) ^ client[1]) * 0xc2b2ae35U;
+	h = (h ^ (h >> 15) ^ client[0]) * 0x9e3779b1U;
+	h = (h ^ (h >> 16)) * 0x85ebca6bU;
+	h ^= h >> 13;
+	return (h % XLB_CT_SETS) * XLB_CT_WAYS;
+}
+
+/* xlb_reverse_nat (LRU_HASH): an snat reply as it arrives from the backend (backend ->
+ * node:snat_port) -> how to restore it, so that the client only ever sees the frontend: the
+ * frontend as source, the client as destination. The forward path writes it; the tc program
+ * reads it. (A nat reply, backend -> client, is found in xlb_conntrack by its client.) */
 struct xlb_reverse_nat {
 	__be32 frontend[4]; /* the reply's new source address */
 	__be32 client[4];   /* the reply's new destination address */
@@ -347,7 +402,8 @@ XLB_ABI_ASSERT(sizeof(struct xlb_service_value) == 20, "xlb_service_value layout
 XLB_ABI_ASSERT(sizeof(struct xlb_backend) == 24, "xlb_backend layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_ring_pair) == 8, "xlb_ring_pair layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_flow_key) == 40, "xlb_flow_key layout changed");
-XLB_ABI_ASSERT(sizeof(struct xlb_ct_entry) == 24, "xlb_ct_entry layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_ct_entry) == 20, "xlb_ct_entry layout changed");
+XLB_ABI_ASSERT(sizeof(struct xlb_ct_way) == 64, "xlb_ct_way is no longer one cache line");
 XLB_ABI_ASSERT(sizeof(struct xlb_reverse_nat) == 40, "xlb_reverse_nat layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_affinity_key) == 24, "xlb_affinity_key layout changed");
 XLB_ABI_ASSERT(sizeof(struct xlb_affinity_entry) == 16, "xlb_affinity_entry layout changed");

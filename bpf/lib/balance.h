@@ -3,8 +3,8 @@
  * Balancing a TCP or UDP packet to a frontend, and an ICMP error about a balanced flow,
  * whatever program carries it (XDP in xlb_xdp, tc in xlb_tc's xlb_tc_lb): the backend of its
  * flow (conntrack's, or a new Maglev pick, with ClientIP affinity if the service has it,
- * recorded in conntrack) and the translation to it, with the reply's reverse-NAT entry written. No packet bytes are read or written
- * here: the caller rewrites the packet its own way (nat.h: xlb_xdp_rewrite or
+ * recorded in conntrack) and the translation to it, with an snat reply's reverse-NAT entry
+ * written (a nat reply finds its flow in conntrack). No packet bytes are read or written here: the caller rewrites the packet its own way (nat.h: xlb_xdp_rewrite or
  * xlb_skb_rewrite) and forwards it.
  *
  * The per-packet values live in a struct xlb_scratch; each program has its own per-CPU map of
@@ -76,6 +76,7 @@ struct xlb_scratch {
 	struct xlb_icmp_inner inner;    /* ICMP: the embedded packet as it arrived */
 	struct xlb_reverse_nat reverse;
 	struct xlb_flow_key key; /* the reply's reverse-NAT key, or an ICMP error's flow */
+	struct xlb_ct_entry ct;  /* conntrack's entry for the packet's flow, as read */
 	struct xlb_affinity_key affinity;
 	struct xlb_backend backend; /* the backend, as read from xlb_backends */
 	__u64 now;
@@ -138,21 +139,20 @@ static __always_inline const __be32 *xlb_snat_address(const struct xlb_node_conf
 }
 
 /*
- * At most once a second per flow: the conntrack entry's last_seen_ns, and the reply's
- * reverse-NAT entry written again in case the LRU table dropped it while the flow was quiet
- * (for snat only if the port is still free: never taking another flow's).
+ * At most once a tick per flow (xlb_ct_refresh_due): the conntrack entry's last_seen_ticks; and
+ * after a quiet second an snat reply's reverse-NAT entry written again in case the LRU table
+ * dropped it meanwhile, if the port is still free (never taking another flow's).
  */
-static __always_inline void xlb_ct_refresh(struct xlb_ct_entry *ct, const struct xlb_flow_key *flow,
+static __always_inline void xlb_ct_refresh(const struct xlb_ct_entry *ct, const struct xlb_flow_key *flow,
 					   const struct xlb_service_value *service, const __be32 *src, __be16 sport,
 					   const struct xlb_backend *backend, struct xlb_scratch *s, __u64 now)
 {
-	__u32 service_id = service->service_id;
-
-	ct->last_seen_ns = now;
-	ct->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
-	xlb_reverse_value_of(&s->reverse, flow, service_id);
+	xlb_ct_touch(flow, XLB_SERVICE_STATS_SLOT(service->flags), now);
+	if (!ct->snat_port || !xlb_ct_was_quiet(ct, now))
+		return;
+	xlb_reverse_value_of(&s->reverse, flow, service->service_id);
 	xlb_reverse_key_of(&s->key, flow, src, sport, backend);
-	bpf_map_update_elem(&xlb_reverse_nat, &s->key, &s->reverse, ct->snat_port ? BPF_NOEXIST : BPF_ANY);
+	bpf_map_update_elem(&xlb_reverse_nat, &s->key, &s->reverse, BPF_NOEXIST);
 }
 
 /* What the caller forwards by: the flow's service and backend, their counter slots, the time. */
@@ -171,8 +171,8 @@ static __always_inline void xlb_scratch_chosen(struct xlb_scratch *s, const stru
 
 /*
  * TCP/UDP to a frontend, in general: the backend (conntrack's, or a new pick recorded in
- * conntrack) and the translation to it in s->to, with the reply's reverse entry written.
- * ct is the flow's conntrack entry if it has one. Returns 0, or the reason to drop the packet.
+ * conntrack) and the translation to it in s->to, with an snat reply's reverse entry written.
+ * ct is a copy of the flow's conntrack entry if it has one. Returns 0, or the reason to drop the packet.
  */
 static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const struct xlb_service_value *service,
 					   struct xlb_ct_entry *ct, struct xlb_scratch *s, __u64 now)
@@ -227,20 +227,18 @@ static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const s
 	to->dport = backend->port;
 
 	if (!established) {
-		/* The reply's way back, and for snat the claim of a source port. */
-		xlb_reverse_value_of(&s->reverse, flow, service->service_id);
-		xlb_reverse_key_of(&s->key, flow, to->src, to->sport, backend);
+		/* For snat the claim of a source port, which is the reply's way back. */
 		if (snat) {
+			xlb_reverse_value_of(&s->reverse, flow, service->service_id);
+			xlb_reverse_key_of(&s->key, flow, to->src, to->sport, backend);
 			snat_port = xlb_snat_claim_port(node, &s->key, &s->reverse);
 			if (!snat_port)
 				return XLB_DROP_SNAT_PORTS_EXHAUSTED;
 			to->sport = snat_port;
-		} else {
-			bpf_map_update_elem(&xlb_reverse_nat, &s->key, &s->reverse, BPF_ANY);
 		}
 		xlb_ct_create(flow, backend_id, service->service_id, XLB_SERVICE_STATS_SLOT(service->flags), snat_port,
 			      now);
-	} else if (now - ct->last_seen_ns >= XLB_CT_REFRESH_NS) {
+	} else if (xlb_ct_refresh_due(ct, now)) {
 		xlb_ct_refresh(ct, flow, service, to->src, to->sport, backend, s, now);
 	}
 
@@ -248,15 +246,13 @@ static __always_inline __u32 xlb_translate(const struct xlb_packet *pkt, const s
 	return 0;
 }
 
-/* At most once a second per dsr flow: the conntrack entry's last_seen_ns (a dsr flow has no
+/* At most once a tick per dsr flow: the conntrack entry's last_seen_ticks (a dsr flow has no
  * reverse entry to write again). */
-static __always_inline void xlb_dsr_ct_refresh(struct xlb_ct_entry *ct, const struct xlb_service_value *service,
-					       __u64 now)
+static __always_inline void xlb_dsr_ct_refresh(const struct xlb_ct_entry *ct, const struct xlb_flow_key *flow,
+					       const struct xlb_service_value *service, __u64 now)
 {
-	if (now - ct->last_seen_ns < XLB_CT_REFRESH_NS)
-		return;
-	ct->last_seen_ns = now;
-	ct->service_slot = XLB_SERVICE_STATS_SLOT(service->flags);
+	if (xlb_ct_refresh_due(ct, now))
+		xlb_ct_touch(flow, XLB_SERVICE_STATS_SLOT(service->flags), now);
 }
 
 /*
@@ -273,7 +269,7 @@ static __always_inline __u32 xlb_dsr_choose(const struct xlb_packet *pkt, const 
 	int established = 0;
 
 	if (ct && !ct->snat_port) {
-		xlb_dsr_ct_refresh(ct, service, now);
+		xlb_dsr_ct_refresh(ct, &pkt->flow, service, now);
 		backend_id = ct->backend_id;
 		backend = lb_lookup_backend(backend_id);
 		established = xlb_backend_keeps_flow(backend, pkt);
@@ -308,7 +304,7 @@ static __always_inline __u32 xlb_icmp_translate(const struct xlb_packet *pkt, vo
 	if (!xlb_addr_equal(pkt->flow.dst, s->inner.flow.src))
 		return xlb_other_reason(pkt);
 	xlb_icmp_flow_of(&s->key, &s->inner);
-	ct = xlb_ct_lookup(&s->key);
+	ct = xlb_ct_lookup(&s->key, &s->ct);
 	if (!ct)
 		return xlb_other_reason(pkt);
 	backend = lb_lookup_backend(ct->backend_id);

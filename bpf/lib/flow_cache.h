@@ -2,21 +2,23 @@
 /*
  * A per-CPU cache of conntrack's answers, for the XDP program's established flows.
  *
- * A conntrack lookup is a call into the kernel's hash map code, which calls on to hash the
- * 40-byte key, walk the bucket and compare the key: on the machines xlb is benchmarked on
- * every return from a kernel function pays for a CPU mitigation (speculative return stack
- * overflow, "safe RET"), and the lookup costs ~35 ns of an established packet's budget of 90.
- * The answer is the same for every packet of a flow: its backend and its snat port, which
- * conntrack never changes for a live flow. So each CPU keeps the flows it saw recently in an
- * array, whose lookup the verifier inlines, and asks conntrack again when an answer is 100 ms
- * old: a flow of 10,000 packets a second still saves 999 lookups in 1,000.
+ * A conntrack hit takes the frontend lookup (a call into the kernel's hash map code), the
+ * scan of the flow's set in a table shared by every CPU, and the way's lock (two helper calls):
+ * on the machines xlb is benchmarked on every return from a kernel function pays for a CPU
+ * mitigation (speculative return stack overflow, "safe RET"), and that is more than an
+ * established packet's budget of 90 ns. The answer is the same for every packet of a flow: its
+ * backend and its snat port, which conntrack never changes for a live flow. So each CPU keeps
+ * the flows it saw recently in an array, whose lookup the verifier inlines, and asks conntrack
+ * again when an answer is 100 ms old: a flow of 10,000 packets a second still saves 999 lookups
+ * in 1,000.
  *
  * What that means:
- *   - Asking conntrack ten times a second per busy flow keeps what the per-packet lookup
- *     kept: the entry's LRU reference (a second would be too rare: a flood of new flows can
- *     turn the 262,144-entry table over in a fraction of a second, and a busy snat flow
- *     forgotten there would be given a new port), and its last_seen_ns refresh (xlb_ct_refresh,
- *     due once a second), which also writes the reply's reverse-NAT entry again.
+ *   - Asking conntrack ten times a second per busy flow keeps the entry's last_seen_ticks
+ *     within ~100 ms of now (xlb_ct_refresh, due once a 67 ms tick), so new flows of its set
+ *     take older ways than a busy flow's (a second would be too rare: a flood of new flows
+ *     fills a set within a second, and a busy snat flow forgotten there would be given a new
+ *     port); after a quiet second the refresh also writes an snat reply's reverse-NAT entry
+ *     again.
  *   - A flow given another backend on another CPU (its backend was removed) may reach the old
  *     backend from this CPU for up to 100 ms more, and only while the backend cache
  *     (backend_cache.h) still holds the removed backend, which it does for up to a second
@@ -45,6 +47,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "xlb_abi.h"
+#include "conntrack.h"
 
 #define XLB_FLOW_CACHE_SLOTS 8192 /* a power of two */
 #define XLB_FLOW_CACHE_TTL_NS 100000000ULL
@@ -89,16 +92,6 @@ static __always_inline struct xlb_flow_cache_entry *xlb_flow_cache_entry(const s
 	__u32 slot = xlb_flow_cache_slot(flow);
 
 	return bpf_map_lookup_elem(&xlb_flow_cache, &slot);
-}
-
-/* Word by word, one branch: the key is on the stack, where 8-byte loads would need 8-byte
- * alignment. */
-static __always_inline int xlb_flow_key_equal(const struct xlb_flow_key *a, const struct xlb_flow_key *b)
-{
-	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
-
-	return !((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]) | (x[5] ^ y[5]) |
-		 (x[6] ^ y[6]) | (x[7] ^ y[7]) | (x[8] ^ y[8]) | (x[9] ^ y[9]));
 }
 
 /* The slot holds this flow, read from conntrack less than XLB_FLOW_CACHE_TTL_NS ago, with its

@@ -9,9 +9,10 @@
  *   snat  client:cport -> frontend:fport  becomes  node:nport -> backend:bport
  *         reply backend:bport -> node:nport  becomes  frontend:fport -> client:cport
  *
- * xlb_reverse_nat is keyed by the reply as it arrives from the backend, so the tc program
- * needs one lookup. For snat the key's node:nport part is what makes a source port "taken":
- * a port is allocated by inserting the key with BPF_NOEXIST, which cannot succeed twice.
+ * xlb_reverse_nat holds snat's replies, keyed as they arrive from the backend, so the tc
+ * program needs one lookup; the key's node:nport part is what makes a source port "taken": a
+ * port is allocated by inserting the key with BPF_NOEXIST, which cannot succeed twice. A nat
+ * reply needs no entry of its own: it goes to the client, whose conntrack set holds its flow.
  */
 #ifndef XLB_LIB_NAT_H
 #define XLB_LIB_NAT_H

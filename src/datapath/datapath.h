@@ -41,7 +41,7 @@ inline constexpr uint32_t kDefaultMaxRingSlots = 1U << 24;
 inline constexpr uint32_t kMaxRingSlotsBound = 1U << 30;
 
 struct LoadOptions {
-  // Where maps (and the cgroup link) are pinned, e.g. /sys/fs/bpf/xlb/v2: the ABI version is in
+  // Where maps (and the cgroup link) are pinned, e.g. /sys/fs/bpf/xlb/v3: the ABI version is in
   // the path, so a new layout never adopts an old one's maps. Empty: nothing is pinned, and the
   // maps live only as long as the programs that use them (tests).
   std::filesystem::path pin_dir;

@@ -32,6 +32,17 @@ uint64_t idle_since(uint64_t last_seen_ns) {
 
 }  // namespace
 
+Result<std::optional<ConntrackWay>> find_conntrack_way(int conntrack_fd, const xlb_flow_key& key) {
+  const uint32_t first = xlb_ct_first_way(key.src, key.sport, key.protocol, key.family);
+  for (uint32_t index = first; index < first + XLB_CT_WAYS; ++index) {
+    ConntrackWay found{index, {}};
+    if (int err = bpf_map_lookup_elem_flags(conntrack_fd, &index, &found.way, BPF_F_LOCK); err != 0)
+      return errno_error("read conntrack", -err);
+    if (std::memcmp(&found.way.flow, &key, sizeof key) == 0) return std::optional<ConntrackWay>{found};
+  }
+  return std::optional<ConntrackWay>{};
+}
+
 Result<FlowTables> FlowTables::open(int conntrack_fd, int affinity_fd) {
   UniqueFd conntrack(::fcntl(conntrack_fd, F_DUPFD_CLOEXEC, 0));
   UniqueFd affinity(::fcntl(affinity_fd, F_DUPFD_CLOEXEC, 0));
@@ -40,14 +51,13 @@ Result<FlowTables> FlowTables::open(int conntrack_fd, int affinity_fd) {
 }
 
 Result<std::optional<ConntrackEntry>> FlowTables::conntrack(const Flow& flow) const {
-  const xlb_flow_key key = flow_key_of(flow);
-  xlb_ct_entry entry{};
-  if (int err = bpf_map_lookup_elem(conntrack_.get(), &key, &entry); err != 0) {
-    if (err == -ENOENT) return std::optional<ConntrackEntry>{};
-    return errno_error("read conntrack", -err);
-  }
+  auto found = find_conntrack_way(conntrack_.get(), flow_key_of(flow));
+  if (!found) return found.error();
+  if (!*found) return std::optional<ConntrackEntry>{};
+  const xlb_ct_entry& entry = (*found)->way.entry;
+  const uint64_t last_seen_ns = uint64_t{entry.last_seen_ticks} << XLB_CT_TICK_SHIFT;
   return std::optional<ConntrackEntry>{
-      ConntrackEntry{entry.backend_id, entry.service_id, ntohs(entry.snat_port), idle_since(entry.last_seen_ns)}};
+      ConntrackEntry{entry.backend_id, entry.service_id, ntohs(entry.snat_port), idle_since(last_seen_ns)}};
 }
 
 Result<std::optional<AffinityEntry>> FlowTables::affinity(const model::IpAddress& client, ServiceId service) const {

@@ -10,6 +10,7 @@
 #include "base/unique_fd.h"
 #include "datapath/state.h"
 #include "model/model.h"
+#include "xlb_abi.h"
 
 namespace xlb::datapath {
 
@@ -27,7 +28,7 @@ struct ConntrackEntry {
   BackendId backend_id = 0;
   ServiceId service_id = 0;
   uint16_t snat_port = 0;  // snat: this node's source port toward the backend; else 0
-  uint64_t idle_ns = 0;    // since the programs last refreshed it (they do at most once a second)
+  uint64_t idle_ns = 0;    // since the programs last refreshed it (at most every 67 ms)
 };
 
 // xlb_affinity's entry for a client of a service.
@@ -35,6 +36,16 @@ struct AffinityEntry {
   BackendId backend_id = 0;
   uint64_t idle_ns = 0;  // since the client's last new flow
 };
+
+// Where conntrack keeps a flow (bpf/lib/conntrack.h): the index of its way among the ways of
+// its client's set, and the way as read under its lock.
+struct ConntrackWay {
+  uint32_t index = 0;
+  xlb_ct_way way{};
+};
+
+// The way that holds the flow, or nullopt if its set does not.
+Result<std::optional<ConntrackWay>> find_conntrack_way(int conntrack_fd, const xlb_flow_key& key);
 
 class FlowReader {
  public:

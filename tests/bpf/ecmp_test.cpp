@@ -44,7 +44,7 @@ class EcmpTakeover : public LbTest, public ::testing::WithParamInterface<Case> {
   // What a node that never saw the flow knows of it: nothing in conntrack, nor in the CPUs'
   // flow caches.
   void forget(const xlb_flow_key& key) {
-    ASSERT_EQ(bpf_map_delete_elem(lb_->fd(lb_->xdp()->maps.xlb_conntrack), &key), 0) << "no conntrack entry to delete";
+    XLB_ASSERT_OK(lb_->forget_conntrack(key));
     XLB_ASSERT_OK(lb_->clear_flow_cache());
   }
 

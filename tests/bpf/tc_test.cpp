@@ -1,6 +1,6 @@
 // The tc program (bpf/xlb_tc.bpf.c) on the real kernel: replies from backends, translated by
-// the reverse-NAT entries that the XDP program wrote for their flows, so that the client only
-// ever sees the frontend. Exact bytes out, as in xdp_test.cpp.
+// what the XDP program recorded for their flows (nat: conntrack; snat: the reverse-NAT entry),
+// so that the client only ever sees the frontend. Exact bytes out, as in xdp_test.cpp.
 #include <gtest/gtest.h>
 
 #include "bpf/lb_fixture.h"
@@ -66,8 +66,10 @@ TEST_P(TcReply, PacketsThatAreNoReplyOfABalancedFlowLeaveUntouchedAndUncounted) 
 
   PacketSpec other_client_port = from_backend(v6, protocol, 0, f.client, 40001);
   PacketSpec other_backend = from_backend(v6, protocol, 1, f.client, 40000);
+  PacketSpec other_backend_port = from_backend(v6, protocol, 0, f.client, 40000);
+  other_backend_port.sport = kBackendPort + 1;
   PacketSpec request_passing_through = from_client(v6, protocol, 40000);
-  for (const PacketSpec& spec : {other_client_port, other_backend, request_passing_through}) {
+  for (const PacketSpec& spec : {other_client_port, other_backend, other_backend_port, request_passing_through}) {
     const Bytes frame = build_frame(spec);
     const TestRun run = tc(frame);
     EXPECT_EQ(tc_action(run.action), "TC_ACT_OK");
@@ -206,6 +208,29 @@ TEST_P(TcReply, RepliesFromAnotherFrontendTakeTheirOwnRoute) {
   expected.eth_dst = lbnet::backend_mac(1);
   EXPECT_EQ(tc_action(run.action), "TC_ACT_REDIRECT");
   EXPECT_EQ(hex(run.out), hex(build_frame(expected)));
+}
+
+// A nat reply is known by its client and its backend (conntrack.h): one client port to two
+// frontends, served by two backends, gets each reply back from its own frontend.
+TEST_P(TcReply, OneClientPortToTwoFrontendsGetsEachReplyFromItsOwn) {
+  const auto [v6, protocol] = GetParam();
+  const lbnet::Family f = lbnet::family(v6);
+  serve(v6, protocol, 7, {kBackend});
+  serve(v6, protocol, 8, {kBackend + 1}, 0, 0, f.other_frontend);
+  PacketSpec to_other = from_client(v6, protocol, 40000);
+  to_other.dst = f.other_frontend;
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 40000))).action), "XDP_REDIRECT");
+  ASSERT_EQ(xdp_action(xdp(build_frame(to_other)).action), "XDP_REDIRECT");
+  const PacketSpec reply = from_backend(v6, protocol, 0, f.client, 40000);
+  const PacketSpec other_reply = from_backend(v6, protocol, 1, f.client, 40000);
+  PacketSpec other_expected = to_client(other_reply, f.client, 40000);
+  other_expected.src = f.other_frontend;
+
+  EXPECT_EQ(hex(tc(build_frame(reply)).out), hex(build_frame(to_client(reply, f.client, 40000))));
+  EXPECT_EQ(hex(tc(build_frame(other_reply)).out), hex(build_frame(other_expected)));
+  EXPECT_EQ(lb_->service(7).packets, 2U);
+  EXPECT_EQ(lb_->service(8).packets, 2U);
+  EXPECT_EQ(lb_->backend(id(v6, kBackend + 1)).packets, 2U);
 }
 
 // ---- UDP without a checksum ------------------------------------------------------------------

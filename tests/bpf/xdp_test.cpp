@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <set>
 
 #include "bpf/lb_fixture.h"
@@ -50,15 +51,8 @@ TEST_P(XdpBalance, NatTranslatesToTheBackendAndRedirectsToItsLink) {
   EXPECT_EQ(ct->service_id, 7U);
   EXPECT_EQ(ct->snat_port, 0);
 
-  // The reply's way back: keyed by the reply as it will arrive (backend -> client).
-  const std::optional<xlb_reverse_nat> reverse =
-      lb_->reverse_nat(flow_key(f.backend[1], kBackendPort, f.client, 40000, protocol));
-  ASSERT_TRUE(reverse.has_value()) << "no reverse-NAT entry for the reply";
-  EXPECT_EQ(IpAddr(f.frontend).words(), std::to_array(reverse->frontend));
-  EXPECT_EQ(IpAddr(f.client).words(), std::to_array(reverse->client));
-  EXPECT_EQ(ntohs(reverse->frontend_port), kFrontendPort);
-  EXPECT_EQ(ntohs(reverse->client_port), 40000);
-  EXPECT_EQ(reverse->service_id, 7U);
+  // A nat reply finds its flow in conntrack (xlb_tc's xlb_nat_reply): no reverse entry.
+  EXPECT_FALSE(lb_->reverse_nat(flow_key(f.backend[1], kBackendPort, f.client, 40000, protocol)).has_value());
 
   const uint64_t bytes = build_frame(in).size();
   EXPECT_EQ(lb_->service(7).packets, 1U);
@@ -354,8 +348,9 @@ TEST_P(XdpBalance, CachedRouteIsOnlyReusedForTheLinkItWasFoundFor) {
   }
 }
 
-// The LRU table may drop a quiet flow's reverse-NAT entry; the flow's next packet after a
-// second writes it again (for snat only if nobody took the port meanwhile).
+// The LRU table may drop a quiet snat flow's reverse-NAT entry; the flow's next packet after a
+// second writes it again if nobody took the port meanwhile. A nat flow has none to lose (its
+// replies are found in conntrack); its packet refreshes the conntrack entry all the same.
 TEST_P(XdpBalance, ReverseEntryLostWhileTheFlowWasQuietIsWrittenAgain) {
   const auto [v6, protocol] = GetParam();
   const lbnet::Family f = lbnet::family(v6);
@@ -368,17 +363,51 @@ TEST_P(XdpBalance, ReverseEntryLostWhileTheFlowWasQuietIsWrittenAgain) {
     xlb_ct_entry ct = *lb_->conntrack(ct_key);
     const xlb_flow_key reply_key = flow_key(f.backend[0], kBackendPort, snat ? f.node : f.client,
                                             snat ? ntohs(ct.snat_port) : sport, protocol);
-    ASSERT_TRUE(lb_->reverse_nat(reply_key).has_value());
+    ASSERT_EQ(lb_->reverse_nat(reply_key).has_value(), snat);
 
-    ASSERT_EQ(bpf_map_delete_elem(lb_->fd(lb_->xdp()->maps.xlb_reverse_nat), &reply_key), 0);
-    ct.last_seen_ns = 0;  // a second (and more) ago
-    ASSERT_EQ(bpf_map_update_elem(lb_->fd(lb_->xdp()->maps.xlb_conntrack), &ct_key, &ct, BPF_EXIST), 0);
+    if (snat) {
+      ASSERT_EQ(bpf_map_delete_elem(lb_->fd(lb_->xdp()->maps.xlb_reverse_nat), &reply_key), 0);
+    }
+    ct.last_seen_ticks = 0;  // a second (and more) ago
+    XLB_ASSERT_OK(lb_->set_conntrack(ct_key, ct));
     XLB_ASSERT_OK(lb_->clear_flow_cache());  // which 100 ms empty too
     ASSERT_EQ(xdp_action(xdp(build_frame(flow)).action), "XDP_REDIRECT");
     const std::optional<xlb_reverse_nat> restored = lb_->reverse_nat(reply_key);
-    ASSERT_TRUE(restored.has_value()) << (snat ? "snat" : "nat");
-    EXPECT_EQ(ntohs(restored->client_port), sport);
-    EXPECT_NE(lb_->conntrack(ct_key)->last_seen_ns, 0U);
+    ASSERT_EQ(restored.has_value(), snat);
+    if (snat) {
+      EXPECT_EQ(ntohs(restored->client_port), sport);
+    }
+    EXPECT_NE(lb_->conntrack(ct_key)->last_seen_ticks, 0U) << (snat ? "snat" : "nat");
+  }
+}
+
+// Conntrack keeps a flow in one of the XLB_CT_WAYS ways of its client's set: a new flow that
+// finds them all taken takes the way seen longest ago, and the other flows keep theirs.
+TEST_P(XdpBalance, NewFlowInAFullConntrackSetTakesTheWaySeenLongestAgo) {
+  const auto [v6, protocol] = GetParam();
+  const lbnet::Family f = lbnet::family(v6);
+  serve(v6, protocol, 7, {kBackend});
+  const xlb_flow_key key = flow_key(f.client, 46000, f.frontend, kFrontendPort, protocol);
+  const uint32_t first = xlb_ct_first_way(key.src, key.sport, key.protocol, key.family);
+  // Its set full of other flows, last seen 1, 2, 5 and 3 ticks (last_seen_ticks) before the
+  // newest, which a flow just made has.
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 45000))).action), "XDP_REDIRECT");
+  const uint32_t newest = lb_->conntrack(flow_key(f.client, 45000, f.frontend, kFrontendPort, protocol))->last_seen_ticks;
+  const std::array<uint32_t, XLB_CT_WAYS> ticks_ago{1, 2, 5, 3};
+  for (uint32_t i = 0; i < XLB_CT_WAYS; ++i) {
+    xlb::datapath::ConntrackWay way{first + i, {}};
+    way.way.flow = flow_key(f.client, static_cast<uint16_t>(47000 + i), f.frontend, kFrontendPort, protocol);
+    way.way.entry.backend_id = id(v6, kBackend);
+    way.way.entry.last_seen_ticks = newest - ticks_ago[i];
+    XLB_ASSERT_OK(lb_->write_conntrack_way(way));
+  }
+
+  ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 46000))).action), "XDP_REDIRECT");
+
+  for (uint32_t i = 0; i < XLB_CT_WAYS; ++i) {
+    const std::optional<xlb::datapath::ConntrackWay> way = lb_->conntrack_way_at(first + i);
+    ASSERT_TRUE(way.has_value());
+    EXPECT_EQ(ntohs(way->way.flow.sport), i == 2 ? 46000 : 47000 + i) << "way " << i;
   }
 }
 

@@ -102,9 +102,9 @@ step "XLB_CLEANUP_ON_STOP=yes: stopping the service removes the datapath"
 mkdir -p /etc/systemd/system/xlb.service.d
 printf '[Service]\nEnvironment=XLB_CLEANUP_ON_STOP=yes\n' >/etc/systemd/system/xlb.service.d/cleanup.conf
 systemctl daemon-reload
-[[ -d /sys/fs/bpf/xlb/v2 ]] || fail "no pinned datapath under /sys/fs/bpf/xlb/v2 before the stop"
+[[ -d /sys/fs/bpf/xlb/v3 ]] || fail "no pinned datapath under /sys/fs/bpf/xlb/v3 before the stop"
 systemctl stop xlb
-[[ ! -e /sys/fs/bpf/xlb/v2 ]] || fail "pins left after a stop with XLB_CLEANUP_ON_STOP=yes: $(ls /sys/fs/bpf/xlb/v2)"
+[[ ! -e /sys/fs/bpf/xlb/v3 ]] || fail "pins left after a stop with XLB_CLEANUP_ON_STOP=yes: $(ls /sys/fs/bpf/xlb/v3)"
 ! ip -d link show xlbt0 | grep -q 'xdp' || fail "XDP still on xlbt0 after a stop with XLB_CLEANUP_ON_STOP=yes"
 rm /etc/systemd/system/xlb.service.d/cleanup.conf
 systemctl daemon-reload
@@ -112,28 +112,28 @@ systemctl start xlb || fail "systemctl start xlb"
 wait_for 60 "xlb.service active again" active
 has_service pkgtest-web || fail "the service is not served after a start on a clean node"
 systemctl stop xlb
-[[ -d /sys/fs/bpf/xlb/v2 ]] || fail "a plain stop removed the datapath"
+[[ -d /sys/fs/bpf/xlb/v3 ]] || fail "a plain stop removed the datapath"
 ip -d link show xlbt0 | grep -q 'xdpgeneric' || fail "a plain stop detached XDP from xlbt0"
 systemctl start xlb || fail "systemctl start xlb"
 wait_for 60 "xlb.service active again" active
 pid_before=$(main_pid)
 
 step "upgrade to $pkg2 ($new_version)"
-[[ -d /sys/fs/bpf/xlb/v2 ]] || fail "no pinned datapath under /sys/fs/bpf/xlb/v2"
-pins_before=$(ls /sys/fs/bpf/xlb/v2 | sort | tr '\n' ' ')
+[[ -d /sys/fs/bpf/xlb/v3 ]] || fail "no pinned datapath under /sys/fs/bpf/xlb/v3"
+pins_before=$(ls /sys/fs/bpf/xlb/v3 | sort | tr '\n' ' ')
 apt-get install -qq -y -o Dpkg::Use-Pty=0 --no-install-recommends "/xlb-test/$pkg2" </dev/null || fail "apt-get install $pkg2"
 [[ $(dpkg-query -W -f='${Version}' xlb) == "$new_version" ]] || fail "version after upgrade: $(dpkg-query -W -f='${Version}' xlb)"
 [[ $(main_pid) != "$pid_before" ]] || fail "the upgrade did not restart xlbd"
 wait_for 60 "xlb.service active after upgrade" active
 grep -q 'pkgtest-web' /etc/xlb/xlb.toml || fail "the upgrade replaced the edited /etc/xlb/xlb.toml"
 wait_for 30 "the edited config served after the upgrade" has_service pkgtest-web
-[[ $(ls /sys/fs/bpf/xlb/v2 | sort | tr '\n' ' ') == "$pins_before" ]] || fail "the pinned datapath changed across the upgrade"
+[[ $(ls /sys/fs/bpf/xlb/v3 | sort | tr '\n' ' ') == "$pins_before" ]] || fail "the pinned datapath changed across the upgrade"
 xlbctl status >/dev/null || fail "xlbctl status after upgrade"
 
 step "remove: stopped, datapath removed, config and state kept"
 apt-get remove -qq -y -o Dpkg::Use-Pty=0 xlb || fail "apt-get remove xlb"
 [[ $(systemctl is-active xlb || true) != active ]] || fail "xlb still active after remove"
-[[ ! -e /sys/fs/bpf/xlb/v2 ]] || fail "pins left under /sys/fs/bpf/xlb/v2 after remove: $(ls /sys/fs/bpf/xlb/v2)"
+[[ ! -e /sys/fs/bpf/xlb/v3 ]] || fail "pins left under /sys/fs/bpf/xlb/v3 after remove: $(ls /sys/fs/bpf/xlb/v3)"
 [[ -f /var/lib/xlb/state.db ]] || fail "remove deleted the state (only purge may)"
 [[ -f /etc/xlb/xlb.toml ]] || fail "remove deleted the config (only purge may)"
 ! ip -d link show xlbt0 | grep -q 'xdp' || fail "XDP still attached to xlbt0 after remove"

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "datapath/flows.h"
 #include "support/packet.h"
 #include "xlb_abi.h"
 #include "xlb_tc.skel.h"
@@ -346,8 +347,41 @@ class LbPrograms {
     if (bpf_map_lookup_elem(fd(map), &key, &value) != 0) return std::nullopt;
     return value;
   }
+  // Conntrack's way for the flow (nullopt if its set does not hold it, or cannot be read).
+  std::optional<xlb::datapath::ConntrackWay> conntrack_way(const xlb_flow_key& key) const {
+    auto found = xlb::datapath::find_conntrack_way(fd(xdp_->maps.xlb_conntrack), key);
+    return found ? *found : std::nullopt;
+  }
   std::optional<xlb_ct_entry> conntrack(const xlb_flow_key& key) const {
-    return lookup<xlb_ct_entry>(xdp_->maps.xlb_conntrack, key);
+    const auto way = conntrack_way(key);
+    if (!way) return std::nullopt;
+    return way->way.entry;
+  }
+  // Conntrack's way at an index, whatever it holds.
+  std::optional<xlb::datapath::ConntrackWay> conntrack_way_at(uint32_t index) const {
+    xlb::datapath::ConntrackWay found{index, {}};
+    if (bpf_map_lookup_elem_flags(fd(xdp_->maps.xlb_conntrack), &index, &found.way, BPF_F_LOCK) != 0)
+      return std::nullopt;
+    return found;
+  }
+  Status write_conntrack_way(const xlb::datapath::ConntrackWay& way) const {
+    if (bpf_map_update_elem(fd(xdp_->maps.xlb_conntrack), &way.index, &way.way, BPF_F_LOCK) != 0)
+      return errno_error("write conntrack", errno);
+    return {};
+  }
+  // Rewrites the flow's conntrack entry in place; an error if conntrack does not hold the flow.
+  Status set_conntrack(const xlb_flow_key& key, const xlb_ct_entry& entry) const {
+    auto way = conntrack_way(key);
+    if (!way) return Error{"conntrack does not hold the flow"};
+    way->way.entry = entry;
+    return write_conntrack_way(*way);
+  }
+  // Empties the flow's way, as a node that never saw the flow has it.
+  Status forget_conntrack(const xlb_flow_key& key) const {
+    auto way = conntrack_way(key);
+    if (!way) return Error{"conntrack does not hold the flow"};
+    way->way = xlb_ct_way{};
+    return write_conntrack_way(*way);
   }
   std::optional<xlb_reverse_nat> reverse_nat(const xlb_flow_key& key) const {
     return lookup<xlb_reverse_nat>(xdp_->maps.xlb_reverse_nat, key);
