@@ -105,7 +105,7 @@ static __always_inline int xlb_flow_has_client(const struct xlb_flow_key *flow, 
 static __always_inline int xlb_nat_reply(const struct xlb_flow_key *reply, struct xlb_nat_target *to,
 					 __u32 *service_slot, __u32 *backend_slot)
 {
-	__u32 first = xlb_ct_first_way(reply->dst, reply->dport, reply->protocol, reply->family);
+	__u32 first = xlb_ct_first_way(xlb_ct_seed(), reply->dst, reply->dport, reply->protocol, reply->family);
 	struct xlb_ct_entry entry;
 	struct xlb_flow_key flow;
 

@@ -241,19 +241,21 @@ struct xlb_ct_way {
 	struct xlb_ct_entry entry;
 };
 
-/* The first way of the set of a client (address, port) on a protocol and family: the same in
- * the programs (for a flow, and for a nat reply's destination) and in user space. Each word is
- * mixed in by a multiply, with the high bits folded down in between (as murmur3's finaliser
- * does), so that every bit of the client moves the set. */
-static inline __u32 xlb_ct_first_way(const __be32 client[4], __be16 client_port, __u8 protocol, __u8 family)
+/* The first way of the set of a client (address, port) on a protocol and family, under the
+ * node's seed (xlb_node_config.ct_seed): the same in the programs (for a flow, and for a nat
+ * reply's destination) and in user space. Each word is mixed in by a multiply, with the high
+ * bits folded down in between (as murmur3's finaliser does), so that every bit of the client
+ * and of the seed moves the set. */
+static inline __u32 xlb_ct_first_way(__u32 seed, const __be32 client[4], __be16 client_port, __u8 protocol,
+				     __u8 family)
 {
-	__u32 h = ((__u32)client_port << 16) | ((__u32)protocol << 8) | family;
+	__u32 h = seed ^ (((__u32)client_port << 16) | ((__u32)protocol << 8) | family);
 
 	h = (h ^ client[3]) * 0x9e3779b1U;
 	h = (h ^ (h >> 15) ^ client[2]) * 0x85ebca6bU;
 	h = (h ^ (h >> 15) ^ client[1]) * 0xc2b2ae35U;
 	h = (h ^ (h >> 15) ^ client[0]) * 0x9e3779b1U;
-	h = (h ^ (h >> 16)) * 0x85ebca6bU;
+	h = (h ^ (h >> 16) ^ seed) * 0x85ebca6bU;
 	h ^= h >> 13;
 	return (h % XLB_CT_SETS) * XLB_CT_WAYS;
 }
@@ -293,7 +295,10 @@ struct xlb_node_config {
 	__u16 snat_port_min; /* host order, inclusive: the source ports snat may allocate */
 	__u16 snat_port_max;
 	__u32 events_per_second; /* per CPU budget of xlb_events; 0 = no events */
-	__u32 reserved;
+	/* Mixed into conntrack's set index (xlb_ct_first_way): random, made by xlbd when it finds
+	 * 0 and kept for the life of the pinned maps (another seed would move every flow's set),
+	 * so that nobody who knows a flow's client can aim new flows at its set to push it out. */
+	__u32 ct_seed;
 };
 
 /* xlb_dsr (ARRAY, one entry at key 0): this node's settings for direct server return. A map

@@ -19,6 +19,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "xlb_abi.h"
+#include "node.h"
 
 /* How many ticks (xlb_ct_entry.last_seen_ticks) make a second. */
 #define XLB_CT_TICKS_PER_S ((1000000000U >> XLB_CT_TICK_SHIFT) + 1)
@@ -46,9 +47,17 @@ static __always_inline __u32 xlb_ct_ticks(__u64 now_ns)
 	return now_ns >> XLB_CT_TICK_SHIFT;
 }
 
+/* The node's conntrack seed (xlb_abi.h); 0 until user space writes the node's settings. */
+static __always_inline __u32 xlb_ct_seed(void)
+{
+	const struct xlb_node_config *node = xlb_node_config();
+
+	return node ? node->ct_seed : 0;
+}
+
 static __always_inline __u32 xlb_ct_first_way_of(const struct xlb_flow_key *flow)
 {
-	return xlb_ct_first_way(flow->src, flow->sport, flow->protocol, flow->family);
+	return xlb_ct_first_way(xlb_ct_seed(), flow->src, flow->sport, flow->protocol, flow->family);
 }
 
 static __always_inline struct xlb_ct_way *xlb_ct_way_at(__u32 index)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * This node's settings (struct xlb_node_config): the snat source addresses and port range,
- * and the event budget. User space writes the one entry at start; the programs only read it.
+ * the event budget and conntrack's seed. User space writes the one entry at start; the programs only read it.
  */
 #ifndef XLB_LIB_NODE_H
 #define XLB_LIB_NODE_H

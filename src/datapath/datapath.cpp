@@ -7,6 +7,7 @@
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -394,14 +395,25 @@ Capacity Datapath::capacity() const {
 }
 
 Status Datapath::write_node(const NodeSettings& s) {
+  const __u32 key = 0;
+  const int node_fd = map_fd(objects_->maps, "xlb_node");
   xlb_node_config config{};
+  if (int err = bpf_map_lookup_elem(node_fd, &key, &config); err != 0)
+    return errno_error("read the node settings", -err);
+  // Conntrack's seed stays what the maps were made with; a new datapath gets a random one.
+  const uint32_t ct_seed = config.ct_seed;
+  config = xlb_node_config{};
+  config.ct_seed = ct_seed;
+  while (config.ct_seed == 0) {
+    if (::getrandom(&config.ct_seed, sizeof config.ct_seed, 0) != sizeof config.ct_seed)
+      return errno_error("make conntrack's seed (getrandom)", errno);
+  }
   if (s.snat_ipv4) std::memcpy(&config.snat_v4, s.snat_ipv4->bytes().data(), 4);
   if (s.snat_ipv6) std::memcpy(config.snat_v6, s.snat_ipv6->bytes().data(), 16);
   config.snat_port_min = s.snat_port_min;
   config.snat_port_max = s.snat_port_max;
   config.events_per_second = s.events_per_second;
-  const __u32 key = 0;
-  if (int err = bpf_map_update_elem(map_fd(objects_->maps, "xlb_node"), &key, &config, BPF_ANY); err != 0)
+  if (int err = bpf_map_update_elem(node_fd, &key, &config, BPF_ANY); err != 0)
     return errno_error("write the node settings", -err);
   xlb_dsr_config dsr{};
   if (s.dsr_source_ipv4) {
@@ -780,7 +792,8 @@ Result<std::unique_ptr<DropLog>> Datapath::open_drop_log() const {
 }
 
 Result<FlowTables> Datapath::flow_tables() const {
-  return FlowTables::open(map_fd(objects_->maps, "xlb_conntrack"), map_fd(objects_->maps, "xlb_affinity"));
+  return FlowTables::open(map_fd(objects_->maps, "xlb_conntrack"), map_fd(objects_->maps, "xlb_affinity"),
+                          map_fd(objects_->maps, "xlb_node"));
 }
 
 namespace {

@@ -32,8 +32,8 @@ uint64_t idle_since(uint64_t last_seen_ns) {
 
 }  // namespace
 
-Result<std::optional<ConntrackWay>> find_conntrack_way(int conntrack_fd, const xlb_flow_key& key) {
-  const uint32_t first = xlb_ct_first_way(key.src, key.sport, key.protocol, key.family);
+Result<std::optional<ConntrackWay>> find_conntrack_way(int conntrack_fd, uint32_t seed, const xlb_flow_key& key) {
+  const uint32_t first = xlb_ct_first_way(seed, key.src, key.sport, key.protocol, key.family);
   for (uint32_t index = first; index < first + XLB_CT_WAYS; ++index) {
     ConntrackWay found{index, {}};
     if (int err = bpf_map_lookup_elem_flags(conntrack_fd, &index, &found.way, BPF_F_LOCK); err != 0)
@@ -43,15 +43,20 @@ Result<std::optional<ConntrackWay>> find_conntrack_way(int conntrack_fd, const x
   return std::optional<ConntrackWay>{};
 }
 
-Result<FlowTables> FlowTables::open(int conntrack_fd, int affinity_fd) {
+Result<FlowTables> FlowTables::open(int conntrack_fd, int affinity_fd, int node_fd) {
   UniqueFd conntrack(::fcntl(conntrack_fd, F_DUPFD_CLOEXEC, 0));
   UniqueFd affinity(::fcntl(affinity_fd, F_DUPFD_CLOEXEC, 0));
-  if (!conntrack || !affinity) return errno_error("open the flow tables", errno);
-  return FlowTables(std::move(conntrack), std::move(affinity));
+  UniqueFd node(::fcntl(node_fd, F_DUPFD_CLOEXEC, 0));
+  if (!conntrack || !affinity || !node) return errno_error("open the flow tables", errno);
+  return FlowTables(std::move(conntrack), std::move(affinity), std::move(node));
 }
 
 Result<std::optional<ConntrackEntry>> FlowTables::conntrack(const Flow& flow) const {
-  auto found = find_conntrack_way(conntrack_.get(), flow_key_of(flow));
+  const __u32 zero = 0;
+  xlb_node_config node{};
+  if (int err = bpf_map_lookup_elem(node_.get(), &zero, &node); err != 0)
+    return errno_error("read the node's settings", -err);
+  auto found = find_conntrack_way(conntrack_.get(), node.ct_seed, flow_key_of(flow));
   if (!found) return found.error();
   if (!*found) return std::optional<ConntrackEntry>{};
   const xlb_ct_entry& entry = (*found)->way.entry;

@@ -44,8 +44,9 @@ struct ConntrackWay {
   xlb_ct_way way{};
 };
 
-// The way that holds the flow, or nullopt if its set does not.
-Result<std::optional<ConntrackWay>> find_conntrack_way(int conntrack_fd, const xlb_flow_key& key);
+// The way that holds the flow, or nullopt if its set does not; seed is the node's
+// (xlb_node_config.ct_seed).
+Result<std::optional<ConntrackWay>> find_conntrack_way(int conntrack_fd, uint32_t seed, const xlb_flow_key& key);
 
 class FlowReader {
  public:
@@ -56,17 +57,20 @@ class FlowReader {
 
 class FlowTables final : public FlowReader {
  public:
-  // The programs' xlb_conntrack and xlb_affinity maps; the fds are duplicated.
-  static Result<FlowTables> open(int conntrack_fd, int affinity_fd);
+  // The programs' xlb_conntrack, xlb_affinity and xlb_node (for conntrack's seed) maps; the
+  // fds are duplicated.
+  static Result<FlowTables> open(int conntrack_fd, int affinity_fd, int node_fd);
 
   Result<std::optional<ConntrackEntry>> conntrack(const Flow& flow) const override;
   Result<std::optional<AffinityEntry>> affinity(const model::IpAddress& client, ServiceId service) const override;
 
  private:
-  FlowTables(UniqueFd conntrack, UniqueFd affinity) : conntrack_(std::move(conntrack)), affinity_(std::move(affinity)) {}
+  FlowTables(UniqueFd conntrack, UniqueFd affinity, UniqueFd node)
+      : conntrack_(std::move(conntrack)), affinity_(std::move(affinity)), node_(std::move(node)) {}
 
   UniqueFd conntrack_;
   UniqueFd affinity_;
+  UniqueFd node_;
 };
 
 }  // namespace xlb::datapath

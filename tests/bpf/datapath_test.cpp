@@ -88,8 +88,39 @@ class DatapathTest : public ::testing::Test {
     return epoch;
   }
 
+  uint32_t ct_seed() const {
+    const UniqueFd map(bpf_obj_get((pins_ / "xlb_node").c_str()));
+    EXPECT_TRUE(map) << "xlb_node is not pinned";
+    const __u32 zero = 0;
+    xlb_node_config node{};
+    EXPECT_EQ(bpf_map_lookup_elem(map.get(), &zero, &node), 0);
+    return node.ct_seed;
+  }
+
   fs::path pins_;
 };
+
+// Conntrack's sets depend on the seed: a new datapath makes one, and every later writer of the
+// node's settings, also after a restart, keeps it (another seed would lose every flow).
+TEST_F(DatapathTest, ConntrackSeedIsMadeOnceAndKeptAcrossRestarts) {
+  uint32_t made = 0;
+  {
+    auto datapath = Datapath::load({pins_});
+    XLB_ASSERT_OK(datapath);
+    EXPECT_EQ(ct_seed(), 0U) << "before the node's settings are written";
+    XLB_ASSERT_OK(datapath->write_node(NodeSettings{}));
+    made = ct_seed();
+    EXPECT_NE(made, 0U);
+    NodeSettings changed;
+    changed.events_per_second = 7;
+    XLB_ASSERT_OK(datapath->write_node(changed));
+    EXPECT_EQ(ct_seed(), made);
+  }
+  auto datapath = Datapath::load({pins_});
+  XLB_ASSERT_OK(datapath);
+  XLB_ASSERT_OK(datapath->write_node(NodeSettings{}));
+  EXPECT_EQ(ct_seed(), made) << "a restart adopts the seed with the maps";
+}
 
 TEST_F(DatapathTest, WhatIsWrittenReadsBackAndOutlivesTheLoader) {
   State written;

@@ -76,6 +76,7 @@ class LbTest : public ::testing::Test {
     node.snat_port_min = kSnatPortMin;
     node.snat_port_max = kSnatPortMax;
     node.events_per_second = 1000;
+    node.ct_seed = 0x5eed1234;  // as xlbd writes one: the programs and the tests' helpers must agree
     XLB_ASSERT_OK(lb_->set_node(node));
 
     for (const bool v6 : {false, true}) {

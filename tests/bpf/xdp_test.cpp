@@ -388,7 +388,7 @@ TEST_P(XdpBalance, NewFlowInAFullConntrackSetTakesTheWaySeenLongestAgo) {
   const lbnet::Family f = lbnet::family(v6);
   serve(v6, protocol, 7, {kBackend});
   const xlb_flow_key key = flow_key(f.client, 46000, f.frontend, kFrontendPort, protocol);
-  const uint32_t first = xlb_ct_first_way(key.src, key.sport, key.protocol, key.family);
+  const uint32_t first = lb_->conntrack_set(key);
   // Its set full of other flows, last seen 1, 2, 5 and 3 ticks (last_seen_ticks) before the
   // newest, which a flow just made has.
   ASSERT_EQ(xdp_action(xdp(build_frame(from_client(v6, protocol, 45000))).action), "XDP_REDIRECT");

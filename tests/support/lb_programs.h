@@ -347,9 +347,18 @@ class LbPrograms {
     if (bpf_map_lookup_elem(fd(map), &key, &value) != 0) return std::nullopt;
     return value;
   }
+  // The seed of conntrack's sets, as the node's settings have it (0 if they cannot be read).
+  uint32_t ct_seed() const {
+    const __u32 zero = 0;
+    return lookup<xlb_node_config>(xdp_->maps.xlb_node, zero).value_or(xlb_node_config{}).ct_seed;
+  }
+  // The first way of the flow's set.
+  uint32_t conntrack_set(const xlb_flow_key& key) const {
+    return xlb_ct_first_way(ct_seed(), key.src, key.sport, key.protocol, key.family);
+  }
   // Conntrack's way for the flow (nullopt if its set does not hold it, or cannot be read).
   std::optional<xlb::datapath::ConntrackWay> conntrack_way(const xlb_flow_key& key) const {
-    auto found = xlb::datapath::find_conntrack_way(fd(xdp_->maps.xlb_conntrack), key);
+    auto found = xlb::datapath::find_conntrack_way(fd(xdp_->maps.xlb_conntrack), ct_seed(), key);
     return found ? *found : std::nullopt;
   }
   std::optional<xlb_ct_entry> conntrack(const xlb_flow_key& key) const {
